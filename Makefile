@@ -1,0 +1,63 @@
+# The README's two commands are `make up` and `make test`; everything else they need is here.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# Pinned tool versions.
+UV_VERSION          := 0.13.9
+HELM_VERSION        := v3.19.0
+KUBECONFORM_VERSION := v0.7.0
+ACTIONLINT_VERSION  := v1.7.7
+
+TOOLS_BIN := $(CURDIR)/.tools/bin
+export PATH := $(TOOLS_BIN):$(PATH)
+export GOBIN := $(TOOLS_BIN)
+UV := uv
+
+.PHONY: help
+help:
+	@echo "make up        run the platform's main loop locally on embedded defaults"
+	@echo "make test      install what the tests need and run them all"
+	@echo "make validate  render dev, staging and prod as Argo CD would and validate every object"
+	@echo "make tools     install pinned helm, kubeconform, actionlint (go install) and promtool (apt)"
+
+# ---- tools ----------------------------------------------------------------------------------
+$(TOOLS_BIN)/helm:
+	go install -ldflags "-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION)" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+$(TOOLS_BIN)/kubeconform:
+	go install github.com/yannh/kubeconform/cmd/kubeconform@$(KUBECONFORM_VERSION)
+
+$(TOOLS_BIN)/actionlint:
+	go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+
+.PHONY: promtool
+promtool:
+	@command -v promtool >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+
+.PHONY: tools
+tools: $(TOOLS_BIN)/helm $(TOOLS_BIN)/kubeconform $(TOOLS_BIN)/actionlint promtool
+	@helm version --short; kubeconform -v; actionlint -version | head -1; promtool --version | head -1
+
+# ---- Python workspace -----------------------------------------------------------------------
+.PHONY: sync
+sync:
+	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	$(UV) sync --frozen --all-packages
+
+# ---- the two commands -----------------------------------------------------------------------
+.PHONY: validate
+validate: tools sync
+	$(UV) run --frozen polyp-gitops validate
+
+.PHONY: test
+test: tools sync
+	$(UV) run --frozen pytest
+
+.PHONY: up
+up:
+	@echo "make up: the local loop (control service, local Ray, MLflow, ONNX Runtime serving) is not built yet;" >&2
+	@echo "see 'Status' in README.md." >&2
+	@exit 2

@@ -1,0 +1,131 @@
+"""Render an environment the way Argo CD would, from the local checkout.
+
+bootstrap/root renders the AppProject and the root Application; the root Application's Helm
+source (apps/ with the environment's values file and parameters) renders the child
+Applications; each child whose source lives in this repository is rendered with its own Helm
+settings (valueFiles relative to the chart, ``$ref/`` value files of multi-source apps,
+values/valuesObject, parameters, releaseName, destination namespace). Children that pull an
+upstream chart cannot be rendered offline: their Application objects are still validated.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .repo import REPO_ROOT, check_environment
+from .schemas import DEFAULT_KUBE_VERSION
+from .tools import run
+
+DEFAULT_REPO_URL = "https://github.com/polyp-mlops/polyp-platform.git"
+
+
+@dataclass
+class RenderedApp:
+    application: dict
+    objects: list[dict] = field(default_factory=list)
+    upstream_chart: str | None = None  # "repo/chart@version" when not renderable offline
+
+
+@dataclass
+class RenderedEnvironment:
+    env: str
+    bootstrap: list[dict]
+    apps: dict[str, RenderedApp]
+
+    def all_objects(self) -> list[dict]:
+        objects = list(self.bootstrap)
+        for app in self.apps.values():
+            objects.append(app.application)
+            objects.extend(app.objects)
+        return objects
+
+
+def parse_documents(text: str) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def helm_template(chart: Path, release: str, namespace: str, value_files: list[Path] = (),
+                  values: dict | None = None, parameters: list[dict] = (),
+                  kube_version: str = DEFAULT_KUBE_VERSION) -> list[dict]:
+    """`helm template` as Argo CD calls it: value files, then inline values, then --set parameters."""
+    if (chart / "Chart.yaml").is_file() and "dependencies:" in (chart / "Chart.yaml").read_text():
+        run(["helm", "dependency", "build", str(chart)])
+    args = ["helm", "template", release, str(chart), "--namespace", namespace,
+            "--kube-version", kube_version, "--include-crds"]
+    for path in value_files:
+        args += ["--values", str(path)]
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as inline:
+        if values:
+            yaml.safe_dump(values, inline)
+            inline.flush()
+            args += ["--values", inline.name]
+        for param in parameters:
+            flag = "--set-string" if param.get("forceString") else "--set"
+            args += [flag, f"{param['name']}={param['value']}"]
+        return parse_documents(run(args))
+
+
+def render_bootstrap(env: str, repo_url: str = DEFAULT_REPO_URL, revision: str = "main") -> list[dict]:
+    """The AppProject and root Application that bootstrap/install.sh applies."""
+    check_environment(env)
+    return helm_template(
+        REPO_ROOT / "bootstrap" / "root", f"polyp-{env}", "argocd",
+        parameters=[{"name": "environment", "value": env}, {"name": "repoURL", "value": repo_url},
+                    {"name": "targetRevision", "value": revision}],
+    )
+
+
+def _sources(spec: dict) -> list[dict]:
+    return spec.get("sources") or [spec["source"]]
+
+
+def render_application(app: dict, repo_url: str, repo_root: Path = REPO_ROOT) -> RenderedApp:
+    """Render one Application's sources that live in this repository."""
+    spec = app["spec"]
+    sources = _sources(spec)
+    refs = {s["ref"]: repo_root for s in sources if s.get("ref") and s["repoURL"] == repo_url}
+    rendered = RenderedApp(application=app)
+    for source in sources:
+        if source.get("ref") and not source.get("path") and not source.get("chart"):
+            continue  # a values-only source
+        if source.get("chart"):
+            rendered.upstream_chart = f"{source['repoURL']}/{source['chart']}@{source['targetRevision']}"
+            continue
+        if source["repoURL"] != repo_url:
+            raise ValueError(f"Application {app['metadata']['name']}: source {source['repoURL']} is neither this repo nor a chart")
+        chart_dir = repo_root / source["path"]
+        helm = source.get("helm", {})
+        value_files = []
+        for name in helm.get("valueFiles", []):
+            if name.startswith("$"):
+                ref, _, rest = name[1:].partition("/")
+                if ref not in refs:
+                    raise ValueError(f"Application {app['metadata']['name']}: value file {name} names unknown ref ${ref}")
+                value_files.append(refs[ref] / rest)
+            else:
+                value_files.append((chart_dir / name).resolve())
+        for path in value_files:
+            if not path.is_file() and not helm.get("ignoreMissingValueFiles"):
+                raise ValueError(f"Application {app['metadata']['name']}: value file {path} does not exist")
+        values = helm.get("valuesObject") or (yaml.safe_load(helm["values"]) if helm.get("values") else None)
+        rendered.objects += helm_template(
+            chart_dir, helm.get("releaseName") or app["metadata"]["name"], spec["destination"]["namespace"],
+            [p for p in value_files if p.is_file()], values, helm.get("parameters", []),
+        )
+    return rendered
+
+
+def render_environment(env: str, repo_url: str = DEFAULT_REPO_URL, revision: str = "main") -> RenderedEnvironment:
+    bootstrap = render_bootstrap(env, repo_url, revision)
+    root = next(o for o in bootstrap if o["kind"] == "Application")
+    children = render_application(root, repo_url).objects
+    apps = {}
+    for child in children:
+        if child.get("kind") != "Application":
+            raise ValueError(f"root app rendered a {child.get('kind')}; apps/ must render Applications only")
+        apps[child["metadata"]["name"]] = render_application(child, repo_url)
+    return RenderedEnvironment(env=env, bootstrap=bootstrap, apps=apps)

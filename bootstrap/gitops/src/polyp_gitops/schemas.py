@@ -1,0 +1,88 @@
+"""Offline JSON schemas for kubeconform.
+
+Core Kubernetes schemas come from the PyPI package kubernetes-validate. Its files point at a
+shared ``_definitions.json`` through absolute ``$id``-relative refs that only its own resolver
+understands, so each kind's schema is rewritten once into a standalone file (its reachable
+definitions copied in) in the layout kubeconform reads. CRD schemas come from a directory laid
+out as ``<group>/<kind>_<version>.json`` (``../shared/crd-schemas`` here, the public CRDs
+catalog in online CI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .repo import REPO_ROOT
+
+DEFAULT_KUBE_VERSION = "1.34.0"
+REF_PREFIX = "/api/_definitions.json#/$defs/"  # in a kind's file
+LOCAL_PREFIX = "#/$defs/"                       # inside _definitions.json
+
+
+def crd_schema_location() -> str:
+    """kubeconform template for CRD schemas; CRD_SCHEMA_LOCATION overrides (a path or URL template)."""
+    configured = os.environ.get("CRD_SCHEMA_LOCATION")
+    if configured:
+        return configured
+    return str(REPO_ROOT.parent / "shared" / "crd-schemas") + "/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"
+
+
+def _source_dir(kube_version: str) -> Path:
+    import kubernetes_validate
+
+    base = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+    source = base / f"v{kube_version}-local-strict"
+    if not source.is_dir():
+        known = sorted(p.name for p in base.iterdir() if p.name.endswith("-local-strict"))
+        raise SystemExit(f"kubernetes-validate has no schemas for Kubernetes {kube_version}; it has {known}")
+    return source
+
+
+def _refs(node, found: set[str]) -> None:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            for prefix in (REF_PREFIX, LOCAL_PREFIX):
+                if ref.startswith(prefix):
+                    found.add(ref[len(prefix):])
+        for value in node.values():
+            _refs(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _refs(value, found)
+
+
+def _standalone(schema: dict, definitions: dict) -> dict:
+    needed: set[str] = set()
+    _refs(schema, needed)
+    pending = list(needed)
+    while pending:
+        inner: set[str] = set()
+        _refs(definitions[pending.pop()], inner)
+        pending.extend(inner - needed)
+        needed |= inner
+    schema = dict(schema)
+    schema.pop("$id", None)
+    schema["$defs"] = {name: definitions[name] for name in sorted(needed)}
+    text = json.dumps(schema).replace(f'"{REF_PREFIX}', f'"{LOCAL_PREFIX}')
+    return json.loads(text)
+
+
+def kubernetes_schema_location(kube_version: str = DEFAULT_KUBE_VERSION, cache: Path | None = None) -> str:
+    """Write standalone strict schemas for one Kubernetes version (once) and return kubeconform's template."""
+    cache = cache or REPO_ROOT / "build" / "k8s-schemas"
+    target = cache / f"v{kube_version}-standalone-strict"
+    marker = target / ".complete"
+    if not marker.exists():
+        source = _source_dir(kube_version)
+        definitions = json.loads((source / "_definitions.json").read_text())["$defs"]
+        target.mkdir(parents=True, exist_ok=True)
+        for path in source.glob("*.json"):
+            if path.name.startswith("_"):
+                continue
+            schema = _standalone(json.loads(path.read_text()), definitions)
+            (target / path.name).write_text(json.dumps(schema))
+        marker.touch()
+    return str(cache) + "/{{.NormalizedKubernetesVersion}}-standalone{{.StrictSuffix}}/{{.ResourceKind}}{{.KindSuffix}}.json"

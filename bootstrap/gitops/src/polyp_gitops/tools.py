@@ -1,0 +1,36 @@
+"""The external binaries the GitOps checks drive: helm and kubeconform."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from .repo import REPO_ROOT
+
+TOOLS_BIN = REPO_ROOT / ".tools" / "bin"
+
+
+class ToolError(RuntimeError):
+    """A tool is missing or a command failed; the message says which and why."""
+
+
+def find_tool(name: str) -> str:
+    """Prefer the pinned copy from `make tools`, then PATH."""
+    pinned = TOOLS_BIN / name
+    if pinned.is_file():
+        return str(pinned)
+    found = shutil.which(name)
+    if not found:
+        raise ToolError(f"{name} not found: run `make tools` (installs pinned helm, kubeconform, actionlint, promtool)")
+    return found
+
+
+def run(args: list[str], cwd: Path | None = None, stdin: str | None = None) -> str:
+    """Run a tool and return stdout; a non-zero exit raises ToolError with its stderr."""
+    result = subprocess.run(
+        [find_tool(args[0]), *args[1:]], cwd=cwd, input=stdin, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise ToolError(f"{' '.join(args[:3])} ... failed ({result.returncode}):\n{result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout

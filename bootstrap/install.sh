@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Install Argo CD onto a kind cluster or GKE, generate the platform's secrets in the cluster,
+# and hand the environment over to its root Application. Safe to run again: it creates only
+# what is missing and re-applies the rest unchanged.
+#
+#   bootstrap/install.sh --target kind --env dev
+#   bootstrap/install.sh --target gke  --env prod --repo https://github.com/you/fork.git --revision main
+#   bootstrap/install.sh --target kind --env dev --dry-run     # print what would be applied; no cluster
+set -euo pipefail
+
+ARGOCD_CHART_REPO=https://argoproj.github.io/argo-helm
+ARGOCD_CHART_VERSION=10.1.1        # Argo CD v3.4.4
+ARGOCD_NAMESPACE=argocd
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+
+usage() {
+  sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  cat <<'USAGE'
+Options:
+  --target kind|gke     kind: create the kind cluster if missing; gke: use the current kube context
+  --env dev|staging|prod
+  --repo URL            git repository Argo CD tracks (default: this checkout's origin, as https)
+  --revision REV        branch, tag or commit Argo CD tracks (default: the current branch)
+  --cluster-name NAME   kind cluster name (default: polyp)
+  --dry-run             print every manifest it would apply and the commands it would run
+USAGE
+}
+
+die() { echo "install.sh: $*" >&2; exit 2; }
+
+target="" env="" repo="" revision="" cluster_name=polyp dry_run=false
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --target) target=${2:-}; shift 2 ;;
+    --env) env=${2:-}; shift 2 ;;
+    --repo) repo=${2:-}; shift 2 ;;
+    --revision) revision=${2:-}; shift 2 ;;
+    --cluster-name) cluster_name=${2:-}; shift 2 ;;
+    --dry-run) dry_run=true; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $1" ;;
+  esac
+done
+[[ $target == kind || $target == gke ]] || die "--target must be kind or gke"
+[[ $env == dev || $env == staging || $env == prod ]] || die "--env must be dev, staging or prod"
+
+# A fork works without editing files: the repository and revision come from the checkout.
+if [[ -z $repo ]]; then
+  repo=$(git -C "$ROOT" config --get remote.origin.url 2>/dev/null) \
+    || die "no git remote 'origin': pass --repo URL"
+  repo=$(sed -E 's#^git@([^:]+):#https://\1/#' <<<"$repo")
+fi
+if [[ -z $revision ]]; then
+  revision=$(git -C "$ROOT" rev-parse --abbrev-ref HEAD 2>/dev/null) || revision=main
+  if [[ $revision == HEAD ]]; then  # detached: track the commit itself
+    revision=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null) || revision=main
+  fi
+fi
+
+command -v helm >/dev/null || die "helm not found (make tools installs a pinned one)"
+
+# ---- secrets: generated into the cluster, never stored in git -------------------------------
+# namespace name key=value|key=@random ...  (one Secret per line). A Secret whose name exists
+# in another namespace already gets the same values, so s3-credentials matches in both.
+SECRETS=(
+  "minio minio-root rootUser=minio-admin rootPassword=@random"
+  "minio s3-credentials AWS_ACCESS_KEY_ID=polyp AWS_SECRET_ACCESS_KEY=@random"
+  "polyp s3-credentials AWS_ACCESS_KEY_ID=polyp AWS_SECRET_ACCESS_KEY=@random"
+  "polyp redis-users default=@random"
+  "polyp mlflow-flask MLFLOW_FLASK_SERVER_SECRET_KEY=@random"
+  "polyp control-api-token token=@random"
+  "monitoring grafana-admin admin-user=admin admin-password=@random"
+)
+# KServe's storage initializer reads the S3 endpoint from these annotations.
+S3_ANNOTATIONS=(
+  "serving.kserve.io/s3-endpoint=minio.minio.svc.cluster.local:9000"
+  "serving.kserve.io/s3-usehttps=0"
+  "serving.kserve.io/s3-region=us-east-1"
+  "serving.kserve.io/s3-useanoncredential=false"
+)
+NAMESPACES=(argocd minio polyp monitoring)
+
+random_secret() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+secret_value() {  # name key spec -> the literal, the value already in the cluster, or a new random one
+  local name=$1 key=$2 spec=$3 ns existing
+  [[ $spec != @random ]] && { echo "$spec"; return; }
+  for ns in "${NAMESPACES[@]}"; do
+    existing=$(kubectl -n "$ns" get secret "$name" -o "jsonpath={.data.$key}" 2>/dev/null | base64 -d 2>/dev/null || true)
+    [[ -n $existing ]] && { echo "$existing"; return; }
+  done
+  random_secret
+}
+
+print_secret_manifest() {  # for --dry-run: the shape of what would be created, no values
+  local ns=$1 name=$2; shift 2
+  printf -- '---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: %s\n  namespace: %s\n' "$name" "$ns"
+  if [[ $name == s3-credentials ]]; then
+    printf '  annotations:\n'
+    for a in "${S3_ANNOTATIONS[@]}"; do printf '    %s: "%s"\n' "${a%%=*}" "${a#*=}"; done
+  fi
+  printf 'type: Opaque\nstringData:\n'
+  for kv in "$@"; do
+    value=${kv#*=}
+    [[ $value == @random ]] && value="<generated at install>"
+    printf '  %s: "%s"\n' "${kv%%=*}" "$value"
+  done
+}
+
+ensure_secret() {
+  local ns=$1 name=$2; shift 2
+  if kubectl -n "$ns" get secret "$name" >/dev/null 2>&1; then
+    echo "secret $ns/$name exists: kept"
+    return
+  fi
+  local args=() kv
+  for kv in "$@"; do args+=("--from-literal=${kv%%=*}=$(secret_value "$name" "${kv%%=*}" "${kv#*=}")"); done
+  kubectl -n "$ns" create secret generic "$name" "${args[@]}" >/dev/null
+  [[ $name == s3-credentials ]] && kubectl -n "$ns" annotate --overwrite secret "$name" "${S3_ANNOTATIONS[@]}" >/dev/null
+  echo "secret $ns/$name generated"
+}
+
+root_manifests() {
+  helm template "polyp-$env" "$HERE/root" --namespace "$ARGOCD_NAMESPACE" \
+    --set-string "environment=$env,repoURL=$repo,targetRevision=$revision,argocdNamespace=$ARGOCD_NAMESPACE"
+}
+
+argocd_install=(helm upgrade --install argocd argo-cd --repo "$ARGOCD_CHART_REPO" --version "$ARGOCD_CHART_VERSION"
+  --namespace "$ARGOCD_NAMESPACE" --create-namespace --values "$HERE/argocd-values.yaml" --wait --timeout 10m)
+
+if $dry_run; then
+  echo "# bootstrap/install.sh --dry-run: target=$target env=$env repo=$repo revision=$revision"
+  if [[ $target == kind ]]; then
+    echo "# would run: kind create cluster --name $cluster_name --config bootstrap/kind-config.yaml (if missing)"
+  else
+    echo "# would use kube context: $(kubectl config current-context 2>/dev/null || echo '<current context>')"
+  fi
+  echo "# would run: ${argocd_install[*]}"
+  for ns in "${NAMESPACES[@]}"; do
+    printf -- '---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n' "$ns"
+  done
+  for line in "${SECRETS[@]}"; do
+    # shellcheck disable=SC2086
+    print_secret_manifest $line
+  done
+  root_manifests
+  exit 0
+fi
+
+command -v kubectl >/dev/null || die "kubectl not found"
+if [[ $target == kind ]]; then
+  command -v kind >/dev/null || die "kind not found (https://kind.sigs.k8s.io)"
+  if kind get clusters 2>/dev/null | grep -qx "$cluster_name"; then
+    echo "kind cluster $cluster_name exists: kept"
+  else
+    kind create cluster --name "$cluster_name" --config "$HERE/kind-config.yaml"
+  fi
+  kubectl config use-context "kind-$cluster_name" >/dev/null
+else
+  kubectl cluster-info >/dev/null || die "no reachable cluster in kube context $(kubectl config current-context 2>/dev/null)"
+  echo "using kube context $(kubectl config current-context)"
+fi
+
+for ns in "${NAMESPACES[@]}"; do
+  kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+done
+"${argocd_install[@]}"
+for line in "${SECRETS[@]}"; do
+  # shellcheck disable=SC2086
+  ensure_secret $line
+done
+root_manifests | kubectl apply -f -
+kubectl -n "$ARGOCD_NAMESPACE" rollout status deployment/argocd-server --timeout=5m
+kubectl -n "$ARGOCD_NAMESPACE" rollout status deployment/argocd-repo-server --timeout=5m
+
+cat <<INFO
+
+Argo CD now syncs polyp-$env from $repo@$revision.
+
+Argo CD     kubectl -n argocd port-forward svc/argocd-server 8080:80           -> http://localhost:8080
+            user admin, password:
+            kubectl -n argocd get secret argocd-initial-admin-secret -o jsonpath='{.data.password}' | base64 -d
+Swagger     kubectl -n polyp port-forward svc/control-service 8000:8000         -> http://localhost:8000/docs
+Alert page  kubectl -n polyp port-forward svc/frontend 8081:8080                -> http://localhost:8081
+MLflow      kubectl -n polyp port-forward svc/mlflow 5000:5000                  -> http://localhost:5000
+MinIO       kubectl -n minio port-forward svc/minio-console 9001:9001           -> http://localhost:9001
+            (user/password: secret minio/minio-root)
+Ray         kubectl -n polyp port-forward svc/training-head-svc 8265:8265       -> http://localhost:8265
+Grafana     kubectl -n monitoring port-forward svc/kube-prometheus-stack-grafana 3000:80 -> http://localhost:3000
+            (user/password: secret monitoring/grafana-admin)
+Control API token (for POST/DELETE in Swagger):
+            kubectl -n polyp get secret control-api-token -o jsonpath='{.data.token}' | base64 -d
+INFO

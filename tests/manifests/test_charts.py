@@ -1,0 +1,61 @@
+"""Our own charts: lint clean, and their values schemas reject what would break a cluster."""
+
+from __future__ import annotations
+
+import pytest
+
+from polyp_gitops.render import helm_template
+from polyp_gitops.tools import ToolError, run
+
+OWN_CHARTS = ["control-service", "frontend", "inference", "training", "database"]
+
+
+@pytest.mark.parametrize("chart", OWN_CHARTS + ["polyp-lib"])
+def test_chart_lints_strictly(repo_root, chart):
+    path = repo_root / "charts" / chart
+    if chart != "polyp-lib":
+        run(["helm", "dependency", "build", str(path)])
+    output = run(["helm", "lint", "--strict", str(path)])
+    assert "1 chart(s) linted, 0 chart(s) failed" in output
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_app_of_apps_and_root_charts_lint_strictly(repo_root, env):
+    for chart, extra in (("apps", ["-f", str(repo_root / "environments" / env / "values.yaml")]),
+                         ("bootstrap/root", [])):
+        output = run(["helm", "lint", "--strict", str(repo_root / chart), *extra,
+                      "--set", f"repoURL=https://example.com/r.git,environment={env}"])
+        assert "0 chart(s) failed" in output
+
+
+@pytest.mark.parametrize("chart, values, complaint", [
+    ("control-service", {"image": {"tag": "latest"}}, "image.tag"),
+    ("control-service", {"alerts": {"diceFloor": 1.5}}, "diceFloor"),
+    ("control-service", {"replicas": 2}, "replicas"),                   # typo of replicaCount
+    ("frontend", {"image": {"tag": "main"}}, "image.tag"),
+    ("inference", {"model": {"version": "v2"}}, "model.version"),
+    ("inference", {"triton": {"image": {"tag": "latest"}}}, "triton.image.tag"),
+    ("training", {"storage": {"datasetUri": "/data"}}, "datasetUri"),
+    ("database", {"instances": 0}, "instances"),
+])
+def test_values_schema_rejects_bad_values(repo_root, chart, values, complaint):
+    with pytest.raises(ToolError) as failure:
+        helm_template(repo_root / "charts" / chart, chart, "polyp", values=values)
+    assert complaint.split(".")[-1] in str(failure.value)
+
+
+def test_apps_chart_demands_repo_and_environment(repo_root):
+    with pytest.raises(ToolError, match="repoURL is required"):
+        helm_template(repo_root / "apps", "root", "argocd", parameters=[{"name": "environment", "value": "dev"}])
+    with pytest.raises(ToolError, match="environment must be dev, staging or prod"):
+        helm_template(repo_root / "apps", "root", "argocd",
+                      parameters=[{"name": "repoURL", "value": "https://x"}, {"name": "environment", "value": "qa"}])
+
+
+def test_prod_runs_highly_available(rendered):
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered["prod"].all_objects()}
+    assert objects[("Deployment", "control-service")]["spec"]["replicas"] >= 2
+    assert ("PodDisruptionBudget", "control-service") in objects
+    assert objects[("Cluster", "platform-db")]["spec"]["instances"] == 3
+    assert ("PodDisruptionBudget", "control-service") not in {
+        (o["kind"], o["metadata"]["name"]) for o in rendered["dev"].all_objects()}
