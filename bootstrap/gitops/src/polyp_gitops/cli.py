@@ -1,4 +1,4 @@
-"""polyp-gitops: render and validate the platform's environments (and, later, bump and promote)."""
+"""polyp-gitops: render, validate, bump and promote the platform's environments."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import sys
 
 import yaml
 
+from . import promotion
+from .pins import PinError
 from .repo import ENVIRONMENTS
 from .render import DEFAULT_REPO_URL, render_environment
 from .tools import ToolError
@@ -33,6 +35,36 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _bump(args: argparse.Namespace) -> int:
+    change = promotion.bump(args.env, args.component, args.tag, commit=not args.no_commit)
+    print(f"{args.env}: {change}" if change else f"{args.env}: {args.component} already at {args.tag}; nothing to do")
+    return 0
+
+
+def _pin_model(args: argparse.Namespace) -> int:
+    change = promotion.pin_model(args.env, args.version, commit=not args.no_commit)
+    print(f"{args.env}: {change}" if change else f"{args.env}: already serves model version {args.version}")
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    changes = promotion.plan(args.source, args.target)
+    for change in changes:
+        print(change)
+    if not changes:
+        print(f"{args.target} already matches {args.source}; nothing to promote")
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    changes = promotion.promote(args.source, args.target, commit=not args.no_commit)
+    for change in changes:
+        print(f"{args.target}: {change}")
+    if not changes:
+        print(f"{args.target} already matches {args.source}; nothing to promote")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polyp-gitops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -50,6 +82,28 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--env", action="append", choices=ENVIRONMENTS, help="repeatable; default: all")
     add_source_args(validate)
     validate.set_defaults(func=_validate)
+
+    bump = sub.add_parser("bump", help="set one image tag in one environment and commit")
+    bump.add_argument("--env", required=True)
+    bump.add_argument("--component", required=True)
+    bump.add_argument("--tag", required=True, help="immutable: a version or a git commit SHA")
+    bump.add_argument("--no-commit", action="store_true", help="edit the file only")
+    bump.set_defaults(func=_bump)
+
+    pin = sub.add_parser("pin-model", help="set the model version one environment serves and commit")
+    pin.add_argument("--env", required=True)
+    pin.add_argument("--version", required=True, help="an MLflow model version number")
+    pin.add_argument("--no-commit", action="store_true", help="edit the file only")
+    pin.set_defaults(func=_pin_model)
+
+    for name, func, text in (("diff", _diff, "show what a promotion would change"),
+                             ("promote", _promote, "copy image tags and the model version pin to the next environment, as one commit")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--from", dest="source", required=True)
+        p.add_argument("--to", dest="target", required=True)
+        if name == "promote":
+            p.add_argument("--no-commit", action="store_true", help="edit the file only")
+        p.set_defaults(func=func)
     return parser
 
 
@@ -57,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ToolError, ValueError) as exc:
+    except (ToolError, PinError, ValueError, RuntimeError) as exc:
         print(f"polyp-gitops: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,106 @@
+"""The pins an environment file carries, read and rewritten in place.
+
+A pin is an image tag of one of our images (components.<c>.values.image.tag) or the model
+version an environment serves (components.inference.values.model.version). Rewrites touch the
+one scalar on its line and nothing else, so comments, order and formatting survive and a
+diff shows exactly the lines that moved.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from ruamel.yaml import YAML
+
+from .repo import REPO_ROOT, check_environment
+
+IMAGE_TAG = ("image", "tag")
+MODEL_VERSION = ("model", "version")
+MODEL_COMPONENT = "inference"
+# Immutable tags only: a semantic version or a git commit SHA (optionally "sha-" prefixed).
+IMMUTABLE_TAG = re.compile(r"^(v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?|(sha-)?[0-9a-f]{7,40})$")
+MODEL_VERSION_FORMAT = re.compile(r"^[1-9]\d*$")
+
+
+class PinError(ValueError):
+    """A bump or promotion that must not happen; nothing has been written."""
+
+
+@dataclass(frozen=True)
+class Pin:
+    component: str
+    key: tuple[str, str]
+
+    def __str__(self) -> str:
+        return f"{self.component} {'.'.join(self.key)}"
+
+
+def env_file(env: str, root: Path = REPO_ROOT) -> Path:
+    return root / "environments" / check_environment(env) / "values.yaml"
+
+
+def image_components(root: Path = REPO_ROOT) -> list[str]:
+    """Components built from this repo's images: own charts whose values carry image.tag."""
+    catalog = yaml.safe_load((root / "apps" / "values.yaml").read_text())["components"]
+    found = []
+    for name, component in sorted(catalog.items()):
+        if component.get("path"):
+            chart_values = yaml.safe_load((root / component["path"] / "values.yaml").read_text())
+            if isinstance(chart_values.get("image"), dict) and "tag" in chart_values["image"]:
+                found.append(name)
+    return found
+
+
+def promoted_pins(root: Path = REPO_ROOT) -> list[Pin]:
+    return [Pin(c, IMAGE_TAG) for c in image_components(root)] + [Pin(MODEL_COMPONENT, MODEL_VERSION)]
+
+
+def _node(data, pin: Pin, env: str):
+    try:
+        parent = data["components"][pin.component]["values"]
+        for key in pin.key[:-1]:
+            parent = parent[key]
+        parent[pin.key[-1]]
+        return parent
+    except (KeyError, TypeError):
+        raise PinError(f"environments/{env}/values.yaml has no {'.'.join(pin.key)} for {pin.component}") from None
+
+
+def read_pins(env: str, root: Path = REPO_ROOT) -> dict[Pin, str]:
+    data = YAML().load(env_file(env, root).read_text())
+    return {pin: str(_node(data, pin, env)[pin.key[-1]]) for pin in promoted_pins(root)}
+
+
+def _scalar_end(line: str, start: int) -> int:
+    if line[start] in "\"'":
+        end = line.index(line[start], start + 1)
+        return end + 1
+    match = re.compile(r"[^,}\]\s#]*").match(line, start)
+    return match.end()
+
+
+def rewrite(text: str, env: str, changes: dict[Pin, str]) -> str:
+    """Return text with each pin's scalar replaced by its new value (always double-quoted)."""
+    data = YAML().load(text)
+    lines = text.splitlines(keepends=True)
+    for pin, value in changes.items():
+        parent = _node(data, pin, env)
+        row, col = parent.lc.value(pin.key[-1])
+        line = lines[row]
+        lines[row] = f'{line[:col]}"{value}"{line[_scalar_end(line, col):]}'
+    return "".join(lines)
+
+
+def check_tag(tag: str) -> str:
+    if not IMMUTABLE_TAG.match(tag):
+        raise PinError(f"tag {tag!r} is not immutable: use a version (1.4.2) or a git commit SHA")
+    return tag
+
+
+def check_model_version(version: str) -> str:
+    if not MODEL_VERSION_FORMAT.match(version):
+        raise PinError(f"model version {version!r} is not an MLflow model version number")
+    return version

@@ -1,0 +1,90 @@
+"""Bump an image tag in one environment; promote pins from one environment to the next.
+
+Each is one commit touching one environment file. Rollback is `git revert <commit>`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import git
+from .pins import (
+    IMAGE_TAG, MODEL_COMPONENT, MODEL_VERSION, Pin, PinError, check_model_version, check_tag, env_file, image_components,
+    promoted_pins, read_pins, rewrite,
+)
+from .repo import ENVIRONMENTS, REPO_ROOT, check_environment
+
+
+@dataclass(frozen=True)
+class Change:
+    pin: Pin
+    old: str
+    new: str
+
+    def __str__(self) -> str:
+        return f"{self.pin}: {self.old} -> {self.new}"
+
+
+def _env(env: str) -> str:
+    try:
+        return check_environment(env)
+    except ValueError as exc:
+        raise PinError(str(exc)) from None
+
+
+def _apply(root: Path, env: str, changes: list[Change], message: str, commit: bool) -> str | None:
+    """Write the changes to the environment file (after every check passed) and commit."""
+    if not changes:
+        return None
+    path = env_file(env, root)
+    path.write_text(rewrite(path.read_text(), env, {c.pin: c.new for c in changes}))
+    return git.commit(root, path, message) if commit else None
+
+
+def _set_pin(env: str, pin: Pin, value: str, message: str, root: Path, commit: bool) -> Change | None:
+    if commit:
+        git.require_clean(root)
+    old = read_pins(env, root)[pin]
+    if old == value:
+        return None
+    change = Change(pin, old, value)
+    _apply(root, env, [change], message, commit)
+    return change
+
+
+def bump(env: str, component: str, tag: str, root: Path = REPO_ROOT, commit: bool = True) -> Change | None:
+    """Set one component's image tag in one environment; None when it already has that tag."""
+    _env(env)
+    components = image_components(root)
+    if component not in components:
+        raise PinError(f"unknown component {component!r}: images are built for {', '.join(components)}")
+    check_tag(tag)
+    return _set_pin(env, Pin(component, IMAGE_TAG), tag, f"build: update {component} image to {tag} in {env}", root, commit)
+
+
+def pin_model(env: str, version: str, root: Path = REPO_ROOT, commit: bool = True) -> Change | None:
+    """Pin the MLflow model version an environment serves."""
+    _env(env)
+    check_model_version(version)
+    return _set_pin(env, Pin(MODEL_COMPONENT, MODEL_VERSION), version, f"model: serve model version {version} in {env}", root, commit)
+
+
+def plan(source: str, target: str, root: Path = REPO_ROOT) -> list[Change]:
+    """What `promote source -> target` would change: pins that differ, in a stable order."""
+    _env(source), _env(target)
+    if ENVIRONMENTS.index(target) != ENVIRONMENTS.index(source) + 1:
+        raise PinError(f"promote one step at a time along {' -> '.join(ENVIRONMENTS)}; {source} -> {target} is not a step")
+    old, new = read_pins(target, root), read_pins(source, root)
+    return [Change(pin, old[pin], new[pin]) for pin in promoted_pins(root) if old[pin] != new[pin]]
+
+
+def promote(source: str, target: str, root: Path = REPO_ROOT, commit: bool = True) -> list[Change]:
+    changes = plan(source, target, root)
+    for change in changes:  # never promote something that would not have been accepted by a bump
+        (check_model_version if change.pin.key == MODEL_VERSION else check_tag)(change.new)
+    if commit and changes:
+        git.require_clean(root)
+    body = "\n".join(f"- {c}" for c in changes)
+    _apply(root, target, changes, f"promote: {source} -> {target}\n\n{body}\n", commit)
+    return changes

@@ -1,0 +1,165 @@
+"""bump / pin-model / diff / promote on a temporary git repository holding this repo's environment files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from polyp_gitops import promotion
+from polyp_gitops.pins import PinError
+from polyp_gitops.repo import REPO_ROOT
+
+SHA = "3f9c2a1b7d4e5f60718293a4b5c6d7e8f9012345"
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path):
+    for rel in ["apps/values.yaml", "environments", *[f"charts/{c}/values.yaml" for c in
+                ("control-service", "frontend", "inference", "training", "database")]]:
+        src, dst = REPO_ROOT / rel, tmp_path / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
+    git(tmp_path, "init", "-q", "-b", "main")
+    git(tmp_path, "config", "user.email", "ci@example.com")
+    git(tmp_path, "config", "user.name", "CI")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "initial")
+    return tmp_path
+
+
+def env_text(repo, env):
+    return (repo / "environments" / env / "values.yaml").read_text()
+
+
+def changed_lines(repo, rev="HEAD~1"):
+    diff = git(repo, "diff", "--unified=0", rev, "HEAD")
+    return [l for l in diff.splitlines() if l[:1] in "+-" and not l.startswith(("+++", "---"))]
+
+
+def test_bump_edits_exactly_one_line_and_keeps_comments(repo):
+    before = env_text(repo, "dev")
+    change = promotion.bump("dev", "control-service", SHA, root=repo)
+    assert (change.old, change.new) == ("0.1.0", SHA)
+    assert changed_lines(repo) == ['-      image: {tag: "0.1.0"}', f'+      image: {{tag: "{SHA}"}}']
+    after = env_text(repo, "dev")
+    assert [l for l in before.splitlines() if "#" in l] == [l for l in after.splitlines() if "#" in l]
+    assert yaml.safe_load(after)["components"]["control-service"]["values"]["image"]["tag"] == SHA
+    assert git(repo, "log", "-1", "--format=%s").strip() == f"build: update control-service image to {SHA} in dev"
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_bump_to_the_same_tag_is_a_no_op(repo):
+    assert promotion.bump("dev", "frontend", "0.1.0", root=repo) is None
+    assert git(repo, "rev-list", "--count", "HEAD").strip() == "1"
+
+
+def test_bump_handles_block_style_and_plain_scalars(repo):
+    path = repo / "environments" / "dev" / "values.yaml"
+    path.write_text(path.read_text().replace('      image: {tag: "0.1.0"}\n  frontend:',
+                                             "      image:\n        tag: 0.1.0  # block style\n  frontend:"))
+    git(repo, "commit", "-qam", "block style")
+    promotion.bump("dev", "control-service", "1.2.0", root=repo)
+    assert changed_lines(repo) == ["-        tag: 0.1.0  # block style", '+        tag: "1.2.0"  # block style']
+
+
+def test_promote_copies_exactly_the_pins_as_one_commit(repo):
+    promotion.bump("dev", "control-service", SHA, root=repo)
+    promotion.bump("dev", "training", "2.0.0", root=repo)
+    promotion.pin_model("dev", "7", root=repo)
+    staging_before = yaml.safe_load(env_text(repo, "staging"))
+
+    assert [str(c) for c in promotion.plan("dev", "staging", root=repo)] == [
+        f"control-service image.tag: 0.1.0 -> {SHA}", "training image.tag: 0.1.0 -> 2.0.0",
+        "inference model.version: 1 -> 7"]
+    head = git(repo, "rev-parse", "HEAD").strip()
+    changes = promotion.promote("dev", "staging", root=repo)
+    assert len(changes) == 3
+    assert git(repo, "rev-list", "--count", f"{head}..HEAD").strip() == "1"
+    assert git(repo, "diff", "--name-only", head, "HEAD").split() == ["environments/staging/values.yaml"]
+    assert len(changed_lines(repo, head)) == 6
+
+    staging_after = yaml.safe_load(env_text(repo, "staging"))
+    values = staging_after["components"]
+    assert values["control-service"]["values"]["image"]["tag"] == SHA
+    assert values["inference"]["values"]["model"]["version"] == "7"
+    # Everything else in staging (replicas, sizes) stays staging's own.
+    for component in ("control-service", "inference"):
+        before = dict(staging_before["components"][component]["values"])
+        after = dict(values[component]["values"])
+        before.pop("image", None), after.pop("image", None), before.pop("model", None), after.pop("model", None)
+        assert before == after
+    assert "promote: dev -> staging" in git(repo, "log", "-1", "--format=%B")
+
+
+def test_promote_when_nothing_differs_is_a_no_op(repo):
+    assert promotion.plan("staging", "prod", root=repo) == []
+    assert promotion.promote("staging", "prod", root=repo) == []
+    assert git(repo, "rev-list", "--count", "HEAD").strip() == "1"
+
+
+def test_rollback_is_a_git_revert_of_the_promotion(repo):
+    promotion.bump("dev", "frontend", "1.1.0", root=repo)
+    before = env_text(repo, "staging")
+    promotion.promote("dev", "staging", root=repo)
+    git(repo, "revert", "--no-edit", "HEAD")
+    assert env_text(repo, "staging") == before
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda r: promotion.bump("qa", "frontend", "1.0.0", root=r), "unknown environment 'qa'"),
+    (lambda r: promotion.bump("dev", "mlflow", "1.0.0", root=r), "unknown component 'mlflow'"),
+    (lambda r: promotion.bump("dev", "frontend", "latest", root=r), "not immutable"),
+    (lambda r: promotion.bump("dev", "frontend", "feature-x", root=r), "not immutable"),
+    (lambda r: promotion.pin_model("dev", "v3", root=r), "not an MLflow model version"),
+    (lambda r: promotion.plan("dev", "prod", root=r), "one step at a time"),
+    (lambda r: promotion.plan("prod", "dev", root=r), "one step at a time"),
+])
+def test_bad_requests_fail_clearly_and_write_nothing(repo, call, message):
+    with pytest.raises(PinError, match=message):
+        call(repo)
+    assert git(repo, "status", "--porcelain") == "" and git(repo, "rev-list", "--count", "HEAD").strip() == "1"
+
+
+def test_a_dirty_tree_is_refused_and_left_as_it_was(repo):
+    (repo / "notes.txt").write_text("work in progress\n")
+    with pytest.raises(PinError, match="uncommitted changes"):
+        promotion.bump("dev", "frontend", "1.0.1", root=repo)
+    with pytest.raises(PinError, match="uncommitted changes"):
+        promotion.pin_model("dev", "3", root=repo)
+    assert git(repo, "status", "--porcelain") == "?? notes.txt\n"
+    promotion.bump("dev", "frontend", "1.0.1", root=repo, commit=False)  # an edit without commit is allowed
+    git(repo, "checkout", "--", "environments")
+    promotion.bump("dev", "frontend", "1.0.1", root=repo, commit=False)
+    with pytest.raises(PinError, match="uncommitted changes"):
+        promotion.promote("dev", "staging", root=repo)
+
+
+def _cli(repo, *args):
+    env = {**os.environ, "POLYP_REPO_ROOT": str(repo)}
+    return subprocess.run([sys.executable, "-m", "polyp_gitops.cli", *args], capture_output=True, text=True, env=env)
+
+
+def test_cli_diff_then_promote(repo):
+    assert _cli(repo, "bump", "--env", "dev", "--component", "training", "--tag", SHA).returncode == 0
+    diff = _cli(repo, "diff", "--from", "dev", "--to", "staging")
+    assert diff.returncode == 0 and diff.stdout == f"training image.tag: 0.1.0 -> {SHA}\n"
+    promote = _cli(repo, "promote", "--from", "dev", "--to", "staging")
+    assert promote.returncode == 0 and f"staging: training image.tag: 0.1.0 -> {SHA}" in promote.stdout
+    again = _cli(repo, "diff", "--from", "dev", "--to", "staging")
+    assert "nothing to promote" in again.stdout
+
+
+def test_cli_errors_exit_2_with_a_message(repo):
+    result = _cli(repo, "bump", "--env", "dev", "--component", "frontend", "--tag", "latest")
+    assert result.returncode == 2 and "not immutable" in result.stderr and "Traceback" not in result.stderr
+    assert git(repo, "status", "--porcelain") == ""
