@@ -20,6 +20,8 @@ help:
 	@echo "make test      install what the tests need and run them all"
 	@echo "make validate  render dev, staging and prod as Argo CD would and validate every object"
 	@echo "make tools     install pinned helm, kubeconform, actionlint (go install) and promtool (apt)"
+	@echo "make lint      ruff, shellcheck and actionlint"
+	@echo "make images    build the platform's images (needs a Docker engine; CI builds them)"
 
 # ---- tools ----------------------------------------------------------------------------------
 $(TOOLS_BIN)/helm:
@@ -55,6 +57,23 @@ validate: tools sync
 .PHONY: test
 test: tools sync
 	$(UV) run --frozen pytest
+
+.PHONY: lint
+lint: tools sync
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen shellcheck bootstrap/install.sh .ci/run
+	$(UV) run --frozen actionlint   # checks run: scripts with the venv's shellcheck
+
+IMAGE_REGISTRY ?= ghcr.io/polyp-mlops
+IMAGE_TAG      ?= $(shell git rev-parse HEAD)
+IMAGES := control-service=services/control/Dockerfile frontend=services/frontend/Dockerfile training=training/Dockerfile
+
+.PHONY: images
+images:
+	@docker info >/dev/null 2>&1 || { echo "make images: no Docker engine here; the images workflow builds them" >&2; exit 2; }
+	@for image in $(IMAGES); do \
+	  docker build -f "$${image#*=}" -t "$(IMAGE_REGISTRY)/$${image%%=*}:$(IMAGE_TAG)" . ; \
+	done
 
 .PHONY: up
 up:

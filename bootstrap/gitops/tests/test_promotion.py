@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from polyp_gitops import promotion
 from polyp_gitops.pins import PinError
 from polyp_gitops.repo import REPO_ROOT
@@ -43,7 +42,7 @@ def env_text(repo, env):
 
 def changed_lines(repo, rev="HEAD~1"):
     diff = git(repo, "diff", "--unified=0", rev, "HEAD")
-    return [l for l in diff.splitlines() if l[:1] in "+-" and not l.startswith(("+++", "---"))]
+    return [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
 
 
 def test_bump_edits_exactly_one_line_and_keeps_comments(repo):
@@ -52,7 +51,7 @@ def test_bump_edits_exactly_one_line_and_keeps_comments(repo):
     assert (change.old, change.new) == ("0.1.0", SHA)
     assert changed_lines(repo) == ['-      image: {tag: "0.1.0"}', f'+      image: {{tag: "{SHA}"}}']
     after = env_text(repo, "dev")
-    assert [l for l in before.splitlines() if "#" in l] == [l for l in after.splitlines() if "#" in l]
+    assert [line for line in before.splitlines() if "#" in line] == [line for line in after.splitlines() if "#" in line]
     assert yaml.safe_load(after)["components"]["control-service"]["values"]["image"]["tag"] == SHA
     assert git(repo, "log", "-1", "--format=%s").strip() == f"build: update control-service image to {SHA} in dev"
     assert git(repo, "status", "--porcelain") == ""

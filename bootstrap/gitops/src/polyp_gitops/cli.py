@@ -9,8 +9,8 @@ import yaml
 
 from . import promotion
 from .pins import PinError
-from .repo import ENVIRONMENTS
 from .render import DEFAULT_REPO_URL, render_environment
+from .repo import ENVIRONMENTS
 from .tools import ToolError
 from .validate import kubeconform
 
@@ -96,13 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     pin.add_argument("--no-commit", action="store_true", help="edit the file only")
     pin.set_defaults(func=_pin_model)
 
-    for name, func, text in (("diff", _diff, "show what a promotion would change"),
-                             ("promote", _promote, "copy image tags and the model version pin to the next environment, as one commit")):
-        p = sub.add_parser(name, help=text)
+    diff = sub.add_parser("diff", help="show what a promotion would change")
+    promote = sub.add_parser("promote", help="copy image tags and the model version pin to the next environment (one commit)")
+    promote.add_argument("--no-commit", action="store_true", help="edit the file only")
+    for p, func in ((diff, _diff), (promote, _promote)):
         p.add_argument("--from", dest="source", required=True)
         p.add_argument("--to", dest="target", required=True)
-        if name == "promote":
-            p.add_argument("--no-commit", action="store_true", help="edit the file only")
         p.set_defaults(func=func)
     return parser
 

@@ -10,8 +10,18 @@ from pathlib import Path
 
 from . import git
 from .pins import (
-    IMAGE_TAG, MODEL_COMPONENT, MODEL_VERSION, Pin, PinError, check_model_version, check_tag, env_file, image_components,
-    promoted_pins, read_pins, rewrite,
+    IMAGE_TAG,
+    MODEL_COMPONENT,
+    MODEL_VERSION,
+    Pin,
+    PinError,
+    check_model_version,
+    check_tag,
+    env_file,
+    image_components,
+    promoted_pins,
+    read_pins,
+    rewrite,
 )
 from .repo import ENVIRONMENTS, REPO_ROOT, check_environment
 
@@ -67,7 +77,8 @@ def pin_model(env: str, version: str, root: Path = REPO_ROOT, commit: bool = Tru
     """Pin the MLflow model version an environment serves."""
     _env(env)
     check_model_version(version)
-    return _set_pin(env, Pin(MODEL_COMPONENT, MODEL_VERSION), version, f"model: serve model version {version} in {env}", root, commit)
+    message = f"model: serve model version {version} in {env}"
+    return _set_pin(env, Pin(MODEL_COMPONENT, MODEL_VERSION), version, message, root, commit)
 
 
 def plan(source: str, target: str, root: Path = REPO_ROOT) -> list[Change]:

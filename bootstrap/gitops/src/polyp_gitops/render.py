@@ -96,7 +96,8 @@ def render_application(app: dict, repo_url: str, repo_root: Path = REPO_ROOT) ->
             rendered.upstream_chart = f"{source['repoURL']}/{source['chart']}@{source['targetRevision']}"
             continue
         if source["repoURL"] != repo_url:
-            raise ValueError(f"Application {app['metadata']['name']}: source {source['repoURL']} is neither this repo nor a chart")
+            raise ValueError(
+                f"Application {app['metadata']['name']}: source {source['repoURL']} is neither this repo nor a chart")
         chart_dir = repo_root / source["path"]
         helm = source.get("helm", {})
         value_files = []

@@ -32,5 +32,6 @@ def run(args: list[str], cwd: Path | None = None, stdin: str | None = None) -> s
         [find_tool(args[0]), *args[1:]], cwd=cwd, input=stdin, capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
-        raise ToolError(f"{' '.join(args[:3])} ... failed ({result.returncode}):\n{result.stderr.strip() or result.stdout.strip()}")
+        detail = result.stderr.strip() or result.stdout.strip()
+        raise ToolError(f"{' '.join(args[:3])} ... failed ({result.returncode}):\n{detail}")
     return result.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import tempfile
 from dataclasses import dataclass
 
@@ -10,8 +11,6 @@ import yaml
 
 from .schemas import DEFAULT_KUBE_VERSION, crd_schema_location, kubernetes_schema_location
 from .tools import find_tool
-
-import subprocess
 
 
 @dataclass
