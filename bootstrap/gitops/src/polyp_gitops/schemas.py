@@ -26,7 +26,12 @@ def crd_schema_location() -> str:
     configured = os.environ.get("CRD_SCHEMA_LOCATION")
     if configured:
         return configured
-    return str(REPO_ROOT.parent / "shared" / "crd-schemas") + "/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"
+    default = REPO_ROOT.parent / "shared" / "crd-schemas"
+    if not default.is_dir():
+        raise SystemExit(f"no CRD schemas at {default}: set CRD_SCHEMA_LOCATION to a kubeconform path template, "
+                         "e.g. the public CRDs catalog https://raw.githubusercontent.com/datreeio/CRDs-catalog/main/"
+                         "{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json")
+    return str(default) + "/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"
 
 
 def _source_dir(kube_version: str) -> Path:
