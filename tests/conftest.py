@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from polyp_gitops.render import render_environment
 from polyp_gitops.repo import ENVIRONMENTS, REPO_ROOT
 

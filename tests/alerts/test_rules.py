@@ -6,6 +6,7 @@ import shutil
 import subprocess
 
 import yaml
+
 from polyp_gitops.render import helm_template
 from polyp_gitops.tools import find_tool
 

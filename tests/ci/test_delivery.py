@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 import yaml
+
 from polyp_gitops.tools import find_tool
 
 DOCKERFILES = ["services/control/Dockerfile", "services/frontend/Dockerfile", "training/Dockerfile"]

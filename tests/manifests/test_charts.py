@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from polyp_gitops.render import helm_template
 from polyp_gitops.tools import ToolError, run
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from polyp_gitops.repo import ENVIRONMENTS
 
 EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+$")

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 import yaml
+
 from polyp_gitops.render import render_bootstrap
 from polyp_gitops.repo import ENVIRONMENTS
 from polyp_gitops.validate import kubeconform

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from polyp_gitops import promotion
 from polyp_gitops.pins import PinError
 from polyp_gitops.repo import REPO_ROOT

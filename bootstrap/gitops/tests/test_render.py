@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+
 from polyp_gitops.render import render_application
 
 REPO = "https://git.example.com/platform.git"

@@ -1,0 +1,155 @@
+"""polyp-train: make-synthetic, train, tune, export.
+
+Exit codes: 0 success, 2 bad arguments, 3 bad dataset, 4 tracking server unreachable,
+5 storage unreachable, 6 export failed (checker, parity, existing version), 130 cancelled.
+The last line a successful train/tune/export prints is a JSON summary (run, version, Dice, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .errors import EXIT_CANCELLED, PolypTrainError
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _add_training_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="dataset folder or s3://bucket/prefix (images/ and masks/)")
+    p.add_argument("--epochs", type=_positive(int), default=10)
+    p.add_argument("--workers", type=_positive(int), default=2, help="Ray Train workers")
+    p.add_argument("--cpus-per-worker", type=_positive(int), help="default: the cluster's CPUs / workers")
+    p.add_argument("--gpu", action="store_true", help="one GPU per worker")
+    p.add_argument("--arch", default="Unet", help="segmentation-models-pytorch architecture")
+    p.add_argument("--encoder", default="resnet34")
+    p.add_argument("--size", type=_positive(int), default=256, help="square letterboxed input size")
+    p.add_argument("--batch-size", type=_positive(int), default=8)
+    p.add_argument("--lr", type=_positive(float), default=1e-3)
+    p.add_argument("--val-fraction", type=_fraction, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model-repo", help="Triton model repository (folder or s3://); omit to skip export")
+    p.add_argument("--model-name", default="polyp-segmenter", help="registered model and Triton model name")
+    p.add_argument("--experiment", default="polyp-segmentation")
+    p.add_argument("--dice-threshold", type=float, default=0.5, help="quality gate: minimum validation Dice")
+    p.add_argument("--storage-path", default=os.environ.get("POLYP_CHECKPOINT_URI", ".local/ray-results"),
+                   help="Ray Train checkpoints: folder or s3://")
+    p.add_argument("--ray-address", help="Ray cluster (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--name", default="polyp-train", help="run name")
+
+
+def _configs(args):
+    from .model import ModelSpec
+    from .pipeline import RunOptions
+    from .trainer import TrainConfig
+
+    config = TrainConfig(
+        data=args.data, epochs=args.epochs, workers=args.workers, spec=ModelSpec(args.arch, args.encoder, args.size),
+        batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction, seed=args.seed,
+        cpus_per_worker=args.cpus_per_worker, gpu=args.gpu, storage_path=args.storage_path, name=args.name)
+    options = RunOptions(args.experiment, args.model_name, args.dice_threshold, args.model_repo, args.ray_address)
+    return config, options
+
+
+def _make_synthetic(args) -> int:
+    from .synthetic import make_dataset
+
+    out = make_dataset(args.out, args.n, args.size, args.seed)
+    print(f"wrote {args.n} image/mask pairs of {args.size}x{args.size} to {out}")
+    return 0
+
+
+def _train(args) -> int:
+    from .model import build_model
+    from .pipeline import train
+
+    config, options = _configs(args)
+    build_model(config.spec)  # an unknown architecture or encoder fails here, before Ray starts
+    print(train(config, options).json())
+    return 0
+
+
+def _tune(args) -> int:
+    from .model import build_model
+    from .tune import tune
+
+    config, options = _configs(args)
+    build_model(config.spec)
+    print(tune(config, options, args.trials).json())
+    return 0
+
+
+def _export(args) -> int:
+    from .registry import export_registered
+
+    print(export_registered(args.model_name, args.version, args.alias, args.model_repo, args.data).json())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="polyp-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    synthetic = sub.add_parser("make-synthetic", help="generate a polyp-like dataset")
+    synthetic.add_argument("--n", type=_positive(int), default=64)
+    synthetic.add_argument("--size", type=_positive(int), default=256)
+    synthetic.add_argument("--out", required=True)
+    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.set_defaults(func=_make_synthetic)
+
+    train = sub.add_parser("train", help="train on Ray Train, track in MLflow, register, gate, export")
+    _add_training_args(train)
+    train.set_defaults(func=_train)
+
+    tune = sub.add_parser("tune", help="Ray Tune sweep; the best trial is registered like a train run")
+    _add_training_args(tune)
+    tune.add_argument("--trials", type=_positive(int), default=4)
+    tune.set_defaults(func=_tune)
+
+    export = sub.add_parser("export", help="export a registered model version to a Triton repository")
+    export.add_argument("--model-name", default="polyp-segmenter")
+    which = export.add_mutually_exclusive_group()
+    which.add_argument("--version", help="MLflow model version")
+    which.add_argument("--alias", default="champion", help="MLflow alias (default champion)")
+    export.add_argument("--model-repo", required=True, help="Triton model repository (folder or s3://)")
+    export.add_argument("--data", help="dataset whose validation images check ONNX parity (default: random inputs)")
+    export.set_defaults(func=_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .trainer import cancel_on_sigterm
+
+    cancel_on_sigterm()
+    try:
+        return args.func(args)
+    except PolypTrainError as exc:
+        print(f"polyp-train: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except ValueError as exc:
+        print(f"polyp-train: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("polyp-train: cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

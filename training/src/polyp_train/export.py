@@ -1,0 +1,130 @@
+"""ONNX export, parity with PyTorch, and publishing into a Triton model repository.
+
+Layout (Triton's): ``<repo>/<model>/config.pbtxt`` and ``<repo>/<model>/<version>/model.onnx``
+with version = the MLflow model version. Publishing is atomic, because Triton polls the
+repository: locally the version folder is built under a hidden name and renamed into place;
+on S3 the version holds a single object, written with one PUT, after config.pbtxt.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import storage
+from .errors import ExportError
+from .model import INPUT_NAME, OUTPUT_NAME, ModelSpec
+
+PARITY_TOLERANCE = 1e-3   # max |logit difference| between ONNX Runtime and PyTorch
+OPSET = 17
+
+
+def export_onnx(model, spec: ModelSpec) -> bytes:
+    """The model as ONNX bytes with a dynamic batch axis, checked by onnx.checker."""
+    import onnx
+    import torch
+
+    model = model.eval()
+    buffer = io.BytesIO()
+    dummy = torch.zeros(1, 3, spec.size, spec.size)
+    torch.onnx.export(model, dummy, buffer, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                      dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                      opset_version=OPSET, dynamo=False)
+    data = buffer.getvalue()
+    try:
+        onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"exported ONNX model fails onnx.checker: {exc}") from exc
+    return data
+
+
+@dataclass
+class Parity:
+    max_abs_diff: float
+    inputs: int
+
+    def __str__(self) -> str:
+        return f"max |ONNX Runtime - PyTorch| = {self.max_abs_diff:.2e} over {self.inputs} inputs"
+
+
+def check_parity(model, onnx_bytes: bytes, inputs: np.ndarray, tolerance: float = PARITY_TOLERANCE) -> Parity:
+    """Run the same real inputs (N x 3 x S x S) through both; fail above the tolerance."""
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    onnx_out = session.run([OUTPUT_NAME], {INPUT_NAME: inputs.astype(np.float32)})[0]
+    with torch.no_grad():
+        torch_out = model.eval()(torch.from_numpy(inputs.astype(np.float32))).numpy()
+    parity = Parity(float(np.abs(onnx_out - torch_out).max()), len(inputs))
+    if not parity.max_abs_diff <= tolerance:
+        raise ExportError(f"ONNX parity failed: {parity} > tolerance {tolerance:.0e}")
+    return parity
+
+
+def triton_config(model_name: str, spec: ModelSpec, max_batch_size: int = 16) -> str:
+    """config.pbtxt for the onnxruntime backend; dims exclude the batch axis (max_batch_size > 0)."""
+    return f"""name: "{model_name}"
+backend: "onnxruntime"
+max_batch_size: {max_batch_size}
+input [
+  {{
+    name: "{INPUT_NAME}"
+    data_type: TYPE_FP32
+    dims: [ 3, {spec.size}, {spec.size} ]
+  }}
+]
+output [
+  {{
+    name: "{OUTPUT_NAME}"
+    data_type: TYPE_FP32
+    dims: [ 1, {spec.size}, {spec.size} ]
+  }}
+]
+dynamic_batching {{
+  max_queue_delay_microseconds: 2000
+}}
+version_policy: {{ latest: {{ num_versions: 1 }} }}
+parameters {{
+  key: "preprocess"
+  value: {{ string_value: "letterbox:{spec.size}:imagenet" }}
+}}
+parameters {{
+  key: "architecture"
+  value: {{ string_value: "{spec.arch}/{spec.encoder}" }}
+}}
+"""
+
+
+def publish(repo: str, model_name: str, version: int, onnx_bytes: bytes, config: str) -> str:
+    """Write config.pbtxt and the version folder; the version appears whole or not at all. Returns its URI."""
+    if int(version) < 1:
+        raise ExportError(f"Triton versions are positive integers, got {version}")
+    target = f"{repo.rstrip('/')}/{model_name}/{int(version)}"
+    if storage.exists(target):
+        raise ExportError(f"{target} exists already: published versions are immutable")
+    if storage.is_s3(repo):
+        storage.put_bytes(f"{repo.rstrip('/')}/{model_name}/config.pbtxt", config.encode())
+        storage.put_bytes(f"{target}/model.onnx", onnx_bytes)
+        return target
+    model_dir = Path(repo) / model_name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    # Triton reads only numeric version folders, so the hidden staging folder is never loaded.
+    staging = model_dir / f".staging-{version}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        (staging / "model.onnx").write_bytes(onnx_bytes)
+        config_tmp = model_dir / f".config-{uuid.uuid4().hex[:8]}"
+        config_tmp.write_text(config)
+        os.replace(config_tmp, model_dir / "config.pbtxt")
+        os.rename(staging, model_dir / str(int(version)))
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ExportError(f"cannot publish into {model_dir}: {exc}") from exc
+    return str(model_dir / str(int(version)))

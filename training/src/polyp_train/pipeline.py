@@ -1,0 +1,138 @@
+"""One training run end to end: data checks, Ray Train, MLflow run and registry, quality gate, export."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import data as datasets
+from .export import check_parity, export_onnx, publish, triton_config
+from .plots import learning_curves, overlay, overlay_grid
+from .preprocess import normalize
+from .tracking import connect, git_commit, quality_gate, tracking_uri
+from .trainer import TrainConfig, TrainOutcome, ensure_ray, make_trainer, outcome_of
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    model_name: str
+    version: str
+    val_dice: float
+    val_iou: float
+    champion: bool
+    gate_reason: str
+    dataset_fingerprint: str
+    published: str | None
+    parity_max_abs_diff: float | None
+
+    def json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+@dataclass
+class RunOptions:
+    experiment: str = "polyp-segmentation"
+    model_name: str = "polyp-segmenter"
+    dice_threshold: float = 0.5
+    model_repo: str | None = None  # Triton repository: folder or s3://; None skips export
+    ray_address: str | None = None
+
+
+def prepare_dataset(config: TrainConfig) -> tuple[list[datasets.Sample], list[datasets.Sample], str]:
+    """Fail fast on bad data, before any worker starts; return (train, val, fingerprint)."""
+    local = datasets.materialize(config.data, Path(config.cache_dir))
+    samples = datasets.discover(local)
+    datasets.check_readable(samples)
+    train, val = datasets.split(samples, config.val_fraction, config.seed)
+    return train, val, datasets.fingerprint(samples)
+
+
+def _params(config: TrainConfig, n_train: int, n_val: int, fingerprint: str) -> dict:
+    return {
+        "arch": config.spec.arch, "encoder": config.spec.encoder, "input_size": config.spec.size,
+        "epochs": config.epochs, "workers": config.workers, "batch_size": config.batch_size, "lr": config.lr,
+        "val_fraction": config.val_fraction, "seed": config.seed, "train_images": n_train, "val_images": n_val,
+        "dataset": config.data, "dataset_fingerprint": fingerprint, "gpu": config.gpu,
+    }
+
+
+def _validation_batch(val: list[datasets.Sample], size: int, limit: int = 8):
+    pairs = [datasets.load_pair(sample, size) for sample in val[:limit]]
+    return pairs, np.stack([normalize(image) for image, _ in pairs])
+
+
+def finish_run(client, run_id: str, outcome: TrainOutcome, config: TrainConfig, options: RunOptions,
+               val: list[datasets.Sample], fingerprint: str) -> RunSummary:
+    """Artifacts, registration, quality gate and export for a finished training run."""
+    import mlflow
+    import torch
+
+    from .loop import load_checkpoint
+
+    with outcome.best_checkpoint.as_directory() as folder:
+        model, spec = load_checkpoint(Path(folder))
+    pairs, inputs = _validation_batch(val, spec.size)
+    with torch.no_grad():
+        predicted = (torch.sigmoid(model(torch.from_numpy(inputs))).numpy()[:, 0] >= 0.5).astype(np.uint8)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        client.log_artifact(run_id, str(learning_curves(outcome.history, tmp / "learning_curves.png")), "plots")
+        tiles = [overlay(image, mask, pred) for (image, mask), pred in zip(pairs, predicted, strict=True)]
+        client.log_artifact(run_id, str(overlay_grid(tiles, tmp / "validation_overlays.png")), "plots")
+        (tmp / "model_spec.json").write_text(json.dumps(spec.as_dict()))
+        client.log_artifact(run_id, str(tmp / "model_spec.json"), "model_spec")
+
+    best = outcome.best_metrics
+    client.log_metric(run_id, "best_val_dice", best["val_dice"])
+    client.log_metric(run_id, "best_val_iou", best["val_iou"])
+    with mlflow.start_run(run_id=run_id):
+        # Pickle, not MLflow's default pt2 graph: the model keeps its dynamic batch axis.
+        info = mlflow.pytorch.log_model(model, name="model", registered_model_name=options.model_name,
+                                        serialization_format="pickle",
+                                        pip_requirements=["torch", "segmentation-models-pytorch"])
+    version = str(info.registered_model_version)
+    client.set_model_version_tag(options.model_name, version, "dataset_fingerprint", fingerprint)
+    decision = quality_gate(client, options.model_name, version, best["val_dice"], options.dice_threshold)
+    client.set_tag(run_id, "quality_gate", "passed" if decision.promoted else "rejected")
+    print(f"registered {options.model_name} version {version}: quality gate "
+          f"{'passed' if decision.promoted else 'rejected'} ({decision.reason})", flush=True)
+
+    published, parity = None, None
+    # Serving takes the newest published version, so only a version that passed the gate is published.
+    if options.model_repo and not decision.promoted:
+        print(f"not exported to {options.model_repo}: the quality gate rejected version {version}", flush=True)
+    elif options.model_repo:
+        onnx_bytes = export_onnx(model, spec)
+        parity = check_parity(model, onnx_bytes, inputs)
+        client.log_metric(run_id, "onnx_parity_max_abs_diff", parity.max_abs_diff)
+        published = publish(options.model_repo, options.model_name, int(version), onnx_bytes,
+                            triton_config(options.model_name, spec))
+        client.set_model_version_tag(options.model_name, version, "triton_repository", published)
+        print(f"exported version {version} to {published} ({parity})", flush=True)
+    return RunSummary(run_id, options.model_name, version, best["val_dice"], best["val_iou"], decision.promoted,
+                      decision.reason, fingerprint, published, parity.max_abs_diff if parity else None)
+
+
+def train(config: TrainConfig, options: RunOptions) -> RunSummary:
+    train_samples, val, fingerprint = prepare_dataset(config)
+    client, experiment_id = connect(options.experiment)
+    ensure_ray(options.ray_address)
+    run = client.create_run(experiment_id, tags={"mlflow.source.git.commit": git_commit(),
+                                                 "dataset_fingerprint": fingerprint, "mlflow.runName": config.name})
+    run_id = run.info.run_id
+    for key, value in _params(config, len(train_samples), len(val), fingerprint).items():
+        client.log_param(run_id, key, value)
+    try:
+        outcome = outcome_of(make_trainer(config, {"tracking_uri": tracking_uri(), "run_id": run_id}).fit())
+        summary = finish_run(client, run_id, outcome, config, options, val, fingerprint)
+    except BaseException as exc:
+        client.set_terminated(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    return summary

@@ -1,0 +1,103 @@
+"""Local folders and S3 prefixes behind one small interface.
+
+An S3 URI is ``s3://bucket/prefix``. The endpoint comes from the standard variable
+``AWS_ENDPOINT_URL`` (MinIO in a cluster, any S3 store elsewhere) and credentials from the
+usual AWS variables: plain S3 settings only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from .errors import StorageUnavailable
+
+
+def is_s3(uri: str) -> bool:
+    return str(uri).startswith("s3://")
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    if not bucket:
+        raise ValueError(f"{uri!r} names no bucket")
+    return bucket, prefix.strip("/")
+
+
+def s3_client():
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", config=Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3}))
+
+
+def _storage_error(uri: str, exc: Exception) -> StorageUnavailable:
+    return StorageUnavailable(f"cannot reach {uri}: {exc}")
+
+
+def list_objects(uri: str) -> list[str]:
+    """Keys (relative to the prefix) under an S3 prefix."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, prefix = split_s3(uri)
+    prefix = f"{prefix}/" if prefix else ""
+    try:
+        pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [obj["Key"][len(prefix):] for page in pages for obj in page.get("Contents", [])]
+    except (BotoCoreError, ClientError) as exc:
+        raise _storage_error(uri, exc) from exc
+
+
+def exists(uri: str) -> bool:
+    if not is_s3(uri):
+        return Path(uri).exists()
+    return bool(list_objects(uri))
+
+
+def put_bytes(uri: str, data: bytes) -> None:
+    """One PUT: S3 makes the object visible whole or not at all."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = split_s3(uri)
+    try:
+        s3_client().put_object(Bucket=bucket, Key=key, Body=data)
+    except (BotoCoreError, ClientError) as exc:
+        raise _storage_error(uri, exc) from exc
+
+
+def download_prefix(uri: str, cache_root: Path) -> Path:
+    """Copy an S3 prefix into a local cache folder named after the URI; return the folder."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, prefix = split_s3(uri)
+    target = cache_root / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    client = s3_client()
+    try:
+        for key in list_objects(uri):
+            local = target / key
+            if not local.exists():
+                local.parent.mkdir(parents=True, exist_ok=True)
+                client.download_file(bucket, f"{prefix}/{key}" if prefix else key, str(local))
+    except (BotoCoreError, ClientError) as exc:
+        raise _storage_error(uri, exc) from exc
+    return target
+
+
+def upload_dir(local: Path, uri: str) -> None:
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        put_bytes(f"{uri.rstrip('/')}/{path.relative_to(local).as_posix()}", path.read_bytes())
+
+
+def pyarrow_filesystem(uri: str):
+    """(filesystem, path) for Ray Train's storage: pyarrow's S3 with the same endpoint, or None locally."""
+    if not is_s3(uri):
+        Path(uri).mkdir(parents=True, exist_ok=True)
+        return None, str(Path(uri).resolve())
+    from pyarrow import fs
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    options = {"endpoint_override": endpoint} if endpoint else {}
+    if endpoint and endpoint.startswith("http://"):
+        options["scheme"] = "http"
+    return fs.S3FileSystem(region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"), **options), uri[len("s3://"):]

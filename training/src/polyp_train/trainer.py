@@ -1,0 +1,114 @@
+"""Run the training loop on Ray Train (V2 API): a local Ray by default, a cluster when given an address."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")  # before any ray.train import
+
+from . import storage  # noqa: E402
+from .model import ModelSpec  # noqa: E402
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    epochs: int = 10
+    workers: int = 2
+    spec: ModelSpec = field(default_factory=ModelSpec)
+    batch_size: int = 8
+    lr: float = 1e-3
+    val_fraction: float = 0.2
+    seed: int = 0
+    cpus_per_worker: int | None = None  # default: the CPUs Ray has, shared between the workers
+    gpu: bool = False
+    storage_path: str = ".local/ray-results"  # checkpoints: a folder or s3://bucket/prefix
+    cache_dir: str = ".local/cache"
+    name: str = "polyp-train"
+
+    def loop_config(self, cpus_per_worker: int, mlflow: dict | None) -> dict:
+        return {
+            "data": self.data, "epochs": self.epochs, "arch": self.spec.arch, "encoder": self.spec.encoder,
+            "size": self.spec.size, "batch_size": self.batch_size, "lr": self.lr, "val_fraction": self.val_fraction,
+            "seed": self.seed, "threads": cpus_per_worker, "cache_dir": str(Path(self.cache_dir).resolve()),
+            "mlflow": mlflow,
+        }
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def cancel_on_sigterm() -> None:
+    """SIGTERM (a cancelled Ray job) stops the run like Ctrl-C: the run is marked KILLED, the exit code is 130."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to RAY_ADDRESS / the given cluster, or start a local Ray (inside a Ray job, the job's cluster)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+    cancel_on_sigterm()  # ray.init installs its own handler, which aborts the process
+
+
+def cpus_for_workers(config: TrainConfig) -> int:
+    import ray
+
+    if config.cpus_per_worker:
+        return config.cpus_per_worker
+    # Leave nothing idle: torch threads per worker = the worker's share of the cluster's CPUs.
+    return max(1, int(ray.cluster_resources().get("CPU", 1)) // config.workers)
+
+
+def make_trainer(config: TrainConfig, mlflow: dict | None = None, loop_overrides: dict | None = None):
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from .loop import train_loop_per_worker
+
+    cpus = cpus_for_workers(config)
+    filesystem, path = storage.pyarrow_filesystem(config.storage_path)
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={**config.loop_config(cpus, mlflow), **(loop_overrides or {})},
+        scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=config.gpu,
+                                     resources_per_worker={"CPU": cpus, **({"GPU": 1} if config.gpu else {})}),
+        run_config=RunConfig(
+            name=config.name, storage_path=path, storage_filesystem=filesystem,
+            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_dice",
+                                               checkpoint_score_order="max"),
+            failure_config=FailureConfig(max_failures=0),
+        ),
+    )
+
+
+@dataclass
+class TrainOutcome:
+    metrics: dict          # the last epoch's metrics
+    best_metrics: dict     # the epoch with the best validation Dice
+    best_checkpoint: object  # ray.train.Checkpoint
+    history: list[dict]    # every epoch's metrics
+
+
+def outcome_of(result) -> TrainOutcome:
+    if result.error:
+        raise result.error
+    best_checkpoint, best_metrics = max(result.best_checkpoints, key=lambda pair: pair[1]["val_dice"])
+    history = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else [result.metrics]
+    return TrainOutcome(result.metrics, best_metrics, best_checkpoint, history)
+
+
+def run_training(config: TrainConfig, mlflow: dict | None = None) -> TrainOutcome:
+    return outcome_of(make_trainer(config, mlflow).fit())

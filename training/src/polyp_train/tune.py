@@ -1,0 +1,87 @@
+"""Hyper-parameter sweep with Ray Tune; the best trial is registered like a normal run.
+
+Each trial runs a TorchTrainer (Ray Train V2 under Tune) and logs to its own MLflow run,
+nested under the sweep's parent run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+
+from .pipeline import RunOptions, RunSummary, _params, finish_run, prepare_dataset
+from .tracking import connect, git_commit, tracking_uri
+from .trainer import TrainConfig, TrainOutcome, ensure_ray, make_trainer, outcome_of
+
+SEARCH_SPACE = {"lr": [3e-4, 1e-3, 3e-3], "batch_size": [4, 8]}
+
+
+def _trial(params: dict) -> None:
+    import ray.tune
+    from mlflow.tracking import MlflowClient
+
+    base: TrainConfig = params["base"]
+    config = replace(base, lr=params["lr"], batch_size=params["batch_size"],
+                     name=f"{base.name}-{ray.tune.get_context().get_trial_id()}")
+    client = MlflowClient(params["tracking_uri"])
+    run = client.create_run(params["experiment_id"], tags={
+        "mlflow.parentRunId": params["parent_run_id"], "mlflow.runName": config.name,
+        "mlflow.source.git.commit": params["git_commit"], "dataset_fingerprint": params["fingerprint"]})
+    for key, value in _params(config, params["n_train"], params["n_val"], params["fingerprint"]).items():
+        client.log_param(run.info.run_id, key, value)
+    outcome = outcome_of(make_trainer(config, {"tracking_uri": params["tracking_uri"], "run_id": run.info.run_id}).fit())
+    client.set_terminated(run.info.run_id, "FINISHED")
+    ray.tune.report({
+        "val_dice": outcome.best_metrics["val_dice"], "run_id": run.info.run_id,
+        "checkpoint_path": outcome.best_checkpoint.path, "history": json.dumps(outcome.history),
+        "best_metrics": json.dumps(outcome.best_metrics), "lr": config.lr, "batch_size": config.batch_size,
+    })
+
+
+def tune(config: TrainConfig, options: RunOptions, trials: int) -> RunSummary:
+    import ray
+    import ray.tune
+    from ray.train import Checkpoint
+
+    from . import storage
+
+    train_samples, val, fingerprint = prepare_dataset(config)
+    client, experiment_id = connect(options.experiment)
+    # A local Ray gets one extra logical CPU for the trial driver, which only waits on its workers.
+    ensure_ray(options.ray_address, num_cpus=max(os.cpu_count() or 1, config.workers) + 1)
+    if config.cpus_per_worker is None:
+        config = replace(config, cpus_per_worker=max(1, (int(ray.cluster_resources().get("CPU", 1)) - 1) // config.workers))
+    parent = client.create_run(experiment_id, tags={"mlflow.runName": f"{config.name}-sweep",
+                                                    "dataset_fingerprint": fingerprint})
+    client.log_param(parent.info.run_id, "search_space", json.dumps(SEARCH_SPACE))
+    param_space = {
+        "lr": ray.tune.choice(SEARCH_SPACE["lr"]),
+        "batch_size": ray.tune.choice(SEARCH_SPACE["batch_size"]),
+        "base": config, "tracking_uri": tracking_uri(), "experiment_id": experiment_id,
+        "parent_run_id": parent.info.run_id, "git_commit": git_commit(), "fingerprint": fingerprint,
+        "n_train": len(train_samples), "n_val": len(val),
+    }
+    tuner = ray.tune.Tuner(
+        ray.tune.with_resources(_trial, {"CPU": 1}), param_space=param_space,
+        tune_config=ray.tune.TuneConfig(num_samples=trials, max_concurrent_trials=1,
+                                        metric="val_dice", mode="max"),
+    )
+    try:
+        results = tuner.fit()
+        best = results.get_best_result()
+        if best.error:
+            raise best.error
+        client.log_metric(parent.info.run_id, "best_val_dice", best.metrics["val_dice"])
+        client.set_tag(parent.info.run_id, "best_run_id", best.metrics["run_id"])
+        filesystem, _ = storage.pyarrow_filesystem(config.storage_path)
+        outcome = TrainOutcome(
+            metrics=json.loads(best.metrics["best_metrics"]), best_metrics=json.loads(best.metrics["best_metrics"]),
+            best_checkpoint=Checkpoint(best.metrics["checkpoint_path"], filesystem=filesystem),
+            history=json.loads(best.metrics["history"]))
+        summary = finish_run(client, best.metrics["run_id"], outcome, config, options, val, fingerprint)
+    except BaseException:
+        client.set_terminated(parent.info.run_id, "FAILED")
+        raise
+    client.set_terminated(parent.info.run_id, "FINISHED")
+    return summary

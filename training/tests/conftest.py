@@ -1,0 +1,88 @@
+"""Fixtures for the training tests: a tiny synthetic dataset, a local Ray, a real S3 server (moto)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "kvasir-seg"
+
+
+@pytest.fixture(scope="session")
+def kvasir_samples() -> Path:
+    if not (SAMPLES / "images").is_dir():
+        pytest.fail(f"the real Kvasir-SEG sample frames are expected at {SAMPLES}")
+    return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory) -> Path:
+    from polyp_train.synthetic import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("synthetic"), n=12, size=96, seed=3)
+
+
+@pytest.fixture(scope="session")
+def ray_local(s3_server):
+    """One local Ray for the session (starting one costs ~10 s); its workers inherit the S3 settings.
+
+    Three logical CPUs on this 2-core machine: two training workers plus a Tune trial driver that only waits.
+    """
+    import ray
+
+    from polyp_train.trainer import ensure_ray
+
+    ensure_ray(num_cpus=3)
+    yield
+    ray.shutdown()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on loopback; sets the plain AWS variables every client reads."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("moto S3 server did not start")
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                             "AWS_DEFAULT_REGION")}
+    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+                      AWS_DEFAULT_REGION="us-east-1")
+    yield endpoint
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def mlflow_home(tmp_path, monkeypatch):
+    """A fresh local MLflow store (SQLite + artifacts) per test."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("POLYP_HOME", str(tmp_path / "polyp-home"))
+    return tmp_path / "polyp-home"

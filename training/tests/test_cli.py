@@ -1,0 +1,90 @@
+"""polyp-train as a user runs it: exit codes and messages for bad input, cancellation."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+def run_cli(*args, env=None, cwd=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "polyp_train.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=timeout)
+
+
+def test_make_synthetic(tmp_path):
+    result = run_cli("make-synthetic", "--n", "3", "--size", "48", "--out", str(tmp_path / "ds"))
+    assert result.returncode == 0, result.stderr
+    assert len(list((tmp_path / "ds" / "images").iterdir())) == 3 and len(list((tmp_path / "ds" / "masks").iterdir())) == 3
+
+
+@pytest.mark.parametrize("breakage, code, message", [
+    (lambda d: (d / "masks" / "synthetic-00001.png").unlink(), 3, "have no mask"),
+    (lambda d: (d / "images" / "synthetic-00002.jpg").write_bytes(b"\xff\xd8 broken"), 3, "unreadable file"),
+    (lambda d: [p.unlink() for p in [*(d / "images").iterdir(), *(d / "masks").iterdir()]], 3, "holds no images"),
+    (lambda d: shutil.rmtree(d / "images"), 3, "has no images/ folder"),
+])
+def test_bad_dataset_exits_3_with_a_message(synthetic, tmp_path, breakage, code, message):
+    data = shutil.copytree(synthetic, tmp_path / "data")
+    breakage(data)
+    result = run_cli("train", "--data", str(data), "--epochs", "1", cwd=tmp_path)
+    assert result.returncode == code and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unreachable_tracking_server_exits_4(synthetic, tmp_path):
+    result = run_cli("train", "--data", str(synthetic), "--epochs", "1", cwd=tmp_path,
+                     env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})
+    assert result.returncode == 4 and "MLflow tracking at http://127.0.0.1:9 is unreachable" in result.stderr
+
+
+def test_unreachable_storage_exits_5(tmp_path):
+    result = run_cli("train", "--data", "s3://datasets/kvasir", "--epochs", "1", cwd=tmp_path,
+                     env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x",
+                          "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"})
+    assert result.returncode == 5 and "cannot reach s3://datasets/kvasir" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "0"], "must be > 0"),
+    (["--val-fraction", "1.5"], "must be between 0 and 1"),
+])
+def test_bad_arguments_exit_2(synthetic, args, message):
+    result = run_cli("train", "--data", str(synthetic), *args)
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_unknown_encoder_exits_2_before_ray_starts(synthetic, tmp_path):
+    result = run_cli("train", "--data", str(synthetic), "--encoder", "resnet9000", cwd=tmp_path)
+    assert result.returncode == 2 and "cannot build Unet with encoder resnet9000" in result.stderr
+
+
+def test_sigterm_cancels_a_run_and_marks_it_killed(synthetic, tmp_path):
+    """What the control service's cancel does to a Ray job's entrypoint."""
+    home = tmp_path / "home"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "polyp_train.cli", "train", "--data", str(synthetic), "--epochs", "50", "--workers", "1",
+         "--size", "64", "--encoder", "resnet18", "--batch-size", "2"],
+        cwd=tmp_path, env={**os.environ, "POLYP_HOME": str(home), "MLFLOW_TRACKING_URI": ""},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "epoch 1/50" in line or time.time() > deadline:
+            break
+    assert any("epoch 1/50" in line for line in seen), "".join(seen[-20:])
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, rest[-2000:]
+    assert "polyp-train: cancelled" in rest
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    [run] = client.search_runs([client.get_experiment_by_name("polyp-segmentation").experiment_id])
+    assert run.info.status == "KILLED"

@@ -1,0 +1,129 @@
+"""End to end on a tiny synthetic dataset with a local Ray (2 workers): MLflow, registry, gate, export, S3, tune."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from polyp_train import storage
+from polyp_train.model import ModelSpec
+from polyp_train.pipeline import RunOptions, train
+from polyp_train.tracking import CHAMPION, connect, quality_gate
+from polyp_train.trainer import TrainConfig
+
+TINY = ModelSpec("Unet", "resnet18", 64)
+
+
+def tiny_config(data: str, tmp_path, **overrides) -> TrainConfig:
+    settings = dict(data=data, epochs=2, workers=2, spec=TINY, batch_size=2, val_fraction=0.25, seed=1,
+                    storage_path=str(tmp_path / "checkpoints"), cache_dir=str(tmp_path / "cache"))
+    return TrainConfig(**{**settings, **overrides})
+
+
+@pytest.fixture(scope="module")
+def local_run(synthetic, ray_local, tmp_path_factory):
+    """One run on local folders with the gate at 0, so it becomes champion and is exported."""
+    tmp = tmp_path_factory.mktemp("local-run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.setenv("POLYP_HOME", str(tmp / "home"))
+        summary = train(tiny_config(str(synthetic), tmp),
+                        RunOptions(dice_threshold=0.0, model_repo=str(tmp / "repo")))
+        client, _ = connect("polyp-segmentation")
+        yield summary, client, tmp
+
+
+def test_run_holds_params_metrics_fingerprint_and_artifacts(local_run, synthetic):
+    from polyp_train.data import discover, fingerprint
+
+    summary, client, _ = local_run
+    run = client.get_run(summary.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["dataset_fingerprint"] == fingerprint(discover(synthetic)) == summary.dataset_fingerprint
+    assert run.data.params["workers"] == "2" and run.data.params["encoder"] == "resnet18"
+    assert run.data.tags["mlflow.source.git.commit"]
+    history = client.get_metric_history(summary.run_id, "val_dice")
+    assert [m.step for m in history] == [1, 2] and all(0 <= m.value <= 1 for m in history)
+    assert {"train_loss", "val_loss", "val_iou", "best_val_dice", "onnx_parity_max_abs_diff"} <= set(run.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(summary.run_id, "plots")}
+    assert artifacts == {"plots/learning_curves.png", "plots/validation_overlays.png"}
+
+
+def test_version_registered_champion_and_exported(local_run):
+    summary, client, tmp = local_run
+    assert summary.version == "1" and summary.champion
+    version = client.get_model_version_by_alias("polyp-segmenter", CHAMPION)
+    assert str(version.version) == "1" and version.tags["quality_gate"] == "passed"
+    assert version.tags["dataset_fingerprint"] == summary.dataset_fingerprint
+    model_dir = tmp / "repo" / "polyp-segmenter"
+    assert sorted(p.name for p in model_dir.iterdir()) == ["1", "config.pbtxt"]
+    assert summary.parity_max_abs_diff < 1e-3
+
+
+def test_exported_model_segments_a_real_frame(local_run, kvasir_samples):
+    import onnxruntime as ort
+
+    from polyp_train.preprocess import preprocess, restore_mask
+
+    _, _, tmp = local_run
+    session = ort.InferenceSession(str(tmp / "repo" / "polyp-segmenter" / "1" / "model.onnx"))
+    frame = Image.open(sorted((kvasir_samples / "images").iterdir())[0])
+    tensor, box = preprocess(frame, 64)
+    logits = session.run(None, {"image": tensor[None]})[0][0, 0]
+    mask = restore_mask(1 / (1 + np.exp(-logits)), box)
+    assert mask.shape == (frame.height, frame.width)
+
+
+def test_quality_gate_both_branches(local_run):
+    summary, client, _ = local_run
+    first = client.get_model_version("polyp-segmenter", "1")
+    second = client.create_model_version("polyp-segmenter", first.source, run_id=first.run_id)
+    champion_dice = float(first.tags["val_dice"])
+
+    below_threshold = quality_gate(client, "polyp-segmenter", str(second.version), 0.2, threshold=0.9)
+    assert not below_threshold.promoted and "below the threshold 0.9000" in below_threshold.reason
+    below_champion = quality_gate(client, "polyp-segmenter", str(second.version), champion_dice - 0.01, threshold=0.0)
+    assert not below_champion.promoted and "below champion version 1" in below_champion.reason
+    tags = client.get_model_version("polyp-segmenter", second.version).tags
+    assert tags["quality_gate"] == "rejected" and tags["quality_gate_reason"] == below_champion.reason
+    assert str(client.get_model_version_by_alias("polyp-segmenter", CHAMPION).version) == "1"
+
+    better = quality_gate(client, "polyp-segmenter", str(second.version), champion_dice + 0.01, threshold=0.0)
+    assert better.promoted
+    assert str(client.get_model_version_by_alias("polyp-segmenter", CHAMPION).version) == str(second.version)
+
+
+def test_rejected_version_is_not_published(synthetic, ray_local, tmp_path, mlflow_home):
+    summary = train(tiny_config(str(synthetic), tmp_path, epochs=1),
+                    RunOptions(dice_threshold=0.999, model_repo=str(tmp_path / "repo")))
+    assert not summary.champion and summary.published is None and "below the threshold" in summary.gate_reason
+    assert not (tmp_path / "repo").exists()
+
+
+def test_s3_dataset_checkpoints_and_model_repository(synthetic, ray_local, s3_server, tmp_path, mlflow_home):
+    client = storage.s3_client()
+    for bucket in ("datasets", "ray", "models"):
+        client.create_bucket(Bucket=bucket)
+    storage.upload_dir(synthetic, "s3://datasets/kvasir-synthetic")
+    config = tiny_config("s3://datasets/kvasir-synthetic", tmp_path, epochs=1, storage_path="s3://ray/checkpoints")
+    summary = train(config, RunOptions(dice_threshold=0.0, model_repo="s3://models/triton"))
+    assert summary.published == f"s3://models/triton/polyp-segmenter/{summary.version}"
+    assert sorted(storage.list_objects("s3://models/triton")) == [
+        f"polyp-segmenter/{summary.version}/model.onnx", "polyp-segmenter/config.pbtxt"]
+    checkpoints = storage.list_objects("s3://ray/checkpoints")
+    assert any(key.endswith("model.pt") for key in checkpoints), checkpoints
+
+
+def test_tune_registers_the_best_trial(synthetic, ray_local, tmp_path, mlflow_home):
+    from polyp_train.tune import tune
+
+    summary = tune(tiny_config(str(synthetic), tmp_path, epochs=1), RunOptions(dice_threshold=0.0), trials=2)
+    client, experiment_id = connect("polyp-segmentation")
+    runs = client.search_runs([experiment_id])
+    parents = [r for r in runs if r.info.run_name.endswith("-sweep")]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(parents) == 1 and len(children) == 2
+    best = max(children, key=lambda r: r.data.metrics["val_dice"])
+    assert parents[0].data.tags["best_run_id"] == best.info.run_id == summary.run_id
+    assert client.get_model_version("polyp-segmenter", summary.version).run_id == best.info.run_id
