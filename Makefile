@@ -19,7 +19,7 @@ help:
 	@echo "make up        run the platform's main loop locally on embedded defaults"
 	@echo "make test      install what the tests need and run them all"
 	@echo "make validate  render dev, staging and prod as Argo CD would and validate every object"
-	@echo "make tools     install pinned helm, kubeconform, actionlint (go install) and promtool (apt)"
+	@echo "make tools     install pinned helm, kubeconform, actionlint (go install); promtool, redis-server, chromium (apt)"
 	@echo "make lint      ruff, shellcheck and actionlint"
 	@echo "make images    build the platform's images (needs a Docker engine; CI builds them)"
 
@@ -33,14 +33,20 @@ $(TOOLS_BIN)/kubeconform:
 $(TOOLS_BIN)/actionlint:
 	go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 
-.PHONY: promtool
-promtool:
-	@command -v promtool >/dev/null || { \
+# Debian packages the tests run for real: promtool (prometheus), redis-server, chromium (browser test).
+.PHONY: system-packages
+system-packages:
+	@missing=""; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 .PHONY: tools
-tools: $(TOOLS_BIN)/helm $(TOOLS_BIN)/kubeconform $(TOOLS_BIN)/actionlint promtool
+tools: $(TOOLS_BIN)/helm $(TOOLS_BIN)/kubeconform $(TOOLS_BIN)/actionlint system-packages
 	@helm version --short; kubeconform -v; actionlint -version | head -1; promtool --version | head -1
 
 # ---- Python workspace -----------------------------------------------------------------------
@@ -75,8 +81,7 @@ images:
 	  docker build -f "$${image#*=}" -t "$(IMAGE_REGISTRY)/$${image%%=*}:$(IMAGE_TAG)" . ; \
 	done
 
+# Control service + alert page on :8000, local Ray, MLflow on SQLite, ONNX Runtime serving; Ctrl-C stops all.
 .PHONY: up
-up:
-	@echo "make up: the local loop (control service, local Ray, MLflow, ONNX Runtime serving) is not built yet;" >&2
-	@echo "see 'Status' in README.md." >&2
-	@exit 2
+up: sync
+	$(UV) run --frozen polyp-up

@@ -59,3 +59,16 @@ def test_prod_runs_highly_available(rendered):
     assert objects[("Cluster", "platform-db")]["spec"]["instances"] == 3
     assert ("PodDisruptionBudget", "control-service") not in {
         (o["kind"], o["metadata"]["name"]) for o in rendered["dev"].all_objects()}
+
+
+def test_inference_canary_only_where_kserve_can_split_traffic(repo_root):
+    chart = repo_root / "charts" / "inference"
+    with pytest.raises(ToolError, match="needs deploymentMode Serverless"):
+        helm_template(chart, "inference", "polyp", values={"canary": {"trafficPercent": 10}})
+    [isvc] = [o for o in helm_template(chart, "inference", "polyp", values={
+        "deploymentMode": "Serverless", "canary": {"trafficPercent": 10}}) if o["kind"] == "InferenceService"]
+    assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    [isvc] = [o for o in helm_template(chart, "inference", "polyp") if o["kind"] == "InferenceService"]
+    assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
+    assert isvc["spec"]["predictor"]["model"]["runtimeVersion"] == "25.06-py3"
+    assert isvc["spec"]["predictor"]["model"]["protocolVersion"] == "v2"

@@ -82,13 +82,13 @@ def test_local_publish_is_atomic_and_versions_are_immutable(tmp_path, model_and_
 
 def test_s3_publish_writes_one_object_per_version(s3_server, model_and_onnx):
     _, onnx_bytes = model_and_onnx
-    storage.s3_client().create_bucket(Bucket="models")
+    storage.s3_client().create_bucket(Bucket="export-test")  # the S3 server is shared by the session
     config = triton_config("polyp-segmenter", SPEC)
-    target = publish("s3://models/triton", "polyp-segmenter", 1, onnx_bytes, config)
-    assert target == "s3://models/triton/polyp-segmenter/1"
-    assert sorted(storage.list_objects("s3://models/triton")) == ["polyp-segmenter/1/model.onnx",
+    target = publish("s3://export-test/triton", "polyp-segmenter", 1, onnx_bytes, config)
+    assert target == "s3://export-test/triton/polyp-segmenter/1"
+    assert sorted(storage.list_objects("s3://export-test/triton")) == ["polyp-segmenter/1/model.onnx",
                                                                   "polyp-segmenter/config.pbtxt"]
-    body = storage.s3_client().get_object(Bucket="models", Key="triton/polyp-segmenter/1/model.onnx")["Body"].read()
+    body = storage.s3_client().get_object(Bucket="export-test", Key="triton/polyp-segmenter/1/model.onnx")["Body"].read()
     assert body == onnx_bytes
     with pytest.raises(ExportError, match="immutable"):
-        publish("s3://models/triton", "polyp-segmenter", 1, onnx_bytes, config)
+        publish("s3://export-test/triton", "polyp-segmenter", 1, onnx_bytes, config)

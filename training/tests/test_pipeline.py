@@ -64,7 +64,7 @@ def test_version_registered_champion_and_exported(local_run):
 def test_exported_model_segments_a_real_frame(local_run, kvasir_samples):
     import onnxruntime as ort
 
-    from polyp_train.preprocess import preprocess, restore_mask
+    from polyp_inference.preprocess import preprocess, restore_mask
 
     _, _, tmp = local_run
     session = ort.InferenceSession(str(tmp / "repo" / "polyp-segmenter" / "1" / "model.onnx"))

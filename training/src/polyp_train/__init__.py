@@ -1,4 +1,5 @@
 """Polyp segmentation training: data, model, Ray Train loop, MLflow tracking, ONNX export.
 
-Importing the package imports nothing heavy: serving code uses polyp_train.preprocess alone.
+Importing the package imports nothing heavy. The image transform lives in polyp_inference.preprocess,
+shared with serving.
 """

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from polyp_inference.preprocess import letterbox_image, letterbox_mask
+
 from . import storage
 from .errors import DatasetError
-from .preprocess import letterbox_image, letterbox_mask
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 

@@ -6,9 +6,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from polyp_inference.preprocess import normalize
+
 from .augment import augment
 from .data import Sample, load_pair
-from .preprocess import normalize
 
 
 class SegmentationDataset(Dataset):

@@ -18,11 +18,17 @@ from .model import ModelSpec, build_model
 
 CHECKPOINT_FILE = "model.pt"
 SPEC_FILE = "model_spec.json"
+HISTORY_FILE = "history.json"  # every epoch's metrics so far (Ray keeps only some checkpoints' metrics)
 
 
-def save_checkpoint(folder: Path, model: torch.nn.Module, spec: ModelSpec) -> None:
+def save_checkpoint(folder: Path, model: torch.nn.Module, spec: ModelSpec, history: list[dict]) -> None:
     torch.save(model.state_dict(), folder / CHECKPOINT_FILE)
     (folder / SPEC_FILE).write_text(json.dumps(spec.as_dict()))
+    (folder / HISTORY_FILE).write_text(json.dumps(history))
+
+
+def load_history(folder: Path) -> list[dict]:
+    return json.loads((Path(folder) / HISTORY_FILE).read_text())
 
 
 def load_checkpoint(folder: Path) -> tuple[torch.nn.Module, ModelSpec]:
@@ -80,6 +86,7 @@ def train_loop_per_worker(config: dict) -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config["epochs"]))
     logger = _epoch_logger(config) if rank == 0 else None
+    history: list[dict] = []
 
     for epoch in range(1, config["epochs"] + 1):
         if world > 1 and hasattr(train_loader.sampler, "set_epoch"):
@@ -111,8 +118,9 @@ def train_loop_per_worker(config: dict) -> None:
                   flush=True)
             if logger:
                 logger(metrics, epoch)
+            history.append(metrics)
             with tempfile.TemporaryDirectory() as folder:
-                save_checkpoint(Path(folder), getattr(model, "module", model), spec)
+                save_checkpoint(Path(folder), getattr(model, "module", model), spec, history)
                 ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder))
         else:
             ray.train.report(metrics)

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
+from polyp_inference.preprocess import normalize
+
 from . import data as datasets
 from .export import check_parity, export_onnx, publish, triton_config
 from .plots import learning_curves, overlay, overlay_grid
-from .preprocess import normalize
 from .tracking import connect, git_commit, quality_gate, tracking_uri
 from .trainer import TrainConfig, TrainOutcome, ensure_ray, make_trainer, outcome_of
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from polyp_inference.preprocess import normalize
+
 from . import data as datasets
 from .errors import ExportError
 from .export import check_parity, export_onnx, publish, triton_config
 from .model import ModelSpec
-from .preprocess import normalize
 from .tracking import connect
 
 

@@ -59,7 +59,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        # "local": always a new local Ray, never a cluster some earlier `ray start` left recorded in /tmp/ray.
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
     cancel_on_sigterm()  # ray.init installs its own handler, which aborts the process
 
 
@@ -99,14 +100,17 @@ class TrainOutcome:
     metrics: dict          # the last epoch's metrics
     best_metrics: dict     # the epoch with the best validation Dice
     best_checkpoint: object  # ray.train.Checkpoint
-    history: list[dict]    # every epoch's metrics
+    history: list[dict]    # every epoch's metrics, from the latest checkpoint (Ray always keeps it)
 
 
 def outcome_of(result) -> TrainOutcome:
     if result.error:
         raise result.error
     best_checkpoint, best_metrics = max(result.best_checkpoints, key=lambda pair: pair[1]["val_dice"])
-    history = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else [result.metrics]
+    from .loop import load_history
+
+    with result.checkpoint.as_directory() as folder:
+        history = load_history(Path(folder))
     return TrainOutcome(result.metrics, best_metrics, best_checkpoint, history)
 
 

@@ -1,0 +1,138 @@
+"""The FastAPI application: wiring of runs, schedules, watches, alerts, predict, metrics and health."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from polyp_inference.backends import OnnxRuntimeBackend, TritonBackend
+from polyp_inference.client import InferenceClient
+from polyp_inference.http import predict_router
+
+from . import db
+from .alerts import make_bus
+from .api import alerts as alerts_api
+from .api import models as models_api
+from .api import runs as runs_api
+from .api import schedules as schedules_api
+from .jobs import RayJobs
+from .metrics import Metrics
+from .models import ModelRegistry
+from .runs import RunService
+from .schedules import ScheduleService
+from .settings import Settings
+from .watches import Watches
+
+log = logging.getLogger("polyp_control")
+
+
+def inference_client(settings: Settings) -> InferenceClient:
+    import os
+
+    url = os.environ.get("INFERENCE_URL")
+    backend = TritonBackend(url, settings.model_name) if url else OnnxRuntimeBackend(settings.model_repo, settings.model_name)
+    return InferenceClient(backend)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    if not settings.api_token:
+        raise ValueError("API_TOKEN is not set: the control service has no default token (see README, Secrets)")
+
+    engine = db.make_engine(settings.scheduler_db_url)
+    metrics = Metrics()
+    bus = make_bus(settings.redis_url, engine, settings.alert_history_max)
+    jobs = RayJobs(settings.ray_address)
+    runs = RunService(engine, jobs, bus, metrics, settings)
+    registry = ModelRegistry(settings.mlflow_tracking_uri, settings.model_name)
+    watches = Watches(engine, registry, bus, metrics, settings)
+    schedules = ScheduleService(engine, runs, settings.instance_id)
+    predictor = inference_client(settings)
+    runs.on_success.append(watches.check)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await schedules.start()
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(runs.follow()), loop.create_task(_watch_when_leading(watches, schedules, settings))]
+        log.info("control service up: alerts via %s, Ray at %s, MLflow at %s", bus.kind, settings.ray_address,
+                 settings.mlflow_tracking_uri)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await schedules.stop()
+            await predictor.close()
+            await bus.close()
+            engine.dispose()
+
+    app = FastAPI(title="Polyp control service", version="1", lifespan=lifespan,
+                  description="Trigger, schedule and watch polyp segmentation training; model alerts over SSE.")
+    app.state.settings, app.state.bus, app.state.runs, app.state.schedules = settings, bus, runs, schedules
+    app.state.registry, app.state.watches, app.state.metrics, app.state.jobs = registry, watches, metrics, jobs
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"])
+
+    @app.middleware("http")
+    async def time_predictions(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        if request.url.path == "/v1/predict":
+            metrics.predict_latency.observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):  # a message, never a traceback
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(status_code=500, content={"detail": f"internal error ({type(exc).__name__})"})
+
+    for module in (runs_api, schedules_api, alerts_api, models_api):
+        app.include_router(module.router)
+    app.include_router(predict_router(predictor), prefix="/v1")
+
+    @app.get("/healthz", tags=["health"], summary="Liveness")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Readiness: Redis (if configured), MLflow and Ray reachable")
+    async def readyz() -> JSONResponse:
+        redis_ok, mlflow_ok, ray_ok = await asyncio.gather(bus.ping(), registry.reachable(), jobs.reachable())
+        checks = {"alerts": {"ok": redis_ok, "via": bus.kind}, "mlflow": {"ok": mlflow_ok},
+                  "ray": {"ok": ray_ok, "address": settings.ray_address}}
+        ready = all(check["ok"] for check in checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["health"], include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    if settings.static_dir and Path(settings.static_dir).is_dir():
+        app.mount("/ui", StaticFiles(directory=settings.static_dir, html=True), name="ui")
+
+        @app.get("/", include_in_schema=False)
+        async def page() -> RedirectResponse:
+            return RedirectResponse("/ui/")
+
+    return app
+
+
+async def _watch_when_leading(watches: Watches, schedules: ScheduleService, settings: Settings) -> None:
+    """Only the replica holding the scheduler lease runs the periodic watches: one alert per episode."""
+    while True:
+        if schedules.leader:
+            try:
+                await watches.check()
+            except Exception:  # noqa: BLE001
+                log.exception("model watches")
+        await asyncio.sleep(settings.watch_interval_s if schedules.leader else 2)

@@ -1,0 +1,66 @@
+"""The service's own tables (runs, local alert history, watch episodes, leader lease) on SQLAlchemy.
+
+SQLite under `make up`, the platform's PostgreSQL in a cluster; APScheduler keeps its job store
+(`apscheduler_jobs`) in the same database.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import JSON, Column, Float, Integer, MetaData, String, Table, Text, UniqueConstraint, create_engine, event
+from sqlalchemy.engine import Engine
+
+metadata = MetaData()
+
+runs = Table(
+    "polyp_runs", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("schedule_id", String(64), index=True),
+    Column("attempt", Integer, nullable=False, default=1),
+    Column("submission_id", String(64)),
+    Column("idempotency_key", String(200)),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("message", Text),
+    Column("result", JSON),
+    UniqueConstraint("idempotency_key", name="uq_runs_idempotency_key"),
+)
+
+alerts = Table(  # history of the in-process bus; with Redis the capped stream keeps it
+    "polyp_alerts", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("body", JSON, nullable=False),
+)
+
+watch_state = Table(  # one row per watch: is an episode open, since when (a restart must not re-alert)
+    "polyp_watch_state", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("firing", Integer, nullable=False),
+    Column("since", Float, nullable=False),
+    Column("alert_id", String(64)),
+)
+
+leases = Table(
+    "polyp_leases", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _wal(connection, _):  # readers do not block the writer; two local instances can share the file
+            connection.execute("PRAGMA journal_mode=WAL")
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine

@@ -1,0 +1,83 @@
+"""`make up`: the whole loop on a laptop on embedded defaults.
+
+A local Ray head (job submission on 127.0.0.1:8265), MLflow on a SQLite file, a local Triton
+model repository served in-process by ONNX Runtime, alerts in-process (or Redis when REDIS_URL
+is set), a synthetic dataset when none is configured, and the control service with the alert
+page on :8000. Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+from pathlib import Path
+
+from .local_ray import LocalRayHead
+
+
+def ensure_dataset(home: Path) -> str:
+    configured = os.environ.get("TRAINING_DATA")
+    if configured:
+        return configured
+    data = home / "data" / "synthetic"
+    if not (data / "images").is_dir():
+        from polyp_train.synthetic import make_dataset
+
+        print(f"creating a synthetic dataset in {data} (set TRAINING_DATA to use your own)", flush=True)
+        make_dataset(data, n=48, size=192, seed=0)
+    return str(data)
+
+
+def main() -> None:
+    home = Path(os.environ.setdefault("POLYP_HOME", str(Path(".local").resolve()))).resolve()
+    os.environ["POLYP_HOME"] = str(home)
+    port = int(os.environ.get("PORT", "8000"))
+    ray_port = int(os.environ.get("RAY_DASHBOARD_PORT", "8265"))
+    os.environ["TRAINING_DATA"] = ensure_dataset(home)
+    os.environ.setdefault("MODEL_REPO", str(home / "model-repo"))
+    os.environ.setdefault("RAY_ADDRESS", f"http://127.0.0.1:{ray_port}")
+    os.environ.setdefault("STATIC_DIR", str(Path(__file__).resolve().parents[4] / "services" / "frontend" / "static"))
+    os.environ.setdefault("WATCH_INTERVAL_S", "10")
+    os.environ.setdefault("POLYP_CHECKPOINT_URI", str(home / "ray-results"))
+    token_file = home / "api-token"
+    if not os.environ.get("API_TOKEN"):
+        if not token_file.exists():  # generated once per laptop, never a default
+            home.mkdir(parents=True, exist_ok=True)
+            token_file.write_text(secrets.token_urlsafe(24))
+            token_file.chmod(0o600)
+        os.environ["API_TOKEN"] = token_file.read_text().strip()
+
+    print("starting a local Ray head ...", flush=True)
+    ray_head = LocalRayHead(ray_port, log=home / "ray-head.log").start()
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        import uvicorn
+
+        from .app import create_app
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        app = create_app()
+        print(f"""
+  alert page  http://127.0.0.1:{port}/ui/#token={os.environ['API_TOKEN']}
+  Swagger     http://127.0.0.1:{port}/docs   (Authorize with the token in {token_file})
+  Ray         http://127.0.0.1:{ray_port}
+  MLflow      uv run mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'}
+  data        {os.environ['TRAINING_DATA']}   models {os.environ['MODEL_REPO']}
+  Ctrl-C stops everything.
+""", flush=True)
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping Ray ...", flush=True)
+        ray_head.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""A local Ray head with the job-submission API on loopback (make up, tests); stopping it stops its processes."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalRayHead:
+    def __init__(self, dashboard_port: int = 8265, num_cpus: int | None = None, log: Path | None = None):
+        self.dashboard_port, self.num_cpus, self.log = dashboard_port, num_cpus, log
+        self.address = f"http://127.0.0.1:{dashboard_port}"
+        self._proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 120) -> LocalRayHead:
+        ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+        # Every port explicit: another Ray on this machine (a test's ray.init) must not collide with this one.
+        args = [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={self.dashboard_port}", f"--port={free_port()}", "--include-dashboard=true",
+                f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+                f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
+                "--disable-usage-stats"]
+        if self.num_cpus:
+            args.append(f"--num-cpus={self.num_cpus}")
+        out = open(self.log, "w") if self.log else subprocess.DEVNULL  # noqa: SIM115 - lives as long as the head
+        self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"ray start exited with {self._proc.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.address}/api/version", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"the Ray head did not answer on {self.address} within {timeout_s} s")
+
+    def stop(self) -> None:
+        if self._proc and self._proc.poll() is None:
+            self._proc.terminate()  # `ray start --block` tears its processes down on SIGTERM
+            try:
+                self._proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+    def __enter__(self) -> LocalRayHead:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

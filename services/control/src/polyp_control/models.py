@@ -1,0 +1,95 @@
+"""What MLflow knows about the served model: the newest version, its scores, and Dice week by week."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+from pydantic import BaseModel
+
+
+class ModelVersionInfo(BaseModel):
+    name: str
+    version: str
+    aliases: list[str]
+    dice: float | None
+    iou: float | None
+    trained_at: datetime
+    dataset_fingerprint: str | None
+    run_id: str | None
+
+
+class WeeklyDice(BaseModel):
+    week_start: str  # ISO date of the Monday
+    average_dice: float
+    versions: int
+
+
+class ModelRegistry:
+    def __init__(self, tracking_uri: str, model_name: str):
+        self.tracking_uri, self.model_name = tracking_uri, model_name
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+        # Imported here, once: a first import racing in several worker threads fails half-initialised.
+        import mlflow.tracking  # noqa: F401
+
+    def _client(self):
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def _versions(self):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._client().search_model_versions(f"name='{self.model_name}'")
+        except MlflowException as exc:
+            if "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(exc).lower():
+                return []
+            raise
+
+    def _info(self, version) -> ModelVersionInfo:
+        tags = version.tags or {}
+        iou = None
+        if version.run_id:
+            try:
+                iou = self._client().get_run(version.run_id).data.metrics.get("best_val_iou")
+            except Exception:  # noqa: BLE001 - the run may be gone; the version still stands
+                iou = None
+        return ModelVersionInfo(
+            name=version.name, version=str(version.version), aliases=list(getattr(version, "aliases", []) or []),
+            dice=float(tags["val_dice"]) if "val_dice" in tags else None, iou=iou,
+            trained_at=datetime.fromtimestamp(version.creation_timestamp / 1000, UTC),
+            dataset_fingerprint=tags.get("dataset_fingerprint"), run_id=version.run_id)
+
+    def _latest(self) -> ModelVersionInfo | None:
+        versions = self._versions()
+        if not versions:
+            return None
+        return self._info(max(versions, key=lambda v: int(v.version)))
+
+    async def latest(self) -> ModelVersionInfo | None:
+        return await asyncio.to_thread(self._latest)
+
+    def _weekly(self) -> list[WeeklyDice]:
+        weeks: dict[str, list[float]] = defaultdict(list)
+        for version in self._versions():
+            dice = (version.tags or {}).get("val_dice")
+            if dice is None:
+                continue
+            created = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC).date()
+            weeks[(created - timedelta(days=created.weekday())).isoformat()].append(float(dice))
+        return [WeeklyDice(week_start=week, average_dice=sum(v) / len(v), versions=len(v))
+                for week, v in sorted(weeks.items())]
+
+    async def weekly_dice(self) -> list[WeeklyDice]:
+        return await asyncio.to_thread(self._weekly)
+
+    async def reachable(self) -> bool:
+        try:
+            await asyncio.to_thread(lambda: self._client().search_experiments(max_results=1))
+            return True
+        except Exception:  # noqa: BLE001
+            return False

@@ -1,0 +1,184 @@
+"""Schedules: APScheduler with a persistent SQLAlchemy job store; only the lease holder fires.
+
+Misfire policy: a fire missed while no replica was running is run once (coalesced) if it is at
+most `MISFIRE_GRACE_S` late when the service comes back; an older miss is skipped and the
+schedule continues at its next time. A schedule never has two runs at once: a fire while its
+previous run is still active is skipped (logged and counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from .jobs import Hyperparameters
+from .leader import Lease
+
+log = logging.getLogger(__name__)
+MISFIRE_GRACE_S = 600
+_runs = None  # the process's RunService; APScheduler persists a reference to fire(), not to objects
+
+
+class ScheduleSpec(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(min_length=1, max_length=100)
+    cron: str | None = Field(None, description="five-field crontab, e.g. '0 2 * * 1' (Mondays 02:00)")
+    interval_seconds: int | None = Field(None, ge=1, le=366 * 86400)
+    timezone: str = Field("UTC", description="IANA time zone the cron expression is read in")
+    params: Hyperparameters = Field(default_factory=Hyperparameters)
+    max_attempts: int = Field(3, ge=1, le=10, description="a failed run is retried up to this many attempts in all")
+    retry_backoff_seconds: float = Field(60, ge=0, le=86400, description="wait before attempt n+1: backoff * 2^(n-1)")
+    sla_minutes: float | None = Field(None, gt=0, le=7 * 24 * 60, description="cancel and alert a run running longer")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _one_trigger(self):
+        if (self.cron is None) == (self.interval_seconds is None):
+            raise ValueError("give exactly one of cron or interval_seconds")
+        if self.cron is not None:
+            try:
+                CronTrigger.from_crontab(self.cron, timezone=ZoneInfo(self.timezone))
+            except ValueError as exc:
+                raise ValueError(f"invalid cron expression {self.cron!r}: {exc}") from exc
+        return self
+
+    def trigger(self):
+        zone = ZoneInfo(self.timezone)
+        if self.cron is not None:
+            return CronTrigger.from_crontab(self.cron, timezone=zone)
+        return IntervalTrigger(seconds=self.interval_seconds, timezone=zone)
+
+
+class Schedule(ScheduleSpec):
+    id: str
+    paused: bool
+    next_run_at: datetime | None
+
+
+class ScheduleNotFound(KeyError):
+    pass
+
+
+async def fire(schedule_id: str, spec: dict) -> None:
+    """What a schedule does when it fires (runs on the lease holder only)."""
+    schedule = ScheduleSpec(**spec)
+    if await _runs.active_for_schedule(schedule_id):
+        log.warning("schedule %s fired while its previous run is still active: skipped", schedule_id)
+        return
+    run, _ = await _runs.trigger(schedule.params, schedule_id=schedule_id)
+    log.info("schedule %s started run %s", schedule_id, run.id)
+
+
+class ScheduleService:
+    def __init__(self, engine, runs, instance_id: str, lease_ttl_s: float = 15.0):
+        global _runs
+        _runs = runs
+        self.runs = runs
+        self.scheduler = AsyncIOScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")},
+            job_defaults={"coalesce": True, "misfire_grace_time": MISFIRE_GRACE_S, "max_instances": 1},
+            timezone="UTC")
+        self.lease = Lease(engine, "scheduler", instance_id, lease_ttl_s)
+        self.leader = False
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.scheduler.start(paused=True)  # fires nothing until this replica holds the lease
+        for schedule in self.list():
+            self._remember_policy(schedule)
+        self._task = asyncio.get_running_loop().create_task(self._lead())
+
+    async def _lead(self) -> None:
+        while True:
+            try:
+                holding = await asyncio.to_thread(self.lease.acquire)
+                if holding and not self.leader:
+                    log.info("this replica now fires schedules")
+                    self.scheduler.resume()
+                elif not holding and self.leader:
+                    log.info("another replica holds the scheduler lease: not firing")
+                    self.scheduler.pause()
+                self.leader = holding
+                if holding:
+                    for schedule in self.list():  # another replica may have added or changed schedules
+                        self._remember_policy(schedule)
+                    self.scheduler.wakeup()
+            except Exception:  # noqa: BLE001 - the database may be briefly away; stop firing meanwhile
+                log.exception("scheduler lease")
+                if self.leader:
+                    self.scheduler.pause()
+                    self.leader = False
+            await asyncio.sleep(self.lease.ttl_s / 3)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        if self.leader:
+            await asyncio.to_thread(self.lease.release)
+
+    # ---- CRUD ----------------------------------------------------------------------------------
+    @staticmethod
+    def _as_schedule(job) -> Schedule:
+        return Schedule(id=job.id, paused=job.next_run_time is None, next_run_at=job.next_run_time, **job.kwargs["spec"])
+
+    def _remember_policy(self, schedule: ScheduleSpec | Schedule, schedule_id: str | None = None) -> None:
+        self.runs.retry_policy[schedule_id or schedule.id] = (
+            schedule.max_attempts, schedule.retry_backoff_seconds,
+            schedule.sla_minutes * 60 if schedule.sla_minutes else None)
+
+    def _job(self, schedule_id: str):
+        job = self.scheduler.get_job(schedule_id)
+        if job is None:
+            raise ScheduleNotFound(schedule_id)
+        return job
+
+    def create(self, spec: ScheduleSpec) -> Schedule:
+        schedule_id = uuid.uuid4().hex[:12]
+        job = self.scheduler.add_job(fire, spec.trigger(), id=schedule_id, name=spec.name,
+                                     kwargs={"schedule_id": schedule_id, "spec": spec.model_dump(mode="json")})
+        self._remember_policy(spec, schedule_id)
+        return self._as_schedule(self._job(job.id))
+
+    def list(self) -> list[Schedule]:
+        return [self._as_schedule(job) for job in self.scheduler.get_jobs()]
+
+    def get(self, schedule_id: str) -> Schedule:
+        return self._as_schedule(self._job(schedule_id))
+
+    def pause(self, schedule_id: str) -> Schedule:
+        self._job(schedule_id)
+        self.scheduler.pause_job(schedule_id)
+        return self.get(schedule_id)
+
+    def resume(self, schedule_id: str) -> Schedule:
+        self._job(schedule_id)
+        self.scheduler.resume_job(schedule_id)
+        return self.get(schedule_id)
+
+    def delete(self, schedule_id: str) -> None:
+        try:
+            self.scheduler.remove_job(schedule_id)
+        except JobLookupError as exc:
+            raise ScheduleNotFound(schedule_id) from exc
+        self.runs.retry_policy.pop(schedule_id, None)

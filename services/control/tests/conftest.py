@@ -1,0 +1,105 @@
+"""Fixtures: a real Redis, the control service as a real server process, settings on temporary storage."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from control_helpers import TOKEN, closed_port_url
+
+from polyp_control.local_ray import free_port
+from polyp_control.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed: `make test` installs it (Debian package redis-server)")
+    port = free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("redis-server did not start")
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    """Local defaults on temporary files; Ray unreachable unless a test provides one."""
+    return Settings(api_token=TOKEN, redis_url=None, ray_address=closed_port_url(),
+                    scheduler_db_url=f"sqlite:///{tmp_path / 'control.db'}",
+                    mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", model_repo=str(tmp_path / "repo"),
+                    training_data=str(tmp_path / "data"), cors_origins=["http://page.example"], watch_interval_s=3600,
+                    run_poll_interval_s=0.5, sse_heartbeat_s=1, instance_id="test")
+
+
+class ControlServer:
+    """`polyp-control` in its own process on loopback, configured by environment like the chart does."""
+
+    def __init__(self, env: dict, log: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "API_TOKEN": TOKEN, **env}
+        self.log = log
+
+    def start(self, timeout_s: float = 60) -> ControlServer:
+        self._out = open(self.log, "a")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "polyp_control.main", "--port", str(self.port)],
+                                     env=self.env, stdout=self._out, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"control service exited: {self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("control service did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._out.close()
+
+
+@pytest.fixture
+def control_server(tmp_path):
+    started = []
+
+    def start(**env) -> ControlServer:
+        base = {"SCHEDULER_DB_URL": f"sqlite:///{tmp_path / 'control.db'}",
+                "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "RAY_ADDRESS": closed_port_url(),
+                "MODEL_REPO": str(tmp_path / "repo"), "TRAINING_DATA": str(tmp_path / "data"),
+                "RUN_POLL_INTERVAL_S": "0.5", "SSE_HEARTBEAT_S": "1", "POLYP_HOME": str(tmp_path / "home")}
+        server = ControlServer({**base, **env}, tmp_path / f"control-{len(started)}.log").start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

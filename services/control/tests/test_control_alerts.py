@@ -1,0 +1,188 @@
+"""Alert buses (real Redis and in-process), SSE with Last-Event-ID replay, and the model watches."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from control_helpers import auth
+
+from polyp_control import db
+from polyp_control.alerts import STREAM, Alert, LocalBus, RedisBus
+from polyp_control.metrics import Metrics
+from polyp_control.models import ModelRegistry
+from polyp_control.watches import Watches
+
+
+@pytest.fixture(params=["redis", "in-process"])
+def bus_factory(request, redis_url, tmp_path):
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'alerts.db'}")
+    if request.param == "redis":
+        import redis
+
+        redis.from_url(redis_url).delete(STREAM)  # each test starts from an empty history
+
+    def make(history_max=1000):
+        return RedisBus(redis_url, history_max) if request.param == "redis" else LocalBus(engine, history_max)
+
+    return make
+
+
+async def _take(iterator, n, timeout=5.0):
+    return [await asyncio.wait_for(anext(iterator), timeout) for _ in range(n)]
+
+
+def test_history_replay_and_live_delivery_without_gaps_or_duplicates(bus_factory):
+    async def scenario():
+        bus = bus_factory()
+        first = [await bus.publish(Alert(type="t", message=f"m{i}")) for i in range(3)]
+        assert [a.message for a in await bus.history()] == ["m0", "m1", "m2"]
+        assert [a.message for a in await bus.history(after=first[0].id)] == ["m1", "m2"]
+
+        # A client that saw m0 reconnects: it gets m1, m2 from history, then m3 live, nothing twice.
+        stream = bus.subscribe(after=first[0].id)
+        replayed = await _take(stream, 2)
+        await bus.publish(Alert(type="t", message="m3"))
+        live = await _take(stream, 1)
+        assert [a.message for a in replayed + live] == ["m1", "m2", "m3"]
+        await stream.aclose()
+
+        # A fresh client gets only what is published after it connected.
+        fresh = bus.subscribe()
+        pending = asyncio.ensure_future(anext(fresh))
+        await asyncio.sleep(0.2)
+        await bus.publish(Alert(type="t", message="m4"))
+        assert (await asyncio.wait_for(pending, 5)).message == "m4"
+        await fresh.aclose()
+        await bus.close()
+
+    asyncio.run(scenario())
+
+
+def test_history_is_capped(bus_factory):
+    async def scenario():
+        bus = bus_factory(history_max=5)
+        for i in range(30):
+            await bus.publish(Alert(type="t", message=f"m{i}"))
+        history = await bus.history(limit=1000)
+        assert history[-1].message == "m29" and len(history) <= 5 + 100  # Redis trims approximately
+        await bus.close()
+
+    asyncio.run(scenario())
+
+
+def test_redis_history_survives_a_service_restart(redis_url):
+    async def scenario():
+        first = RedisBus(redis_url)
+        sent = await first.publish(Alert(type="restart", message="before restart"))
+        await first.close()
+        second = RedisBus(redis_url)
+        assert sent.id in [a.id for a in await second.history(limit=1000)]
+        await second.close()
+
+    asyncio.run(scenario())
+
+
+def _register(tracking_uri: str, dice: float, name: str = "polyp-segmenter") -> str:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    try:
+        client.create_registered_model(name)
+    except Exception:  # noqa: BLE001 - exists already
+        pass
+    version = client.create_model_version(name, "file:///tmp/model", run_id=None)
+    client.set_model_version_tag(name, version.version, "val_dice", f"{dice:.4f}")
+    return version.version
+
+
+def test_watches_alert_once_per_episode_and_resolve_and_survive_restart(settings, tmp_path):
+    engine = db.make_engine(settings.scheduler_db_url)
+    bus = LocalBus(engine)
+    registry = ModelRegistry(settings.mlflow_tracking_uri, settings.model_name)
+
+    def watches():
+        return Watches(engine, registry, bus, Metrics(), settings)
+
+    async def scenario():
+        first = await watches().check()
+        assert [(a.type, a.state) for a in first] == [("model_stale", "firing")]
+        assert await watches().check() == []  # the episode is open: no duplicate, even from a new instance
+        _register(settings.mlflow_tracking_uri, dice=0.42)
+        changed = await watches().check()
+        assert {(a.type, a.state) for a in changed} == {("model_stale", "resolved"), ("model_quality_low", "firing")}
+        assert await watches().check() == []
+        _register(settings.mlflow_tracking_uri, dice=0.995)
+        changed = await watches().check()
+        assert {(a.type, a.state) for a in changed} == {("model_quality_low", "resolved"),
+                                                        ("model_quality_suspicious", "firing")}
+        settings.model_stale_hours = 0.0001  # 0.36 s
+        time.sleep(0.5)
+        assert [(a.type, a.state) for a in await watches().check()] == [("model_stale", "firing")]
+
+    asyncio.run(scenario())
+
+
+def test_model_endpoints_read_mlflow(settings):
+    from fastapi.testclient import TestClient
+
+    from polyp_control.app import create_app
+
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v1/models/latest").status_code == 404
+        _register(settings.mlflow_tracking_uri, dice=0.8)
+        _register(settings.mlflow_tracking_uri, dice=0.9)
+        latest = client.get("/v1/models/latest").json()
+        assert latest["version"] == "2" and latest["dice"] == pytest.approx(0.9)
+        [week] = client.get("/v1/models/weekly-dice").json()
+        assert week["average_dice"] == pytest.approx(0.85) and week["versions"] == 2
+
+
+def test_sse_over_http_replays_after_last_event_id(control_server, redis_url):
+    """Through a real server process: events carry ids; a reconnect with Last-Event-ID misses nothing."""
+    import aiohttp
+
+    server = control_server(REDIS_URL=redis_url, WATCH_INTERVAL_S="3600")
+
+    async def read_events(session, headers, n):
+        events, current = [], {}
+        async with session.get(f"{server.url}/v1/alerts/stream", headers=headers) as response:
+            assert response.status == 200 and response.headers["content-type"].startswith("text/event-stream")
+            async for raw in response.content:
+                line = raw.decode().rstrip("\r\n")
+                if line.startswith("id:"):
+                    current["id"] = line[3:].strip()
+                elif line.startswith("data:"):
+                    current["data"] = json.loads(line[5:].strip())
+                elif line == "" and "data" in current:
+                    events.append(current)
+                    current = {}
+                    if len(events) == n:
+                        return events
+        return events
+
+    async def scenario():
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            bus = RedisBus(redis_url)
+            listener = asyncio.ensure_future(read_events(session, {}, 2))
+            await asyncio.sleep(1)
+            a = await bus.publish(Alert(type="sse", message="one"))
+            await bus.publish(Alert(type="sse", message="two"))
+            live = await listener
+            assert [e["data"]["message"] for e in live] == ["one", "two"] and live[0]["id"] == a.id
+            await bus.publish(Alert(type="sse", message="three while away"))
+            resumed = await read_events(session, {"Last-Event-ID": live[-1]["id"]}, 1)
+            assert [e["data"]["message"] for e in resumed] == ["three while away"]
+            bad = await session.get(f"{server.url}/v1/alerts/stream", headers={"Last-Event-ID": "garbage"})
+            assert bad.status == 422
+            await bus.close()
+
+    asyncio.run(scenario())
+    import urllib.request
+
+    metrics = urllib.request.urlopen(f"{server.url}/metrics").read().decode()
+    assert "polyp_sse_clients" in metrics
+    runs = urllib.request.urlopen(urllib.request.Request(f"{server.url}/v1/runs", headers=auth())).read()
+    assert json.loads(runs) == []

@@ -1,0 +1,149 @@
+"""The HTTP API in process (TestClient): auth, validation, 404s, runs, schedules, predict errors, metrics."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from control_helpers import TOKEN, auth
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from polyp_control.app import create_app
+
+
+@pytest.fixture
+def client(settings):
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def test_no_token_configured_refuses_to_start(settings):
+    settings.api_token = None
+    with pytest.raises(ValueError, match="API_TOKEN is not set"):
+        create_app(settings)
+
+
+@pytest.mark.parametrize("method, path", [
+    ("post", "/v1/runs"), ("post", "/v1/schedules"), ("post", "/v1/runs/x/cancel"),
+    ("post", "/v1/schedules/x/pause"), ("post", "/v1/schedules/x/resume"), ("delete", "/v1/schedules/x"),
+])
+def test_mutations_need_the_bearer_token(client, method, path):
+    missing = getattr(client, method)(path)
+    assert missing.status_code == 401 and "missing bearer token" in missing.json()["detail"]
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+    wrong = getattr(client, method)(path, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json()["detail"] == "invalid bearer token"
+
+
+def test_reads_need_no_token(client):
+    for path in ("/v1/runs", "/v1/schedules", "/v1/alerts", "/healthz", "/metrics"):
+        assert client.get(path).status_code == 200, path
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"name": "n", "cron": "61 * * * *"}, "invalid cron expression '61 * * * *'"),
+    ({"name": "n", "cron": "every day"}, "invalid cron expression"),
+    ({"name": "n"}, "give exactly one of cron or interval_seconds"),
+    ({"name": "n", "cron": "0 2 * * *", "interval_seconds": 60}, "give exactly one of cron or interval_seconds"),
+    ({"name": "n", "cron": "0 2 * * *", "timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+    ({"name": "n", "interval_seconds": 60, "params": {"epochs": 0}}, "greater than or equal to 1"),
+    ({"name": "n", "interval_seconds": 60, "max_attempts": 0}, "greater than or equal to 1"),
+])
+def test_bad_schedules_are_422_with_the_reason(client, body, message):
+    response = client.post("/v1/schedules", json=body, headers=auth())
+    assert response.status_code == 422
+    assert message in str(response.json()["detail"])
+
+
+def test_schedule_lifecycle(client):
+    created = client.post("/v1/schedules", headers=auth(), json={
+        "name": "nightly", "cron": "30 2 * * *", "timezone": "Europe/Oslo", "params": {"epochs": 5},
+        "max_attempts": 2, "sla_minutes": 90})
+    assert created.status_code == 201, created.text
+    schedule = created.json()
+    assert schedule["next_run_at"] and not schedule["paused"] and schedule["params"]["epochs"] == 5
+    sid = schedule["id"]
+    assert [s["id"] for s in client.get("/v1/schedules").json()] == [sid]
+    paused = client.post(f"/v1/schedules/{sid}/pause", headers=auth()).json()
+    assert paused["paused"] and paused["next_run_at"] is None
+    resumed = client.post(f"/v1/schedules/{sid}/resume", headers=auth()).json()
+    assert not resumed["paused"] and resumed["next_run_at"]
+    assert client.delete(f"/v1/schedules/{sid}", headers=auth()).status_code == 204
+    assert client.get(f"/v1/schedules/{sid}").status_code == 404
+
+
+@pytest.mark.parametrize("method, path", [
+    ("get", "/v1/schedules/nope"), ("post", "/v1/schedules/nope/pause"), ("post", "/v1/schedules/nope/resume"),
+    ("delete", "/v1/schedules/nope"), ("get", "/v1/runs/nope"), ("get", "/v1/runs/nope/logs"),
+    ("post", "/v1/runs/nope/cancel"),
+])
+def test_unknown_ids_are_404(client, method, path):
+    response = getattr(client, method)(path, headers=auth())
+    assert response.status_code == 404 and "nope" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"epochs": 0}, "greater than or equal to 1"),
+    ({"size": 100}, "multiple of 32"),
+    ({"arch": "Transformer9000"}, "should match pattern"),
+    ({"data": "/data; rm -rf /"}, "should match pattern"),
+    ({"learning_rate": 0.1}, "extra"),
+])
+def test_bad_hyperparameters_are_422(client, body, message):
+    response = client.post("/v1/runs", json=body, headers=auth())
+    assert response.status_code == 422 and message in str(response.json()["detail"]).lower()
+
+
+def test_ray_unreachable_fails_the_run_with_a_reason_and_an_alert(client):
+    response = client.post("/v1/runs", json={"epochs": 1}, headers=auth())
+    assert response.status_code == 201
+    run = response.json()
+    assert run["status"] == "failed" and "cannot submit to Ray" in run["message"]
+    alerts = client.get("/v1/alerts").json()
+    assert alerts[-1]["type"] == "training_failed" and run["id"] in alerts[-1]["message"]
+    assert 'polyp_training_runs_total{status="failed"} 1.0' in client.get("/metrics").text
+
+
+def test_idempotency_key_returns_the_same_run(client):
+    headers = {**auth(), "Idempotency-Key": "abc-123"}
+    first = client.post("/v1/runs", json={"epochs": 2}, headers=headers)
+    again = client.post("/v1/runs", json={"epochs": 2}, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json()["id"] == again.json()["id"]
+    assert len(client.get("/v1/runs").json()) == 1
+
+
+def test_predict_errors(client):
+    oversized = client.post("/v1/predict", files={"file": ("a.png", b"\x89PNG" + b"\0" * (10 * 1024 * 1024 + 1), "image/png")})
+    assert oversized.status_code == 413 and "larger than the limit" in oversized.json()["detail"]
+    assert client.post("/v1/predict", files={"file": ("a.txt", b"hello", "text/plain")}).status_code == 415
+    no_model = client.post("/v1/predict", files={"file": ("a.png", _png(), "image/png")})
+    assert no_model.status_code == 503 and "Retry-After" in no_model.headers
+
+
+def _png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (32, 24), (150, 60, 60)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_readiness_reports_what_is_unreachable(client):
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["ray"]["ok"] is False and checks["mlflow"]["ok"] is True and checks["alerts"]["via"] == "in-process"
+
+
+def test_cors_allows_only_the_page_origin(client):
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+    allowed = client.options("/v1/runs", headers={"Origin": "http://page.example", **preflight})
+    assert allowed.headers.get("access-control-allow-origin") == "http://page.example"
+    other = client.options("/v1/runs", headers={"Origin": "http://evil.example", **preflight})
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_openapi_documents_versioned_routes(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/runs", "/v1/schedules", "/v1/alerts/stream", "/v1/models/latest", "/v1/predict"} <= set(paths)
+    assert TOKEN not in client.get("/openapi.json").text

@@ -1,0 +1,166 @@
+"""Where the model runs: Triton over HTTP (KServe v2 protocol) or in-process ONNX Runtime.
+
+Both answer with the newest published version without a restart and say which version that was.
+A backend describes the model it would answer with (names, input size S, version) and runs a
+batch N x 3 x S x S float32 prepared for that description, returning (logits N x 1 x S x S, version).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import repository
+from .errors import ServingUnavailable
+
+METADATA_TTL_S = 2.0
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+    input_name: str
+    output_name: str
+    size: int  # square input side
+
+
+class ModelChanged(Exception):
+    """The version that would answer expects another input size than the request was prepared for."""
+
+
+class OnnxRuntimeBackend:
+    """The embedded default: ONNX Runtime over a local model repository, reloaded when a newer version appears."""
+
+    kind = "onnxruntime"
+
+    def __init__(self, repo: str | Path, model: str, threads: int | None = None):
+        self.repo, self.model, self.threads = Path(repo), model, threads
+        self._lock = threading.Lock()
+        self._loaded: tuple[ModelInfo, object] | None = None
+
+    def _session(self) -> tuple[ModelInfo, object]:
+        newest = repository.newest_version(self.repo, self.model)
+        if newest is None:
+            raise ServingUnavailable(f"model {self.model!r} has no published version in {self.repo} yet: "
+                                     "train one first", retry_after=30)
+        with self._lock:
+            if self._loaded is None or self._loaded[0].version != str(newest):
+                self._loaded = self._load(newest)
+            return self._loaded
+
+    def _load(self, version: int) -> tuple[ModelInfo, object]:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        session = ort.InferenceSession(str(repository.model_file(self.repo, self.model, version)), options,
+                                       providers=["CPUExecutionProvider"])
+        [model_input], [model_output] = session.get_inputs(), session.get_outputs()
+        return ModelInfo(self.model, str(version), model_input.name, model_output.name, int(model_input.shape[-1])), session
+
+    async def model_info(self, refresh: bool = False) -> ModelInfo:
+        return (await asyncio.to_thread(self._session))[0]
+
+    async def infer(self, batch: np.ndarray, info: ModelInfo) -> tuple[np.ndarray, str]:
+        def run():
+            current, session = self._session()
+            if current.size != info.size:  # a newer version with another input size appeared meanwhile
+                raise ModelChanged(current)
+            return session.run([current.output_name], {current.input_name: batch})[0], current.version
+
+        return await asyncio.to_thread(run)
+
+    async def ready(self) -> bool:
+        return repository.newest_version(self.repo, self.model) is not None
+
+    async def close(self) -> None:
+        pass
+
+
+class TritonBackend:
+    """Triton / KServe v2 over HTTP through tritonclient's asyncio client, with a timeout and bounded retries.
+
+    No version is named in requests: Triton's version policy (latest 1) picks the newest it has loaded.
+    """
+
+    kind = "triton"
+
+    def __init__(self, url: str, model: str, timeout_s: float = 10.0, retries: int = 2, backoff_s: float = 0.2):
+        self.url = url.removeprefix("http://").removeprefix("https://").rstrip("/")
+        self.ssl = url.startswith("https://")
+        self.model, self.timeout_s, self.retries, self.backoff_s = model, timeout_s, retries, backoff_s
+        self._client = None
+        self._loop = None
+        self._info: ModelInfo | None = None
+        self._info_at = 0.0
+
+    def _connection(self):
+        import tritonclient.http.aio as triton
+
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:  # an aiohttp session belongs to one event loop
+            self._client = triton.InferenceServerClient(self.url, ssl=self.ssl, conn_timeout=self.timeout_s)
+            self._loop = loop
+        return self._client
+
+    async def call(self, what: str, coroutine_factory):
+        """Retry connection failures and timeouts; a server that answers 'not ready' is reported at once."""
+        from tritonclient.utils import InferenceServerException
+
+        for attempt in range(self.retries + 1):
+            try:
+                return await coroutine_factory(self._connection())
+            except InferenceServerException as exc:
+                if "unexpected shape" in (exc.message() or ""):
+                    raise ModelChanged(exc.message()) from exc
+                raise ServingUnavailable(f"Triton at {self.url} cannot {what}: {exc.message()}") from exc
+            except (TimeoutError, OSError, _aiohttp_errors()) as exc:
+                if attempt == self.retries:
+                    raise ServingUnavailable(f"Triton at {self.url} is unreachable ({type(exc).__name__}: {exc}) "
+                                             f"after {self.retries + 1} attempts") from exc
+                await asyncio.sleep(self.backoff_s * 2 ** attempt)
+
+    async def model_info(self, refresh: bool = False) -> ModelInfo:
+        """Names and input size from the server, cached for a few seconds so a new version is noticed."""
+        if refresh or self._info is None or time.monotonic() - self._info_at > METADATA_TTL_S:
+            meta = await self.call(f"describe model {self.model!r}", lambda c: c.get_model_metadata(self.model))
+            [model_input], [model_output] = meta["inputs"], meta["outputs"]
+            versions = sorted(meta.get("versions") or ["0"], key=lambda v: int(v) if v.isdigit() else -1)
+            self._info = ModelInfo(self.model, versions[-1], model_input["name"], model_output["name"],
+                                   int(model_input["shape"][-1]))
+            self._info_at = time.monotonic()
+        return self._info
+
+    async def infer(self, batch: np.ndarray, info: ModelInfo) -> tuple[np.ndarray, str]:
+        import tritonclient.http.aio as triton
+
+        request = triton.InferInput(info.input_name, list(batch.shape), "FP32")
+        request.set_data_from_numpy(batch, binary_data=True)
+        output = triton.InferRequestedOutput(info.output_name, binary_data=True)
+        result = await self.call("run inference", lambda c: c.infer(self.model, [request], outputs=[output],
+                                                                     timeout=int(self.timeout_s * 1e6)))
+        return result.as_numpy(info.output_name), str(result.get_response().get("model_version", info.version))
+
+    async def ready(self) -> bool:
+        try:
+            return bool(await self.call("report readiness", lambda c: c.is_model_ready(self.model)))
+        except ServingUnavailable:
+            return False
+
+    async def close(self) -> None:
+        if self._client is not None and self._loop is asyncio.get_running_loop():
+            await self._client.close()
+        self._client = None
+
+
+def _aiohttp_errors():
+    import aiohttp
+
+    return aiohttp.ClientError

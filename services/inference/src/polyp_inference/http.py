@@ -1,0 +1,60 @@
+"""POST /predict as a FastAPI router: the control service mounts it; the serving benchmark serves it alone."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, HTTPException, UploadFile
+from pydantic import BaseModel, Field
+
+from .client import InferenceClient
+from .errors import ImageTooLarge, InferenceError, ServingUnavailable
+
+
+class BoxOut(BaseModel):
+    x: int
+    y: int
+    width: int
+    height: int
+    area_fraction: float = Field(description="share of the whole image this polyp covers")
+
+
+class PredictionOut(BaseModel):
+    model: str
+    version: str = Field(description="the model version that answered")
+    width: int
+    height: int
+    area_fraction: float = Field(description="share of the image predicted as polyp")
+    boxes: list[BoxOut] = Field(description="one box per connected polyp region, largest first")
+    latency_ms: float
+    mask_png_base64: str = Field(description="the mask at the image's original size, 0 or 255, PNG")
+
+
+ERRORS = {
+    413: {"description": "image larger than the upload limit"},
+    415: {"description": "not a JPEG or PNG"},
+    422: {"description": "the upload cannot be decoded as an image"},
+    503: {"description": "inference server down or model not ready; see Retry-After"},
+}
+
+
+def to_http(error: InferenceError) -> HTTPException:
+    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, ServingUnavailable) else None
+    return HTTPException(status_code=error.status, detail=error.message, headers=headers)
+
+
+def predict_router(client: InferenceClient, dependencies: list | None = None) -> APIRouter:
+    router = APIRouter(tags=["predict"], dependencies=dependencies or [])
+
+    @router.post("/predict", response_model=PredictionOut, responses=ERRORS,
+                 summary="Segment polyps in an endoscopy image")
+    async def predict(file: Annotated[UploadFile, File(description="JPEG or PNG")]) -> dict:
+        data = await file.read(client.max_bytes + 1)  # never hold more than the limit
+        try:
+            if len(data) > client.max_bytes:
+                raise ImageTooLarge(f"image is larger than the limit of {client.max_bytes} bytes")
+            return (await client.predict(data, file.content_type)).as_json()
+        except InferenceError as error:
+            raise to_http(error) from error
+
+    return router

@@ -1,0 +1,128 @@
+"""Both backends against real servers: parity, newest-version switch, real frames, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+
+import numpy as np
+import pytest
+from PIL import Image
+from serving_helpers import MODEL, SIZE, export_version
+
+from polyp_inference.backends import OnnxRuntimeBackend, TritonBackend
+from polyp_inference.client import InferenceClient
+from polyp_inference.errors import ServingUnavailable
+from polyp_inference.local_triton import TritonServer, mirror_repository
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+async def predict_all(backend, frames):
+    client = InferenceClient(backend)
+    try:
+        return [await client.predict(data, "image/jpeg") for _, data, _ in frames]
+    finally:
+        await client.close()
+
+
+def test_triton_and_onnxruntime_agree_on_the_same_inputs(triton, exported):
+    batch = np.random.default_rng(0).normal(size=(3, 3, SIZE, SIZE)).astype(np.float32)
+
+    async def both():
+        answers = []
+        for backend in (TritonBackend(triton.url, MODEL), OnnxRuntimeBackend(exported, MODEL)):
+            answers.append(await backend.infer(batch, await backend.model_info()))
+            await backend.close()
+        return answers
+
+    (triton_logits, triton_version), (ort_logits, ort_version) = run(both())
+    assert triton_logits.shape == ort_logits.shape == (3, 1, SIZE, SIZE)
+    assert np.abs(triton_logits - ort_logits).max() < 1e-4
+    assert triton_version == ort_version == "1"
+
+
+@pytest.mark.parametrize("kind", ["triton", "onnxruntime"])
+def test_real_frames_come_back_at_their_original_size(kind, triton, exported, real_frames):
+    backend = TritonBackend(triton.url, MODEL) if kind == "triton" else OnnxRuntimeBackend(exported, MODEL)
+    predictions = run(predict_all(backend, real_frames))
+    for (stem, _, size), prediction in zip(real_frames, predictions, strict=True):
+        mask = Image.open(io.BytesIO(prediction.mask_png))
+        assert mask.size == size == (prediction.width, prediction.height), stem
+        assert 0.0 <= prediction.area_fraction <= 1.0 and prediction.version == "1"
+        assert np.isclose(sum(b.area_fraction for b in prediction.boxes), prediction.area_fraction)
+
+
+def test_triton_and_onnxruntime_masks_match_on_real_frames(triton, exported, real_frames):
+    by_triton = run(predict_all(TritonBackend(triton.url, MODEL), real_frames))
+    by_ort = run(predict_all(OnnxRuntimeBackend(exported, MODEL), real_frames))
+    for a, b in zip(by_triton, by_ort, strict=True):
+        mask_a, mask_b = (np.asarray(Image.open(io.BytesIO(p.mask_png))) for p in (a, b))
+        assert (mask_a != mask_b).mean() < 1e-3  # identical up to pixels sitting exactly on the threshold
+
+
+def test_onnxruntime_serves_a_newer_version_without_restart(model_repo, real_frames):
+    backend = OnnxRuntimeBackend(model_repo, MODEL)
+    client = InferenceClient(backend)
+    first = run(client.predict(real_frames[0][1], "image/jpeg"))
+    export_version(model_repo, 2, seed=2, size=64)  # a new version may even change the input size
+    second = run(client.predict(real_frames[0][1], "image/jpeg"))
+    assert (first.version, second.version) == ("1", "2")
+    assert second.mask_png != first.mask_png and (second.width, second.height) == real_frames[0][2]
+
+
+def test_triton_serves_a_newer_version_after_its_repository_poll(model_repo, tmp_path, real_frames):
+    mirror = tmp_path / "mirror"
+    mirror_repository(model_repo, mirror)
+    with TritonServer(mirror) as server:
+        server.wait_for_version(MODEL, 1)
+        client = InferenceClient(TritonBackend(server.url, MODEL))
+        first = run(client.predict(real_frames[0][1], "image/jpeg"))
+        export_version(model_repo, 2, seed=2)
+        assert mirror_repository(model_repo, mirror) == [(MODEL, 2)]
+        server.wait_for_version(MODEL, 2)
+
+        async def until_version_2():
+            for _ in range(50):
+                prediction = await client.predict(real_frames[0][1], "image/jpeg")
+                if prediction.version == "2":
+                    return prediction
+                await asyncio.sleep(0.2)
+            raise AssertionError("Triton kept answering with version 1")
+
+        second = run(until_version_2())
+        run(client.close())
+    assert first.version == "1" and second.mask_png != first.mask_png
+
+
+def test_onnxruntime_without_any_published_version_is_unavailable(tmp_path):
+    with pytest.raises(ServingUnavailable, match="has no published version") as caught:
+        run(OnnxRuntimeBackend(tmp_path / "empty", MODEL).model_info())
+    assert caught.value.status == 503 and caught.value.retry_after > 0
+
+
+def test_triton_down_is_unavailable_after_bounded_retries():
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    backend = TritonBackend(f"http://127.0.0.1:{port}", MODEL, timeout_s=2, retries=2, backoff_s=0.01)
+    with pytest.raises(ServingUnavailable, match="unreachable .* after 3 attempts"):
+        run(InferenceClient(backend).predict(real_png(), "image/png"))
+    run(backend.close())
+
+
+def test_unknown_model_on_triton_is_unavailable_not_a_crash(triton):
+    backend = TritonBackend(triton.url, "no-such-model")
+    with pytest.raises(ServingUnavailable, match="no-such-model"):
+        run(InferenceClient(backend).predict(real_png(), "image/png"))
+    assert run(backend.ready()) is False
+    run(backend.close())
+
+
+def real_png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (30, 20), (200, 90, 80)).save(out, format="PNG")
+    return out.getvalue()

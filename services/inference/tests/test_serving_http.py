@@ -1,0 +1,91 @@
+"""POST /predict over HTTP: the status codes and messages a user sees, and polyp-smoke."""
+
+from __future__ import annotations
+
+import io
+import socket
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from PIL import Image
+from serving_helpers import MODEL
+
+from polyp_inference import smoke
+from polyp_inference.backends import OnnxRuntimeBackend, TritonBackend
+from polyp_inference.client import InferenceClient
+from polyp_inference.http import predict_router
+
+
+def app_for(backend, max_bytes=1_000_000) -> TestClient:
+    app = FastAPI()
+    app.include_router(predict_router(InferenceClient(backend, max_bytes=max_bytes)))
+    return TestClient(app)
+
+
+def jpeg(size=(64, 48)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (180, 80, 70)).save(out, format="JPEG")
+    return out.getvalue()
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_predict_returns_mask_area_boxes_and_version(exported):
+    response = app_for(OnnxRuntimeBackend(exported, MODEL)).post(
+        "/predict", files={"file": ("frame.jpg", jpeg(), "image/jpeg")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["version"] == "1" and (body["width"], body["height"]) == (64, 48)
+    import base64
+
+    assert Image.open(io.BytesIO(base64.b64decode(body["mask_png_base64"]))).size == (64, 48)
+
+
+@pytest.mark.parametrize("upload, status, message", [
+    (("a.gif", b"GIF89a....", "image/gif"), 415, "unsupported media type 'image/gif'"),
+    (("a.jpg", b"\xff\xd8garbage", "image/jpeg"), 422, "cannot decode the upload as image/jpeg"),
+    (("a.jpg", jpeg((1200, 1200)) + b"\0" * 2_000_000, "image/jpeg"), 413, "larger than the limit of 1000000 bytes"),
+])
+def test_bad_uploads_get_a_clear_4xx(exported, upload, status, message):
+    response = app_for(OnnxRuntimeBackend(exported, MODEL)).post("/predict", files={"file": upload})
+    assert response.status_code == status and message in response.json()["detail"]
+
+
+def test_missing_file_is_422(exported):
+    response = app_for(OnnxRuntimeBackend(exported, MODEL)).post("/predict")
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "file"]
+
+
+def test_inference_server_down_is_503_with_retry_after():
+    client = app_for(TritonBackend(closed_port_url(), MODEL, timeout_s=1, retries=1, backoff_s=0.01))
+    response = client.post("/predict", files={"file": ("frame.jpg", jpeg(), "image/jpeg")})
+    assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
+    assert "unreachable" in response.json()["detail"]
+
+
+def test_no_model_yet_is_503(tmp_path):
+    response = app_for(OnnxRuntimeBackend(tmp_path, MODEL)).post(
+        "/predict", files={"file": ("frame.jpg", jpeg(), "image/jpeg")})
+    assert response.status_code == 503 and "train one first" in response.json()["detail"]
+
+
+def test_smoke_passes_against_a_serving_triton(triton, capsys):
+    assert smoke.main(["--url", triton.url]) == 0
+    out = capsys.readouterr().out
+    assert "ok  model polyp-segmenter ready" in out and "version 1" in out and "polyp-smoke: passed" in out
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["--model", "absent-model"], "absent-model"),
+    (["--timeout", "1"], None),
+])
+def test_smoke_fails_with_the_reason(triton, capsys, args, reason):
+    url = triton.url if reason else closed_port_url()
+    assert smoke.main(["--url", url, *args]) == 1
+    err = capsys.readouterr().err
+    assert "polyp-smoke: FAILED" in err and (reason or "unreachable") in err

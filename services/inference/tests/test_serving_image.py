@@ -1,0 +1,78 @@
+"""Uploads: what is accepted, and the clear error for everything else."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from polyp_inference.errors import ImageTooLarge, UndecodableImage, UnsupportedMediaType
+from polyp_inference.image import decode
+from polyp_inference.postprocess import segment
+from polyp_inference.preprocess import Letterbox
+
+
+def encoded(size=(40, 30), fmt="PNG", mode="RGB") -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size, 128).save(out, format=fmt)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("content_type, fmt", [("image/png", "PNG"), ("image/jpeg", "JPEG"), ("image/jpeg; q=1", "JPEG")])
+def test_jpeg_and_png_decode_to_rgb(content_type, fmt):
+    image = decode(encoded(fmt=fmt, mode="L"), content_type)
+    assert image.mode == "RGB" and image.size == (40, 30)
+
+
+@pytest.mark.parametrize("content_type", ["image/gif", "text/plain", "", None])
+def test_other_media_types_are_415(content_type):
+    with pytest.raises(UnsupportedMediaType, match="send image/jpeg or image/png"):
+        decode(encoded(), content_type)
+
+
+def test_more_bytes_than_the_limit_is_413():
+    data = encoded()
+    with pytest.raises(ImageTooLarge, match=f"image is {len(data)} bytes; the limit is {len(data) - 1} bytes"):
+        decode(data, "image/png", max_bytes=len(data) - 1)
+    assert decode(data, "image/png", max_bytes=len(data)).size == (40, 30)
+
+
+def test_a_decompression_bomb_is_413_not_decoded():
+    bomb = encoded(size=(9000, 9000), mode="L")  # 81 MP of one grey compresses to a few kB
+    assert len(bomb) < 200_000
+    with pytest.raises(ImageTooLarge, match="9000x9000"):
+        decode(bomb, "image/png")
+
+
+@pytest.mark.parametrize("data, content_type", [
+    (b"not an image at all", "image/png"),
+    (encoded(fmt="PNG"), "image/jpeg"),  # a PNG labelled as JPEG
+    (encoded(fmt="JPEG")[:200], "image/jpeg"),  # truncated
+    (b"", "image/png"),
+])
+def test_undecodable_uploads_are_422(data, content_type):
+    with pytest.raises(UndecodableImage):
+        decode(data, content_type)
+
+
+def test_segment_restores_original_size_and_boxes_each_polyp():
+    box = Letterbox.for_shape(height=50, width=100, size=64)  # letterboxed: 32 rows of image, padded top and bottom
+    logits = np.full((64, 64), -10.0, dtype=np.float32)
+    logits[box.top + 4: box.top + 12, 8:24] = 10.0    # polyp 1: 8 x 16 model pixels
+    logits[box.top + 20: box.top + 24, 40:44] = 10.0  # polyp 2: 4 x 4
+    result = segment(logits, box)
+    assert result.mask.shape == (50, 100) and set(np.unique(result.mask)) == {0, 255}
+    big, small = result.boxes
+    assert (big.x, big.y, big.width, big.height) == pytest.approx((12.5, 6.25, 25, 12.5), abs=2)
+    assert (small.x, small.y, small.width, small.height) == pytest.approx((62.5, 31.25, 6.25, 6.25), abs=2)
+    assert result.area_fraction == pytest.approx(big.area_fraction + small.area_fraction)
+    assert result.area_fraction == pytest.approx((25 * 12.5 + 6.25 * 6.25) / 5000, rel=0.15)
+    png = Image.open(io.BytesIO(result.mask_png()))
+    assert png.size == (100, 50) and png.mode == "L"
+
+
+def test_no_polyp_gives_no_boxes():
+    result = segment(np.full((32, 32), -5.0, dtype=np.float32), Letterbox.for_shape(32, 32, 32))
+    assert result.boxes == [] and result.area_fraction == 0.0
