@@ -4,7 +4,7 @@
 
 Starts redis-server and one control service process (loopback), connects N EventSource-like
 clients to /v1/alerts/stream, then
-  1. latency: publishes --alerts alerts 50 ms apart; publish->receive latency over every
+  1. latency: publishes --alerts alerts --interval apart (default 50 ms); publish->receive latency over every
      (client, alert) delivery, p50/p99;
   2. sustained rate: publishes --burst alerts back to back; alerts/s until every client has
      them all (and the deliveries/s that makes).
@@ -61,7 +61,7 @@ async def wait_for(predicate, timeout_s: float) -> bool:
     return False
 
 
-async def measure(url: str, redis_url: str, n_clients: int, n_alerts: int, burst: int) -> None:
+async def measure(url: str, redis_url: str, n_clients: int, n_alerts: int, burst: int, interval: float) -> None:
     import aiohttp
 
     bus = RedisBus(redis_url)
@@ -74,10 +74,10 @@ async def measure(url: str, redis_url: str, n_clients: int, n_alerts: int, burst
 
         for i in range(n_alerts):
             await bus.publish(Alert(type="bench", message=f"lat-{i}", at=time.time()))
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(interval)
         complete = await wait_for(lambda: all(len(c.received) >= n_alerts for c in clients), 60)
         latencies = np.array([v for c in clients for k, v in c.received.items() if k.startswith("lat-")]) * 1000
-        print(f"{n_clients:5d} clients  latency over {latencies.size} deliveries: p50 {np.percentile(latencies, 50):7.1f} ms  "
+        print(f"{n_clients:5d} clients  one alert every {interval * 1000:.0f} ms, latency over {latencies.size} deliveries: p50 {np.percentile(latencies, 50):7.1f} ms  "
               f"p99 {np.percentile(latencies, 99):7.1f} ms  max {latencies.max():7.1f} ms"
               f"{'' if complete else '  (INCOMPLETE)'}", flush=True)
 
@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--alerts", type=int, default=50)
     parser.add_argument("--burst", type=int, default=200)
+    parser.add_argument("--interval", type=float, default=0.05, help="seconds between alerts in the latency phase")
     args = parser.parse_args()
     raise_fd_limit()
     redis_port, port = free_port(), free_port()
@@ -112,7 +113,7 @@ def main() -> None:
                "SCHEDULER_DB_URL": f"sqlite:///{Path(tmp) / 'control.db'}", "SSE_HEARTBEAT_S": "15",
                "MLFLOW_TRACKING_URI": f"sqlite:///{Path(tmp) / 'mlflow.db'}", "RAY_ADDRESS": "http://127.0.0.1:9"}
         server = subprocess.Popen([sys.executable, "-m", "polyp_control.main", "--port", str(port)], env=env,
-                                  preexec_fn=raise_fd_limit, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  preexec_fn=raise_fd_limit, stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "server.log", "w"))
         url = f"http://127.0.0.1:{port}"
         try:
             for _ in range(120):
@@ -124,7 +125,10 @@ def main() -> None:
             print(f"machine: {os.cpu_count()} CPUs; one control service process (uvicorn, 1 worker), "
                   f"redis-server, clients in one asyncio process, all on 127.0.0.1")
             for n in args.clients:
-                asyncio.run(measure(url, redis_url, n, args.alerts, args.burst))
+                asyncio.run(measure(url, redis_url, n, args.alerts, args.burst, args.interval))
+        except Exception:
+            print((Path(tmp) / "server.log").read_text()[-3000:], file=sys.stderr)
+            raise
         finally:
             server.terminate()
             server.wait(timeout=30)

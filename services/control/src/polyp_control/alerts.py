@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 from sqlalchemy import insert, select
 
 from . import db
 
+log = logging.getLogger(__name__)
 STREAM = "polyp:alerts"
 CHANNEL = "polyp:alerts:live"
 
@@ -31,20 +33,67 @@ class Alert(BaseModel):
     message: str
     at: float = Field(default_factory=time.time, description="unix time")
     details: dict = Field(default_factory=dict)
+    _json: str | None = PrivateAttr(default=None)
+
+    def json_text(self) -> str:
+        """Serialised once, however many SSE clients it goes to."""
+        if self._json is None:
+            self._json = self.model_dump_json()
+        return self._json
 
 
 def _seq(alert_id: str) -> tuple[int, ...]:
     return tuple(int(part) for part in alert_id.split("-"))
 
 
-class LocalBus:
-    """No Redis (make up): history in the service's database, live delivery through asyncio queues."""
+class _FanOut:
+    """Local subscribers of a bus. One upstream feed per process is fanned out to every SSE client's queue."""
+
+    history_max: int
+
+    def __init__(self):
+        self._subscribers: set[asyncio.Queue] = set()
+
+    def _deliver(self, alert: Alert) -> None:
+        for queue in list(self._subscribers):
+            queue.put_nowait(alert)
+
+    async def _listening(self) -> None:
+        """Return once live alerts reach _deliver (subclasses with an upstream feed override)."""
+
+    async def history(self, after: str | None = None, limit: int = 100) -> list[Alert]:
+        raise NotImplementedError
+
+    async def subscribe(self, after: str | None = None) -> AsyncIterator[Alert]:
+        queue: asyncio.Queue = asyncio.Queue()
+        self._subscribers.add(queue)  # before the replay: nothing published meanwhile is lost
+        try:
+            await self._listening()
+            last = _seq(after) if after else None
+            while after:
+                page = await self.history("-".join(map(str, last)), limit=1000)
+                for alert in page:
+                    last = _seq(alert.id)
+                    yield alert
+                if len(page) < 1000:
+                    break
+            while True:
+                alert = await queue.get()
+                if last is None or _seq(alert.id) > last:  # replayed already: skip
+                    last = _seq(alert.id)
+                    yield alert
+        finally:
+            self._subscribers.discard(queue)
+
+
+class LocalBus(_FanOut):
+    """No Redis (make up): history in the service's database, live delivery within this process."""
 
     kind = "in-process"
 
     def __init__(self, engine, history_max: int = 10000):
+        super().__init__()
         self.engine, self.history_max = engine, history_max
-        self._subscribers: set[asyncio.Queue] = set()
 
     def _store(self, alert: Alert) -> Alert:
         with self.engine.begin() as conn:
@@ -56,8 +105,7 @@ class LocalBus:
 
     async def publish(self, alert: Alert) -> Alert:
         alert = await asyncio.to_thread(self._store, alert)
-        for queue in list(self._subscribers):
-            queue.put_nowait(alert)
+        self._deliver(alert)
         return alert
 
     def _history(self, after: str | None, limit: int) -> list[Alert]:
@@ -73,23 +121,6 @@ class LocalBus:
     async def history(self, after: str | None = None, limit: int = 100) -> list[Alert]:
         return await asyncio.to_thread(self._history, after, limit)
 
-    async def subscribe(self, after: str | None = None) -> AsyncIterator[Alert]:
-        queue: asyncio.Queue = asyncio.Queue()
-        self._subscribers.add(queue)
-        try:
-            last = _seq(after) if after else None
-            if after:
-                for alert in await self.history(after, limit=self.history_max):
-                    last = _seq(alert.id)
-                    yield alert
-            while True:
-                alert = await queue.get()
-                if last is None or _seq(alert.id) > last:
-                    last = _seq(alert.id)
-                    yield alert
-        finally:
-            self._subscribers.discard(queue)
-
     async def ping(self) -> bool:
         return True
 
@@ -97,16 +128,22 @@ class LocalBus:
         pass
 
 
-class RedisBus:
-    """XADD to a capped stream (history, replay) and PUBLISH the same alert (live fan-out)."""
+class RedisBus(_FanOut):
+    """XADD to a capped stream (history, replay) and PUBLISH the same alert (live fan-out).
+
+    Each process holds one subscription to the channel, however many SSE clients it serves.
+    """
 
     kind = "redis"
 
     def __init__(self, url: str, history_max: int = 10000):
         import redis.asyncio as redis
 
+        super().__init__()
         self.redis = redis.from_url(url, decode_responses=True, health_check_interval=30)
         self.history_max = history_max
+        self._listener: asyncio.Task | None = None
+        self._subscribed = asyncio.Event()
 
     async def publish(self, alert: Alert) -> Alert:
         # The id is Redis's stream id; the stream is capped (approximately) at history_max entries.
@@ -128,29 +165,32 @@ class RedisBus:
         entries = await self.redis.xrevrange(STREAM, max="+", min="-", count=limit)
         return [self._from_entry(i, f) for i, f in reversed(entries)]
 
-    async def subscribe(self, after: str | None = None) -> AsyncIterator[Alert]:
-        pubsub = self.redis.pubsub()
-        await pubsub.subscribe(CHANNEL)  # before the replay: nothing published meanwhile is lost
-        try:
-            last = _seq(after) if after else None
-            if after:
-                while True:
-                    page = await self.history(after if last is None else "-".join(map(str, last)), limit=1000)
-                    for alert in page:
-                        last = _seq(alert.id)
-                        yield alert
-                    if len(page) < 1000:
-                        break
-            async for message in pubsub.listen():
-                if message.get("type") != "message":
-                    continue
-                alert = Alert.model_validate_json(message["data"])
-                if last is None or _seq(alert.id) > last:
-                    last = _seq(alert.id)
-                    yield alert
-        finally:
-            await pubsub.unsubscribe(CHANNEL)
-            await pubsub.aclose()
+    async def _listening(self) -> None:
+        if self._listener is None or self._listener.done():
+            self._subscribed.clear()
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
+        await asyncio.wait_for(self._subscribed.wait(), 10)
+
+    async def _listen(self) -> None:
+        """The process's one subscription; on a Redis outage, resubscribe with backoff."""
+        delay = 0.5
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(CHANNEL)
+                self._subscribed.set()
+                delay = 0.5
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self._deliver(Alert.model_validate_json(message["data"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - Redis away: retry; replay by Last-Event-ID covers the gap
+                log.warning("alert subscription lost; resubscribing in %.1f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+            finally:
+                await pubsub.aclose()
 
     async def ping(self) -> bool:
         try:
@@ -159,6 +199,8 @@ class RedisBus:
             return False
 
     async def close(self) -> None:
+        if self._listener:
+            self._listener.cancel()
         await self.redis.aclose()
 
 

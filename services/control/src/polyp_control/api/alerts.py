@@ -28,7 +28,7 @@ async def stream(request: Request,
         metrics.sse_clients.inc()
         try:
             async for alert in bus.subscribe(last_event_id or after):
-                yield {"id": alert.id, "event": "alert", "data": alert.model_dump_json()}
+                yield {"id": alert.id, "event": "alert", "data": alert.json_text()}
         finally:
             metrics.sse_clients.dec()
 
