@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -34,7 +37,8 @@ class LocalRayHead:
         if self.num_cpus:
             args.append(f"--num-cpus={self.num_cpus}")
         out = open(self.log, "w") if self.log else subprocess.DEVNULL  # noqa: SIM115 - lives as long as the head
-        self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        # Its own process group: Ctrl-C reaches only us, and stop() can take down every Ray process it spawned.
+        self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -52,10 +56,13 @@ class LocalRayHead:
         if self._proc and self._proc.poll() is None:
             self._proc.terminate()  # `ray start --block` tears its processes down on SIGTERM
             try:
-                self._proc.wait(timeout=60)
+                self._proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+        if self._proc:
+            with contextlib.suppress(ProcessLookupError):  # anything of the head's group still alive
+                os.killpg(self._proc.pid, signal.SIGKILL)
 
     def __enter__(self) -> LocalRayHead:
         return self.start()
