@@ -1,4 +1,4 @@
-"""The delivery path: workflows pass actionlint, scripts pass shellcheck, Dockerfiles follow the rules."""
+"""The delivery path: workflows pass actionlint, scripts shellcheck, Python ruff; Dockerfiles follow the rules."""
 
 from __future__ import annotations
 
@@ -27,6 +27,13 @@ def test_workflows_pass_actionlint_with_shellcheck(repo_root):
 def test_shell_scripts_pass_shellcheck(repo_root):
     shellcheck = repo_root / ".venv" / "bin" / "shellcheck"
     result = subprocess.run([str(shellcheck), "bootstrap/install.sh", ".ci/run"], cwd=repo_root,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_python_passes_ruff(repo_root):
+    """The lint job of ci.yml, here too, so `make test` fails where CI's lint would."""
+    result = subprocess.run([str(repo_root / ".venv" / "bin" / "ruff"), "check", "."], cwd=repo_root,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
