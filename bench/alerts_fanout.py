@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from polyp_control.alerts import Alert, RedisBus
-from polyp_control.local_ray import free_port
+from polyp_inference.local_servers import free_port
 
 TOKEN = "bench-token"
 

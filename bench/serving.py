@@ -157,14 +157,6 @@ def wait_up(url: str, proc: subprocess.Popen, image: bytes, timeout_s: float = 1
     raise RuntimeError(f"{url} did not answer in {timeout_s} s")
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=48, help="requests per concurrency level")
@@ -178,6 +170,7 @@ def main() -> None:
     if args.serve:
         return serve(args.serve, args)
 
+    from polyp_inference.local_servers import free_port
     from polyp_inference.local_triton import TritonServer, mirror_repository
 
     image = sorted((SAMPLES / "images").glob("*.jpg"))[0].read_bytes()

@@ -6,18 +6,13 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
+from polyp_inference.local_servers import ServerDidNotStart, free_port, wait_for_http
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["LocalRayHead", "free_port"]
 
 
 class LocalRayHead:
@@ -39,18 +34,12 @@ class LocalRayHead:
         out = open(self.log, "w") if self.log else subprocess.DEVNULL  # noqa: SIM115 - lives as long as the head
         # Its own process group: Ctrl-C reaches only us, and stop() can take down every Ray process it spawned.
         self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"ray start exited with {self._proc.returncode}")
-            try:
-                with urllib.request.urlopen(f"{self.address}/api/version", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"the Ray head did not answer on {self.address} within {timeout_s} s")
+        try:
+            wait_for_http(f"{self.address}/api/version", self._proc, timeout_s, "the Ray head (ray start)")
+        except ServerDidNotStart:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         if self._proc and self._proc.poll() is None:

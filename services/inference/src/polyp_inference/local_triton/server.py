@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -15,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from .. import repository
+from ..local_servers import ServerDidNotStart, free_port, wait_for_http
 
 MODEL_PY = Path(__file__).with_name("onnx_model.py")
 
@@ -43,12 +43,6 @@ def mirror_repository(source: Path, target: Path) -> list[tuple[str, int]]:
     return added
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _distribution() -> Path:
     import pytriton
 
@@ -60,7 +54,7 @@ class TritonServer:
 
     def __init__(self, repo: Path, poll_s: int = 1, log: Path | None = None, start_timeout_s: float = 120):
         self.repo, self.poll_s, self.start_timeout_s = Path(repo), poll_s, start_timeout_s
-        self.http_port = _free_port()
+        self.http_port = free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self._log_path = log
         self._tmp: tempfile.TemporaryDirectory | None = None
@@ -96,18 +90,13 @@ class TritonServer:
              "--allow-metrics=false", "--model-control-mode=poll", f"--repository-poll-secs={self.poll_s}",
              "--strict-readiness=false", "--exit-on-error=false", "--log-verbose=0"],
             stdout=log, stderr=subprocess.STDOUT, env=self._environment())
-        deadline = time.monotonic() + self.start_timeout_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"tritonserver exited with {self._proc.returncode}: {self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/v2/health/live", timeout=1) as response:
-                    if response.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"tritonserver did not become live in {self.start_timeout_s} s")
+        try:
+            wait_for_http(f"{self.url}/v2/health/live", self._proc, self.start_timeout_s, "tritonserver")
+        except ServerDidNotStart as exc:
+            tail = self.log_tail()
+            self.stop()
+            raise ServerDidNotStart(f"{exc}: {tail}") from exc
+        return self
 
     def wait_for_version(self, model: str, version: int, timeout_s: float = 60) -> None:
         """Block until Triton reports the model version READY (after its next repository poll)."""
