@@ -14,8 +14,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from polyp_inference.backends import OnnxRuntimeBackend, TritonBackend
-from polyp_inference.client import InferenceClient
+from polyp_inference.client import InferenceClient, make_backend
 from polyp_inference.http import predict_router
 
 from . import db
@@ -35,14 +34,6 @@ from .watches import Watches
 log = logging.getLogger("polyp_control")
 
 
-def inference_client(settings: Settings) -> InferenceClient:
-    import os
-
-    url = os.environ.get("INFERENCE_URL")
-    backend = TritonBackend(url, settings.model_name) if url else OnnxRuntimeBackend(settings.model_repo, settings.model_name)
-    return InferenceClient(backend)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     if not settings.api_token:
@@ -56,7 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     registry = ModelRegistry(settings.mlflow_tracking_uri, settings.model_name)
     watches = Watches(engine, registry, bus, metrics, settings)
     schedules = ScheduleService(engine, runs, settings.instance_id)
-    predictor = inference_client(settings)
+    predictor = InferenceClient(make_backend(settings.model_name, settings.inference_url, settings.model_repo),
+                                max_bytes=settings.max_upload_bytes)
     runs.on_success.append(watches.check)
 
     @contextlib.asynccontextmanager

@@ -57,11 +57,14 @@ class RunService:
     async def get(self, run_id: str) -> Run:
         return await asyncio.to_thread(self._row, run_id)
 
-    async def list(self, status: str | None = None, schedule_id: str | None = None, limit: int = 100) -> list[Run]:
+    async def list(self, status: str | None = None, schedule_id: str | None = None, limit: int | None = 100,
+                   statuses: tuple[str, ...] | None = None) -> list[Run]:
         def query():
             q = select(db.runs).order_by(db.runs.c.created_at.desc()).limit(limit)
             if status:
                 q = q.where(db.runs.c.status == status)
+            if statuses:
+                q = q.where(db.runs.c.status.in_(statuses))
             if schedule_id:
                 q = q.where(db.runs.c.schedule_id == schedule_id)
             with self.engine.connect() as conn:
@@ -69,7 +72,7 @@ class RunService:
         return await asyncio.to_thread(query)
 
     async def active_for_schedule(self, schedule_id: str) -> list[Run]:
-        return [r for r in await self.list(schedule_id=schedule_id, limit=20) if r.status in ACTIVE]
+        return await self.list(schedule_id=schedule_id, statuses=ACTIVE, limit=None)
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def trigger(self, params: Hyperparameters, idempotency_key: str | None = None,
@@ -162,9 +165,9 @@ class RunService:
         asyncio.get_running_loop().create_task(later())
 
     async def poll_once(self) -> None:
-        """Bring every active run's state up to date with Ray."""
-        for run in await self.list(limit=200):
-            if run.status not in ("pending", "running") or not run.submission_id:
+        """Bring every submitted, unfinished run's state up to date with Ray, however old it is."""
+        for run in await self.list(statuses=("pending", "running"), limit=None):
+            if not run.submission_id:
                 continue
             try:
                 status = await self.jobs.status(run.submission_id)

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from polyp_inference.image import MAX_BYTES
+
 
 def _home() -> Path:
     return Path(os.environ.get("POLYP_HOME", ".local")).resolve()
@@ -24,6 +26,8 @@ class Settings:
         "SCHEDULER_DB_URL", f"sqlite:///{_home() / 'control.db'}"))
     mlflow_tracking_uri: str = field(default_factory=lambda: os.environ.get(
         "MLFLOW_TRACKING_URI", f"sqlite:///{_home() / 'mlflow.db'}"))
+    inference_url: str | None = field(default_factory=lambda: os.environ.get("INFERENCE_URL") or None)  # Triton/KServe
+    max_upload_bytes: int = field(default_factory=lambda: int(os.environ.get("MAX_UPLOAD_BYTES", MAX_BYTES)))
     model_name: str = field(default_factory=lambda: os.environ.get("MODEL_NAME", "polyp-segmenter"))
     cors_origins: list[str] = field(default_factory=lambda: [
         o.strip() for o in os.environ.get("CORS_ORIGINS", "").split(",") if o.strip()])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,26 +37,14 @@ class Prediction:
         }
 
 
+def make_backend(model: str, triton_url: str | None, repo: str | Path, timeout_s: float = 10.0):
+    """Triton at triton_url (KServe in a cluster) when given, else in-process ONNX Runtime over the local repository."""
+    return TritonBackend(triton_url, model, timeout_s=timeout_s) if triton_url else OnnxRuntimeBackend(repo, model)
+
+
 class InferenceClient:
     def __init__(self, backend: OnnxRuntimeBackend | TritonBackend, max_bytes: int = MAX_BYTES, threshold: float = 0.5):
         self.backend, self.max_bytes, self.threshold = backend, max_bytes, threshold
-
-    @classmethod
-    def from_env(cls) -> InferenceClient:
-        """POLYP_SERVING_BACKEND=onnxruntime (default, over POLYP_MODEL_REPO) or triton (at POLYP_TRITON_URL)."""
-        model = os.environ.get("POLYP_MODEL_NAME", DEFAULT_MODEL)
-        kind = os.environ.get("POLYP_SERVING_BACKEND", "onnxruntime")
-        if kind == "triton":
-            url = os.environ.get("POLYP_TRITON_URL")
-            if not url:
-                raise ValueError("POLYP_SERVING_BACKEND=triton needs POLYP_TRITON_URL (the InferenceService URL)")
-            backend = TritonBackend(url, model, timeout_s=float(os.environ.get("POLYP_TRITON_TIMEOUT_S", "10")))
-        elif kind == "onnxruntime":
-            home = Path(os.environ.get("POLYP_HOME", ".local"))
-            backend = OnnxRuntimeBackend(os.environ.get("POLYP_MODEL_REPO", str(home / "model-repo")), model)
-        else:
-            raise ValueError(f"POLYP_SERVING_BACKEND must be onnxruntime or triton, got {kind!r}")
-        return cls(backend, max_bytes=int(os.environ.get("POLYP_MAX_UPLOAD_BYTES", MAX_BYTES)))
 
     async def predict(self, data: bytes, content_type: str | None) -> Prediction:
         started = time.perf_counter()
