@@ -34,6 +34,7 @@ $(TOOLS_BIN)/actionlint:
 	go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 
 # Debian packages the tests run for real: promtool (prometheus), redis-server, chromium (browser test).
+# `env VAR=...`: with SUDO empty (root) a bare `VAR=... apt-get` after $$SUDO would be taken as the command name.
 .PHONY: system-packages
 system-packages:
 	@missing=""; \
@@ -41,18 +42,29 @@ system-packages:
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  echo "installing Debian packages:$$missing"; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+.PHONY: go-tools
+go-tools: $(TOOLS_BIN)/helm $(TOOLS_BIN)/kubeconform $(TOOLS_BIN)/actionlint
+
 .PHONY: tools
-tools: $(TOOLS_BIN)/helm $(TOOLS_BIN)/kubeconform $(TOOLS_BIN)/actionlint system-packages
+tools: go-tools system-packages
 	@helm version --short; kubeconform -v; actionlint -version | head -1; promtool --version | head -1
 
 # ---- Python workspace -----------------------------------------------------------------------
+# uv goes into .tools/ (pip --target): no root needed, and no clash with a system Python that refuses pip (PEP 668).
+.PHONY: uv
+uv:
+	@command -v $(UV) >/dev/null || { \
+	  python3 -m pip install --quiet --disable-pip-version-check --target "$(CURDIR)/.tools/uv" "uv==$(UV_VERSION)" && \
+	  mkdir -p "$(TOOLS_BIN)" && ln -sf "$(CURDIR)/.tools/uv/bin/uv" "$(TOOLS_BIN)/uv"; }
+
 .PHONY: sync
-sync:
-	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+sync: uv
 	$(UV) sync --frozen --all-packages
 
 # ---- the two commands -----------------------------------------------------------------------
