@@ -17,7 +17,8 @@ UV := uv
 .PHONY: help
 help:
 	@echo "make up        run the platform's main loop locally on embedded defaults"
-	@echo "make test      install what the tests need and run them all"
+	@echo "make test      install what the tests need and run them all (what CI runs)"
+	@echo "make test-fast the same minus the slow tiers (Ray, Triton, browser, training): a few minutes"
 	@echo "make validate  render dev, staging and prod as Argo CD would and validate every object"
 	@echo "make tools     install pinned helm, kubeconform, actionlint (go install); promtool, redis-server, chromium (apt)"
 	@echo "make lint      ruff, shellcheck and actionlint"
@@ -75,6 +76,12 @@ validate: tools sync
 .PHONY: test
 test: tools sync
 	$(UV) run --frozen pytest
+
+# The developer loop: everything but the slow tiers (Ray, Triton, browser, training), in a few minutes.
+FAST_TIERS := not (ray or triton or browser or training)
+.PHONY: test-fast
+test-fast: tools sync
+	$(UV) run --frozen pytest -m "$(FAST_TIERS)"
 
 .PHONY: lint
 lint: tools sync

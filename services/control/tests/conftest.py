@@ -61,7 +61,7 @@ class ControlServer:
         self.env = {**os.environ, "API_TOKEN": TOKEN, **env}
         self.log = log
 
-    def start(self, timeout_s: float = 60) -> ControlServer:
+    def start(self, timeout_s: float = 180) -> ControlServer:
         self._out = open(self.log, "a")  # noqa: SIM115
         self.proc = subprocess.Popen([sys.executable, "-m", "polyp_control.main", "--port", str(self.port)],
                                      env=self.env, stdout=self._out, stderr=subprocess.STDOUT)

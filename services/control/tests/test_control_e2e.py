@@ -11,8 +11,11 @@ from control_helpers import TOKEN
 from polyp_control.local_ray import LocalRayHead, free_port
 
 
-def test_trigger_train_register_and_the_freshness_alert_resolves_over_sse(control_server, tmp_path):
+def test_trigger_train_register_and_the_freshness_alert_resolves_over_sse(control_server, tmp_path, monkeypatch):
     import aiohttp
+
+    # As under `.venv/bin/pytest` with no venv on PATH: the job must still find polyp-train.
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
 
     from polyp_train.synthetic import make_dataset
 

@@ -63,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             for task in tasks:
                 task.cancel()
+            # Awaited, so a shutdown (Ctrl-C on `make up`) ends them here instead of asyncio.run logging them.
+            await asyncio.gather(*tasks, return_exceptions=True)
             await schedules.stop()
             await predictor.close()
             await bus.close()

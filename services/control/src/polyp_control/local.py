@@ -8,6 +8,7 @@ page on :8000. Ctrl-C stops everything.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -49,35 +50,39 @@ def main() -> None:
             token_file.chmod(0o600)
         os.environ["API_TOKEN"] = token_file.read_text().strip()
 
-    print("starting a local Ray head ...", flush=True)
-    ray_head = LocalRayHead(ray_port, log=home / "ray-head.log").start()
-
     def stop(*_):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    ray_head = LocalRayHead(ray_port, log=home / "ray-head.log")
     try:
-        import uvicorn
-
-        from .app import create_app
-
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        app = create_app()
-        print(f"""
-  alert page  http://127.0.0.1:{port}/ui/#token={os.environ['API_TOKEN']}
-  Swagger     http://127.0.0.1:{port}/docs   (Authorize with the token in {token_file})
-  Ray         http://127.0.0.1:{ray_port}
-  MLflow      uv run mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'}
-  data        {os.environ['TRAINING_DATA']}   models {os.environ['MODEL_REPO']}
-  Ctrl-C stops everything.
-""", flush=True)
-        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
-    except KeyboardInterrupt:
-        pass
+        print("starting a local Ray head ...", flush=True)
+        ray_head.start()
+        serve(port, ray_port, token_file)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        pass  # Ctrl-C is how make up is meant to end: no traceback
     finally:
         print("stopping Ray ...", flush=True)
         ray_head.stop()
 
+
+def serve(port: int, ray_port: int, token_file: Path) -> None:
+    import uvicorn
+
+    from .app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app()
+    print(f"""
+  alert page  http://127.0.0.1:{port}/ui/#token={os.environ['API_TOKEN']}
+  Swagger     http://127.0.0.1:{port}/docs   (Authorize with the token in {token_file})
+  Ray         http://127.0.0.1:{ray_port}
+  MLflow      uv run mlflow ui --backend-store-uri sqlite:///{Path(os.environ['POLYP_HOME']) / 'mlflow.db'}
+  data        {os.environ['TRAINING_DATA']}   models {os.environ['MODEL_REPO']}
+  Ctrl-C stops everything.
+""", flush=True)
+    # timeout_graceful_shutdown: open SSE streams must not hold Ctrl-C up.
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=3)
 
 if __name__ == "__main__":
     main()

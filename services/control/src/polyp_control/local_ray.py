@@ -15,14 +15,40 @@ from polyp_inference.local_servers import ServerDidNotStart, free_port, wait_for
 __all__ = ["LocalRayHead", "free_port"]
 
 
+# Ray's defaults give its dashboard modules 30 s to come up; a loaded 2-core machine needs longer.
+SLOW_MACHINE_TIMEOUTS = {"RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT": "180",
+                         "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "240"}
+
+
+def head_environment() -> dict[str, str]:
+    """The head's environment, inherited by its jobs: this interpreter's scripts first on PATH.
+
+    A training job runs `polyp-train` through /bin/sh; started from `.venv/bin/pytest` (no activated
+    venv) the caller's PATH would not find it.
+    """
+    scripts = str(Path(sys.executable).parent)
+    return {**SLOW_MACHINE_TIMEOUTS, **os.environ, "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")])}
+
+
 class LocalRayHead:
     def __init__(self, dashboard_port: int = 8265, num_cpus: int | None = None, log: Path | None = None):
         self.dashboard_port, self.num_cpus, self.log = dashboard_port, num_cpus, log
         self.address = f"http://127.0.0.1:{dashboard_port}"
         self._proc: subprocess.Popen | None = None
 
-    def start(self, timeout_s: float = 120) -> LocalRayHead:
-        ray = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+    def start(self, timeout_s: float = 240, attempts: int = 2) -> LocalRayHead:
+        """Start the head; a head that did not come up (a slow machine) is stopped and started once more."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once(timeout_s)
+            except ServerDidNotStart:
+                if attempt == attempts:
+                    raise
+
+    def _start_once(self, timeout_s: float) -> LocalRayHead:
+        ray = str(Path(sys.executable).with_name("ray"))
+        if not Path(ray).exists():
+            ray = shutil.which("ray") or ray
         # Every port explicit: another Ray on this machine (a test's ray.init) must not collide with this one.
         args = [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
                 f"--dashboard-port={self.dashboard_port}", f"--port={free_port()}", "--include-dashboard=true",
@@ -31,9 +57,10 @@ class LocalRayHead:
                 "--disable-usage-stats"]
         if self.num_cpus:
             args.append(f"--num-cpus={self.num_cpus}")
-        out = open(self.log, "w") if self.log else subprocess.DEVNULL  # noqa: SIM115 - lives as long as the head
+        out = open(self.log, "a") if self.log else subprocess.DEVNULL  # noqa: SIM115 - lives as long as the head
         # Its own process group: Ctrl-C reaches only us, and stop() can take down every Ray process it spawned.
-        self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                      env=head_environment())
         try:
             wait_for_http(f"{self.address}/api/version", self._proc, timeout_s, "the Ray head (ray start)")
         except ServerDidNotStart:

@@ -1,0 +1,72 @@
+"""`make up` (polyp-up): serves the page and the API on embedded defaults; Ctrl-C stops it quietly with Ray."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from polyp_control.local_ray import free_port
+
+pytestmark = pytest.mark.ray
+
+
+def ray_head_group(port: int) -> int | None:
+    """The process group of the `ray start` serving this dashboard port (it leads a session of its own)."""
+    out = subprocess.run(["ps", "-eo", "pgid=,args="], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        pgid, _, args = line.strip().partition(" ")
+        if "ray start --head" in args and f"--dashboard-port={port}" in args:
+            return int(pgid)
+    return None
+
+
+def processes_in_group(pgid: int) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pgid=,args="], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line.strip().partition(" ")[0] == str(pgid)]
+
+
+def test_make_up_serves_and_ctrl_c_stops_everything_without_a_traceback(tmp_path):
+    port, ray_port = free_port(), free_port()
+    env = {**os.environ, "POLYP_HOME": str(tmp_path / "home"), "PORT": str(port), "RAY_DASHBOARD_PORT": str(ray_port),
+           "PATH": "/usr/bin:/bin"}  # not the venv's: polyp-up must not depend on the caller's PATH
+    env.pop("API_TOKEN", None)
+    log = tmp_path / "up.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("polyp-up"))], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # a terminal's process group
+    try:
+        deadline = time.time() + 300
+        while "Ctrl-C stops everything" not in log.read_text():
+            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        token = (tmp_path / "home" / "api-token").read_text().strip()
+        assert (tmp_path / "home" / "api-token").stat().st_mode & 0o777 == 0o600
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/runs", headers={"Authorization": f"Bearer {token}"})
+        for _ in range(120):  # the banner is printed just before uvicorn binds
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"the control service did not answer: {log.read_text()[-3000:]}")
+        ray_group = ray_head_group(ray_port)
+        assert ray_group and len(processes_in_group(ray_group)) > 1, "no Ray head running while make up runs"
+
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the terminal's whole foreground group
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    output = log.read_text()
+    assert "stopping Ray" in output
+    assert "Traceback" not in output and "CancelledError" not in output, output[-3000:]
+    assert processes_in_group(ray_group) == []
