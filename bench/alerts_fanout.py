@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from polyp_control.alerts import Alert, RedisBus
-from polyp_inference.local_servers import free_port
+from polyp_dev.net import free_port
 
 TOKEN = "bench-token"
 
@@ -111,7 +111,7 @@ def main() -> None:
                                   "--save", "", "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL)
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
         env = {**os.environ, "API_TOKEN": TOKEN, "REDIS_URL": redis_url, "WATCH_INTERVAL_S": "3600",
-               "SCHEDULER_DB_URL": f"sqlite:///{Path(tmp) / 'control.db'}", "SSE_HEARTBEAT_S": "15",
+               "DATABASE_URL": f"sqlite:///{Path(tmp) / 'control.db'}", "SSE_HEARTBEAT_S": "15",
                "MLFLOW_TRACKING_URI": f"sqlite:///{Path(tmp) / 'mlflow.db'}", "RAY_ADDRESS": "http://127.0.0.1:9"}
         log = open(Path(tmp) / "server.log", "w")  # noqa: SIM115 - closed with the server below
         server = subprocess.Popen([sys.executable, "-m", "polyp_control.main", "--port", str(port)], env=env,

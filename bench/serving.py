@@ -170,8 +170,8 @@ def main() -> None:
     if args.serve:
         return serve(args.serve, args)
 
-    from polyp_inference.local_servers import free_port
-    from polyp_inference.local_triton import TritonServer, mirror_repository
+    from polyp_dev.local_triton import TritonServer, mirror_repository
+    from polyp_dev.net import free_port
 
     image = sorted((SAMPLES / "images").glob("*.jpg"))[0].read_bytes()
     levels = (1, 4, 16)

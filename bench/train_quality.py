@@ -31,7 +31,7 @@ def dice(predicted: np.ndarray, truth: np.ndarray) -> float:
 def score_real_frames(model_file: Path, size: int, samples: Path) -> list[tuple[str, tuple[int, int], float]]:
     import onnxruntime as ort
 
-    from polyp_inference.preprocess import binary_mask, preprocess, restore_mask
+    from polyp_core.preprocess import binary_mask, preprocess, restore_mask
     from polyp_train.data import discover
 
     session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])

@@ -35,7 +35,7 @@ def test_app_of_apps_and_root_charts_lint_strictly(repo_root, env):
     ("frontend", {"image": {"tag": "main"}}, "image.tag"),
     ("inference", {"model": {"version": "v2"}}, "model.version"),
     ("inference", {"triton": {"image": {"tag": "latest"}}}, "triton.image.tag"),
-    ("training", {"storage": {"datasetUri": "/data"}}, "datasetUri"),
+    ("training", {"storage": {"checkpointUri": "/data"}}, "checkpointUri"),
     ("database", {"instances": 0}, "instances"),
 ])
 def test_values_schema_rejects_bad_values(repo_root, chart, values, complaint):

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from polyp_gitops.pins import FLOATING_TAGS
 from polyp_gitops.repo import ENVIRONMENTS
 
 EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+$")
-FLOATING_TAGS = {"", "latest", "main", "master", "stable", "edge", "dev"}
 POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
 
 
@@ -69,7 +69,14 @@ def test_no_floating_image_tag_rendered_or_configured(rendered, env):
     for name, app in _apps(rendered, env).items():
         values = app.application["spec"]["source"].get("helm", {}).get("valuesObject", {})
         for path, repository, tag in _images(values):
-            assert tag not in FLOATING_TAGS, f"{name}{path}: {repository} has floating tag {tag!r}"
+            assert tag and tag not in FLOATING_TAGS, f"{name}{path}: {repository} has floating tag {tag!r}"
+
+
+def test_charts_refuse_the_same_floating_tags_as_the_gitops_tool(repo_root):
+    """One rule in two languages: the Helm helper's list is the Python one."""
+    helpers = (repo_root / "charts" / "polyp-lib" / "templates" / "_helpers.tpl").read_text()
+    [listed] = re.findall(r"has \$tag \(list ([^)]*)\)", helpers)
+    assert set(re.findall(r'"([^"]+)"', listed)) == FLOATING_TAGS
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

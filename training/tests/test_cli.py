@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -11,10 +12,38 @@ import time
 
 import pytest
 
+from polyp_core.job import DEFAULTS, TrainingParameters, train_command
+from polyp_train.cli import _configs, build_parser
+from polyp_train.model import ModelSpec
+
 
 def run_cli(*args, env=None, cwd=None, timeout=120):
     return subprocess.run([sys.executable, "-m", "polyp_train.cli", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, cwd=cwd, timeout=timeout)
+
+
+def _parsed(params: TrainingParameters):
+    command = shlex.split(train_command(params, "/data/kvasir", "/models", "run-1"))
+    assert command[0] == "polyp-train"
+    config, options = _configs(build_parser().parse_args(command[1:]))
+    return (config.epochs, config.workers, config.batch_size, config.lr, config.spec, config.seed,
+            options.dice_threshold, options.model_repo, config.data, config.name)
+
+
+@pytest.mark.parametrize("params", [DEFAULTS, TrainingParameters(
+    epochs=3, workers=1, batch_size=4, lr=0.01, arch="FPN", encoder="resnet18", size=128, seed=7, dice_threshold=0.6)])
+def test_the_control_services_command_means_the_same_to_polyp_train(params):
+    """The job contract end to end: what the API accepted is what the training run gets."""
+    assert _parsed(params) == (params.epochs, params.workers, params.batch_size, params.lr,
+                               ModelSpec(params.arch, params.encoder, params.size), params.seed, params.dice_threshold,
+                               "/models", "/data/kvasir", "run-1")
+
+
+def test_polyp_train_defaults_are_the_contracts():
+    config, options = _configs(build_parser().parse_args(["train", "--data", "/d"]))
+    assert (config.epochs, config.workers, config.batch_size, config.lr, config.seed, options.dice_threshold) == (
+        DEFAULTS.epochs, DEFAULTS.workers, DEFAULTS.batch_size, DEFAULTS.lr, DEFAULTS.seed, DEFAULTS.dice_threshold)
+    assert config.spec == ModelSpec(DEFAULTS.arch, DEFAULTS.encoder, DEFAULTS.size)
 
 
 def test_make_synthetic(tmp_path):
@@ -50,7 +79,8 @@ def test_unreachable_storage_exits_5(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--epochs", "0"], "must be > 0"),
+    (["--epochs", "0"], "epochs: Input should be greater than or equal to 1"),
+    (["--size", "100"], "size: Input should be a multiple of 32"),
     (["--val-fraction", "1.5"], "must be between 0 and 1"),
 ])
 def test_bad_arguments_exit_2(synthetic, args, message):
@@ -63,6 +93,8 @@ def test_unknown_encoder_exits_2_before_ray_starts(synthetic, tmp_path):
     assert result.returncode == 2 and "cannot build Unet with encoder resnet9000" in result.stderr
 
 
+@pytest.mark.training
+@pytest.mark.ray
 def test_sigterm_cancels_a_run_and_marks_it_killed(synthetic, tmp_path):
     """What the control service's cancel does to a Ray job's entrypoint."""
     home = tmp_path / "home"

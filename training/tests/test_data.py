@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from polyp_inference.preprocess import Letterbox, letterbox_image, letterbox_mask, preprocess, restore_mask
+from polyp_core.preprocess import Letterbox, letterbox_image, letterbox_mask, preprocess, restore_mask
 from polyp_train import data
 from polyp_train.errors import DatasetError
 

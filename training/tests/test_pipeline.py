@@ -14,6 +14,8 @@ from polyp_train.trainer import TrainConfig
 
 TINY = ModelSpec("Unet", "resnet18", 64)
 
+pytestmark = [pytest.mark.ray, pytest.mark.training]
+
 
 def tiny_config(data: str, tmp_path, **overrides) -> TrainConfig:
     settings = dict(data=data, epochs=2, workers=2, spec=TINY, batch_size=2, val_fraction=0.25, seed=1,
@@ -64,7 +66,7 @@ def test_version_registered_champion_and_exported(local_run):
 def test_exported_model_segments_a_real_frame(local_run, kvasir_samples):
     import onnxruntime as ort
 
-    from polyp_inference.preprocess import preprocess, restore_mask
+    from polyp_core.preprocess import preprocess, restore_mask
 
     _, _, tmp = local_run
     session = ort.InferenceSession(str(tmp / "repo" / "polyp-segmenter" / "1" / "model.onnx"))

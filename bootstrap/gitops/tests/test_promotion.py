@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from polyp_gitops import promotion
+from polyp_gitops.git import GitError
 from polyp_gitops.pins import PinError
 from polyp_gitops.repo import REPO_ROOT
 
@@ -132,15 +133,15 @@ def test_bad_requests_fail_clearly_and_write_nothing(repo, call, message):
 
 def test_a_dirty_tree_is_refused_and_left_as_it_was(repo):
     (repo / "notes.txt").write_text("work in progress\n")
-    with pytest.raises(PinError, match="uncommitted changes"):
+    with pytest.raises(GitError, match="uncommitted changes"):
         promotion.bump("dev", "frontend", "1.0.1", root=repo)
-    with pytest.raises(PinError, match="uncommitted changes"):
+    with pytest.raises(GitError, match="uncommitted changes"):
         promotion.pin_model("dev", "3", root=repo)
     assert git(repo, "status", "--porcelain") == "?? notes.txt\n"
     promotion.bump("dev", "frontend", "1.0.1", root=repo, commit=False)  # an edit without commit is allowed
     git(repo, "checkout", "--", "environments")
     promotion.bump("dev", "frontend", "1.0.1", root=repo, commit=False)
-    with pytest.raises(PinError, match="uncommitted changes"):
+    with pytest.raises(GitError, match="uncommitted changes"):
         promotion.promote("dev", "staging", root=repo)
 
 

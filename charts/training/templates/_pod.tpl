@@ -16,10 +16,6 @@ env:
     value: {{ .root.Values.storage.s3Endpoint | quote }}
   - name: MLFLOW_TRACKING_URI
     value: {{ .root.Values.mlflowTrackingUri | quote }}
-  - name: POLYP_DATASET_URI
-    value: {{ .root.Values.storage.datasetUri | quote }}
-  - name: POLYP_MODEL_REPOSITORY
-    value: {{ .root.Values.storage.modelRepository | quote }}
   - name: POLYP_CHECKPOINT_URI
     value: {{ .root.Values.storage.checkpointUri | quote }}
 resources:

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from control_helpers import TOKEN, closed_port_url
 
-from polyp_control.local_ray import free_port
 from polyp_control.settings import Settings
+from polyp_dev.net import ServerDidNotStart, free_port, stop_process, wait_for_http, wait_for_port
 
 
 @pytest.fixture(scope="session")
@@ -27,16 +24,11 @@ def redis_url(tmp_path_factory):
     folder = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                              "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
+    try:
+        wait_for_port(port, proc, 60, "redis-server")
+    except ServerDidNotStart as exc:
         proc.kill()
-        pytest.fail("redis-server did not start")
+        pytest.fail(str(exc))
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(timeout=10)
@@ -46,7 +38,7 @@ def redis_url(tmp_path_factory):
 def settings(tmp_path) -> Settings:
     """Local defaults on temporary files; Ray unreachable unless a test provides one."""
     return Settings(api_token=TOKEN, redis_url=None, ray_address=closed_port_url(),
-                    scheduler_db_url=f"sqlite:///{tmp_path / 'control.db'}",
+                    database_url=f"sqlite:///{tmp_path / 'control.db'}",
                     mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", model_repo=str(tmp_path / "repo"),
                     training_data=str(tmp_path / "data"), cors_origins=["http://page.example"], watch_interval_s=3600,
                     run_poll_interval_s=0.5, sse_heartbeat_s=1, instance_id="test")
@@ -65,25 +57,15 @@ class ControlServer:
         self._out = open(self.log, "a")  # noqa: SIM115
         self.proc = subprocess.Popen([sys.executable, "-m", "polyp_control.main", "--port", str(self.port)],
                                      env=self.env, stdout=self._out, stderr=subprocess.STDOUT)
-        deadline = time.time() + timeout_s
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"control service exited: {self.log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("control service did not start")
+        try:
+            wait_for_http(f"{self.url}/healthz", self.proc, timeout_s, "the control service")
+        except ServerDidNotStart as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}: {self.log.read_text()[-3000:]}") from None
+        return self
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc, timeout_s=20)
         self._out.close()
 
 
@@ -92,7 +74,7 @@ def control_server(tmp_path):
     started = []
 
     def start(**env) -> ControlServer:
-        base = {"SCHEDULER_DB_URL": f"sqlite:///{tmp_path / 'control.db'}",
+        base = {"DATABASE_URL": f"sqlite:///{tmp_path / 'control.db'}",
                 "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "RAY_ADDRESS": closed_port_url(),
                 "MODEL_REPO": str(tmp_path / "repo"), "TRAINING_DATA": str(tmp_path / "data"),
                 "RUN_POLL_INTERVAL_S": "0.5", "SSE_HEARTBEAT_S": "1", "POLYP_HOME": str(tmp_path / "home")}

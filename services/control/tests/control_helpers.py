@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from polyp_control.local_ray import free_port
+from polyp_dev.net import free_port
 
 TOKEN = "test-token-not-a-secret"
 REPO = Path(__file__).resolve().parents[3]

@@ -12,7 +12,7 @@ from control_helpers import auth
 from polyp_control import db
 from polyp_control.alerts import STREAM, Alert, LocalBus, RedisBus
 from polyp_control.metrics import Metrics
-from polyp_control.models import ModelRegistry
+from polyp_control.registry import ModelRegistry
 from polyp_control.watches import Watches
 
 
@@ -99,7 +99,7 @@ def _register(tracking_uri: str, dice: float, name: str = "polyp-segmenter") -> 
 
 
 def test_watches_alert_once_per_episode_and_resolve_and_survive_restart(settings, tmp_path):
-    engine = db.make_engine(settings.scheduler_db_url)
+    engine = db.make_engine(settings.database_url)
     bus = LocalBus(engine)
     registry = ModelRegistry(settings.mlflow_tracking_uri, settings.model_name)
 

@@ -6,9 +6,13 @@ import asyncio
 import json
 import time
 
+import pytest
 from control_helpers import TOKEN
 
-from polyp_control.local_ray import LocalRayHead, free_port
+from polyp_dev.local_ray import LocalRayHead
+from polyp_dev.net import free_port
+
+pytestmark = [pytest.mark.ray, pytest.mark.training]
 
 
 def test_trigger_train_register_and_the_freshness_alert_resolves_over_sse(control_server, tmp_path, monkeypatch):

@@ -11,6 +11,8 @@ from control_helpers import REPO, TOKEN
 
 from polyp_control.alerts import Alert, RedisBus
 
+pytestmark = [pytest.mark.browser]
+
 
 def chromium_path() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome"):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from polyp_control.local_ray import free_port
+from polyp_dev.net import free_port
 
 pytestmark = pytest.mark.ray
 

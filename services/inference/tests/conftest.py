@@ -25,7 +25,7 @@ def model_repo(exported, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def triton(exported, tmp_path_factory):
     """A real tritonserver (nvidia-pytriton's build) polling a mirror of the repository every second."""
-    from polyp_inference.local_triton import TritonServer, mirror_repository
+    from polyp_dev.local_triton import TritonServer, mirror_repository
 
     mirror = tmp_path_factory.mktemp("triton") / "repo"
     mirror_repository(exported, mirror)

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 from serving_helpers import MODEL, SIZE, export_version
 
+from polyp_dev.local_triton import TritonServer, mirror_repository
 from polyp_inference.backends import OnnxRuntimeBackend, TritonBackend
 from polyp_inference.client import InferenceClient
 from polyp_inference.errors import ServingUnavailable
-from polyp_inference.local_triton import TritonServer, mirror_repository
 
 
 def run(coroutine):
@@ -29,6 +29,7 @@ async def predict_all(backend, frames):
         await client.close()
 
 
+@pytest.mark.triton
 def test_triton_and_onnxruntime_agree_on_the_same_inputs(triton, exported):
     batch = np.random.default_rng(0).normal(size=(3, 3, SIZE, SIZE)).astype(np.float32)
 
@@ -45,6 +46,7 @@ def test_triton_and_onnxruntime_agree_on_the_same_inputs(triton, exported):
     assert triton_version == ort_version == "1"
 
 
+@pytest.mark.triton
 @pytest.mark.parametrize("kind", ["triton", "onnxruntime"])
 def test_real_frames_come_back_at_their_original_size(kind, triton, exported, real_frames):
     backend = TritonBackend(triton.url, MODEL) if kind == "triton" else OnnxRuntimeBackend(exported, MODEL)
@@ -56,6 +58,7 @@ def test_real_frames_come_back_at_their_original_size(kind, triton, exported, re
         assert np.isclose(sum(b.area_fraction for b in prediction.boxes), prediction.area_fraction)
 
 
+@pytest.mark.triton
 def test_triton_and_onnxruntime_masks_match_on_real_frames(triton, exported, real_frames):
     by_triton = run(predict_all(TritonBackend(triton.url, MODEL), real_frames))
     by_ort = run(predict_all(OnnxRuntimeBackend(exported, MODEL), real_frames))
@@ -74,6 +77,7 @@ def test_onnxruntime_serves_a_newer_version_without_restart(model_repo, real_fra
     assert second.mask_png != first.mask_png and (second.width, second.height) == real_frames[0][2]
 
 
+@pytest.mark.triton
 def test_triton_serves_a_newer_version_after_its_repository_poll(model_repo, tmp_path, real_frames):
     mirror = tmp_path / "mirror"
     mirror_repository(model_repo, mirror)
@@ -114,6 +118,7 @@ def test_triton_down_is_unavailable_after_bounded_retries():
     run(backend.close())
 
 
+@pytest.mark.triton
 def test_unknown_model_on_triton_is_unavailable_not_a_crash(triton):
     backend = TritonBackend(triton.url, "no-such-model")
     with pytest.raises(ServingUnavailable, match="no-such-model"):

@@ -74,12 +74,14 @@ def test_no_model_yet_is_503(tmp_path):
     assert response.status_code == 503 and "train one first" in response.json()["detail"]
 
 
+@pytest.mark.triton
 def test_smoke_passes_against_a_serving_triton(triton, capsys):
     assert smoke.main(["--url", triton.url]) == 0
     out = capsys.readouterr().out
     assert "ok  model polyp-segmenter ready" in out and "version 1" in out and "polyp-smoke: passed" in out
 
 
+@pytest.mark.triton
 @pytest.mark.parametrize("args, reason", [
     (["--model", "absent-model"], "absent-model"),
     (["--timeout", "1"], None),

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from polyp_core.preprocess import Letterbox
 from polyp_inference.errors import ImageTooLarge, UndecodableImage, UnsupportedMediaType
 from polyp_inference.image import decode
 from polyp_inference.postprocess import segment
-from polyp_inference.preprocess import Letterbox
 
 
 def encoded(size=(40, 30), fmt="PNG", mode="RGB") -> bytes:

@@ -1,5 +1,5 @@
 """Polyp segmentation training: data, model, Ray Train loop, MLflow tracking, ONNX export.
 
-Importing the package imports nothing heavy. The image transform lives in polyp_inference.preprocess,
-shared with serving.
+Importing the package imports nothing heavy. What serving relies on (the image transform, the model
+repository layout, the job contract and run summary) lives in polyp_core.
 """

@@ -11,6 +11,12 @@ import argparse
 import os
 import sys
 
+from pydantic import ValidationError
+
+from polyp_core.home import polyp_home
+from polyp_core.job import TrainingParameters, option, validation_message
+from polyp_core.repository import DEFAULT_MODEL_NAME
+
 from .errors import EXIT_CANCELLED, PolypTrainError
 
 
@@ -32,22 +38,17 @@ def _fraction(text: str) -> float:
 
 def _add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset folder or s3://bucket/prefix (images/ and masks/)")
-    p.add_argument("--epochs", type=_positive(int), default=10)
-    p.add_argument("--workers", type=_positive(int), default=2, help="Ray Train workers")
+    # The job contract's options: the same defaults, bounds and help the control service's API has.
+    for name, info in TrainingParameters.model_fields.items():
+        p.add_argument(option(name), type=type(info.default), default=info.default,
+                       help=f"{info.description or name.replace('_', ' ')} (default {info.default})")
     p.add_argument("--cpus-per-worker", type=_positive(int), help="default: the cluster's CPUs / workers")
     p.add_argument("--gpu", action="store_true", help="one GPU per worker")
-    p.add_argument("--arch", default="Unet", help="segmentation-models-pytorch architecture")
-    p.add_argument("--encoder", default="resnet34")
-    p.add_argument("--size", type=_positive(int), default=256, help="square letterboxed input size")
-    p.add_argument("--batch-size", type=_positive(int), default=8)
-    p.add_argument("--lr", type=_positive(float), default=1e-3)
     p.add_argument("--val-fraction", type=_fraction, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model-repo", help="Triton model repository (folder or s3://); omit to skip export")
-    p.add_argument("--model-name", default="polyp-segmenter", help="registered model and Triton model name")
+    p.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered model and Triton model name")
     p.add_argument("--experiment", default="polyp-segmentation")
-    p.add_argument("--dice-threshold", type=float, default=0.5, help="quality gate: minimum validation Dice")
-    p.add_argument("--storage-path", default=os.environ.get("POLYP_CHECKPOINT_URI", ".local/ray-results"),
+    p.add_argument("--storage-path", default=os.environ.get("POLYP_CHECKPOINT_URI") or str(polyp_home() / "ray-results"),
                    help="Ray Train checkpoints: folder or s3://")
     p.add_argument("--ray-address", help="Ray cluster (default: RAY_ADDRESS, else a local Ray)")
     p.add_argument("--name", default="polyp-train", help="run name")
@@ -58,11 +59,15 @@ def _configs(args):
     from .pipeline import RunOptions
     from .trainer import TrainConfig
 
+    try:
+        job = TrainingParameters(**{name: getattr(args, name) for name in TrainingParameters.model_fields})
+    except ValidationError as exc:
+        raise ValueError(f"bad training options: {validation_message(exc)}") from None
     config = TrainConfig(
-        data=args.data, epochs=args.epochs, workers=args.workers, spec=ModelSpec(args.arch, args.encoder, args.size),
-        batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction, seed=args.seed,
+        data=args.data, epochs=job.epochs, workers=job.workers, spec=ModelSpec(job.arch, job.encoder, job.size),
+        batch_size=job.batch_size, lr=job.lr, val_fraction=args.val_fraction, seed=job.seed,
         cpus_per_worker=args.cpus_per_worker, gpu=args.gpu, storage_path=args.storage_path, name=args.name)
-    options = RunOptions(args.experiment, args.model_name, args.dice_threshold, args.model_repo, args.ray_address)
+    options = RunOptions(args.experiment, args.model_name, job.dice_threshold, args.model_repo, args.ray_address)
     return config, options
 
 
@@ -80,7 +85,7 @@ def _train(args) -> int:
 
     config, options = _configs(args)
     build_model(config.spec)  # an unknown architecture or encoder fails here, before Ray starts
-    print(train(config, options).json())
+    print(train(config, options).json_line())
     return 0
 
 
@@ -90,7 +95,7 @@ def _tune(args) -> int:
 
     config, options = _configs(args)
     build_model(config.spec)
-    print(tune(config, options, args.trials).json())
+    print(tune(config, options, args.trials).json_line())
     return 0
 
 
@@ -123,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.set_defaults(func=_tune)
 
     export = sub.add_parser("export", help="export a registered model version to a Triton repository")
-    export.add_argument("--model-name", default="polyp-segmenter")
+    export.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
     which = export.add_mutually_exclusive_group()
     which.add_argument("--version", help="MLflow model version")
     which.add_argument("--alias", default="champion", help="MLflow alias (default champion)")

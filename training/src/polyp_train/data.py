@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from polyp_inference.preprocess import letterbox_image, letterbox_mask
+from polyp_core.preprocess import letterbox_image, letterbox_mask
 
 from . import storage
 from .errors import DatasetError

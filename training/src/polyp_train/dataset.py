@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from polyp_inference.preprocess import normalize
+from polyp_core.preprocess import normalize
 
 from .augment import augment
 from .data import Sample, load_pair

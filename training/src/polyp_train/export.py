@@ -1,7 +1,6 @@
 """ONNX export, parity with PyTorch, and publishing into a Triton model repository.
 
-Layout (Triton's): ``<repo>/<model>/config.pbtxt`` and ``<repo>/<model>/<version>/model.onnx``
-with version = the MLflow model version. Publishing is atomic, because Triton polls the
+The layout and tensor names are the contract in ``polyp_core.repository``. Publishing is atomic, because Triton polls the
 repository: locally the version folder is built under a hidden name and renamed into place;
 on S3 the version holds a single object, written with one PUT, after config.pbtxt.
 """
@@ -17,9 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from polyp_core import repository
+from polyp_core.repository import CONFIG_FILE, INPUT_NAME, MODEL_FILE, OUTPUT_NAME
+
 from . import storage
 from .errors import ExportError
-from .model import INPUT_NAME, OUTPUT_NAME, ModelSpec
+from .model import ModelSpec
 
 PARITY_TOLERANCE = 1e-3   # max |logit difference| between ONNX Runtime and PyTorch
 OPSET = 17
@@ -69,37 +71,7 @@ def check_parity(model, onnx_bytes: bytes, inputs: np.ndarray, tolerance: float 
 
 
 def triton_config(model_name: str, spec: ModelSpec, max_batch_size: int = 16) -> str:
-    """config.pbtxt for the onnxruntime backend; dims exclude the batch axis (max_batch_size > 0)."""
-    return f"""name: "{model_name}"
-backend: "onnxruntime"
-max_batch_size: {max_batch_size}
-input [
-  {{
-    name: "{INPUT_NAME}"
-    data_type: TYPE_FP32
-    dims: [ 3, {spec.size}, {spec.size} ]
-  }}
-]
-output [
-  {{
-    name: "{OUTPUT_NAME}"
-    data_type: TYPE_FP32
-    dims: [ 1, {spec.size}, {spec.size} ]
-  }}
-]
-dynamic_batching {{
-  max_queue_delay_microseconds: 2000
-}}
-version_policy: {{ latest: {{ num_versions: 1 }} }}
-parameters {{
-  key: "preprocess"
-  value: {{ string_value: "letterbox:{spec.size}:imagenet" }}
-}}
-parameters {{
-  key: "architecture"
-  value: {{ string_value: "{spec.arch}/{spec.encoder}" }}
-}}
-"""
+    return repository.triton_config(model_name, spec.size, spec.architecture, max_batch_size)
 
 
 def publish(repo: str, model_name: str, version: int, onnx_bytes: bytes, config: str) -> str:
@@ -110,8 +82,8 @@ def publish(repo: str, model_name: str, version: int, onnx_bytes: bytes, config:
     if storage.exists(target):
         raise ExportError(f"{target} exists already: published versions are immutable")
     if storage.is_s3(repo):
-        storage.put_bytes(f"{repo.rstrip('/')}/{model_name}/config.pbtxt", config.encode())
-        storage.put_bytes(f"{target}/model.onnx", onnx_bytes)
+        storage.put_bytes(f"{repo.rstrip('/')}/{model_name}/{CONFIG_FILE}", config.encode())
+        storage.put_bytes(f"{target}/{MODEL_FILE}", onnx_bytes)
         return target
     model_dir = Path(repo) / model_name
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -119,10 +91,10 @@ def publish(repo: str, model_name: str, version: int, onnx_bytes: bytes, config:
     staging = model_dir / f".staging-{version}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        (staging / "model.onnx").write_bytes(onnx_bytes)
+        (staging / MODEL_FILE).write_bytes(onnx_bytes)
         config_tmp = model_dir / f".config-{uuid.uuid4().hex[:8]}"
         config_tmp.write_text(config)
-        os.replace(config_tmp, model_dir / "config.pbtxt")
+        os.replace(config_tmp, model_dir / CONFIG_FILE)
         os.rename(staging, model_dir / str(int(version)))
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-INPUT_NAME = "image"
-OUTPUT_NAME = "logits"
+from polyp_core.job import DEFAULTS
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    arch: str = "Unet"
-    encoder: str = "resnet34"
-    size: int = 256  # square letterboxed input (see preprocess)
+    arch: str = DEFAULTS.arch
+    encoder: str = DEFAULTS.encoder
+    size: int = DEFAULTS.size  # square letterboxed input (see polyp_core.preprocess)
+
+    @property
+    def architecture(self) -> str:
+        return f"{self.arch}/{self.encoder}"
 
     def as_dict(self) -> dict:
         return asdict(self)

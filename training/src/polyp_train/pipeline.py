@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from polyp_inference.preprocess import normalize
+from polyp_core.job import RunSummary
+from polyp_core.preprocess import normalize
+from polyp_core.repository import DEFAULT_MODEL_NAME
 
 from . import data as datasets
 from .export import check_parity, export_onnx, publish, triton_config
@@ -19,26 +21,9 @@ from .trainer import TrainConfig, TrainOutcome, ensure_ray, make_trainer, outcom
 
 
 @dataclass
-class RunSummary:
-    run_id: str
-    model_name: str
-    version: str
-    val_dice: float
-    val_iou: float
-    champion: bool
-    gate_reason: str
-    dataset_fingerprint: str
-    published: str | None
-    parity_max_abs_diff: float | None
-
-    def json(self) -> str:
-        return json.dumps(asdict(self))
-
-
-@dataclass
 class RunOptions:
     experiment: str = "polyp-segmentation"
-    model_name: str = "polyp-segmenter"
+    model_name: str = DEFAULT_MODEL_NAME
     dice_threshold: float = 0.5
     model_repo: str | None = None  # Triton repository: folder or s3://; None skips export
     ray_address: str | None = None
@@ -116,8 +101,10 @@ def finish_run(client, run_id: str, outcome: TrainOutcome, config: TrainConfig, 
                             triton_config(options.model_name, spec))
         client.set_model_version_tag(options.model_name, version, "triton_repository", published)
         print(f"exported version {version} to {published} ({parity})", flush=True)
-    return RunSummary(run_id, options.model_name, version, best["val_dice"], best["val_iou"], decision.promoted,
-                      decision.reason, fingerprint, published, parity.max_abs_diff if parity else None)
+    return RunSummary(run_id=run_id, model_name=options.model_name, version=version, val_dice=best["val_dice"],
+                      val_iou=best["val_iou"], champion=decision.promoted, gate_reason=decision.reason,
+                      dataset_fingerprint=fingerprint, published=published,
+                      parity_max_abs_diff=parity.max_abs_diff if parity else None)
 
 
 def train(config: TrainConfig, options: RunOptions) -> RunSummary:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from polyp_inference.preprocess import normalize
+from polyp_core.home import polyp_home
+from polyp_core.preprocess import normalize
 
 from . import data as datasets
 from .errors import ExportError
@@ -29,7 +30,7 @@ class ExportSummary:
 
 
 def export_registered(model_name: str, version: str | None, alias: str | None, repo: str,
-                      data: str | None = None, cache_dir: str = ".local/cache") -> ExportSummary:
+                      data: str | None = None, cache_dir: str | None = None) -> ExportSummary:
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -44,7 +45,7 @@ def export_registered(model_name: str, version: str | None, alias: str | None, r
     model = mlflow.pytorch.load_model(f"models:/{model_name}/{found.version}", map_location="cpu")
 
     if data:
-        samples = datasets.discover(datasets.materialize(data, Path(cache_dir)))
+        samples = datasets.discover(datasets.materialize(data, Path(cache_dir) if cache_dir else polyp_home() / "cache"))
         inputs = np.stack([normalize(datasets.load_pair(s, spec.size)[0]) for s in samples[:8]])
     else:
         inputs = np.random.default_rng(0).normal(size=(4, 3, spec.size, spec.size)).astype(np.float32)

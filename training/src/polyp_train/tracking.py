@@ -11,17 +11,18 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from polyp_core.home import polyp_home
+
 from .errors import TrackingUnavailable
 
 CHAMPION = "champion"
-DEFAULT_HOME = Path(".local")
 
 
 def tracking_uri() -> str:
     configured = os.environ.get("MLFLOW_TRACKING_URI")
     if configured:
         return configured
-    home = Path(os.environ.get("POLYP_HOME", DEFAULT_HOME)).resolve()
+    home = polyp_home()
     home.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{home / 'mlflow.db'}"
 

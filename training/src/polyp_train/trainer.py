@@ -10,6 +10,9 @@ from pathlib import Path
 
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")  # before any ray.train import
 
+from polyp_core.home import polyp_home  # noqa: E402
+from polyp_core.job import DEFAULTS  # noqa: E402
+
 from . import storage  # noqa: E402
 from .model import ModelSpec  # noqa: E402
 
@@ -17,17 +20,17 @@ from .model import ModelSpec  # noqa: E402
 @dataclass
 class TrainConfig:
     data: str
-    epochs: int = 10
-    workers: int = 2
+    epochs: int = DEFAULTS.epochs
+    workers: int = DEFAULTS.workers
     spec: ModelSpec = field(default_factory=ModelSpec)
-    batch_size: int = 8
-    lr: float = 1e-3
+    batch_size: int = DEFAULTS.batch_size
+    lr: float = DEFAULTS.lr
     val_fraction: float = 0.2
-    seed: int = 0
+    seed: int = DEFAULTS.seed
     cpus_per_worker: int | None = None  # default: the CPUs Ray has, shared between the workers
     gpu: bool = False
-    storage_path: str = ".local/ray-results"  # checkpoints: a folder or s3://bucket/prefix
-    cache_dir: str = ".local/cache"
+    storage_path: str = field(default_factory=lambda: str(polyp_home() / "ray-results"))  # a folder or s3://bucket/prefix
+    cache_dir: str = field(default_factory=lambda: str(polyp_home() / "cache"))
     name: str = "polyp-train"
 
     def loop_config(self, cpus_per_worker: int, mlflow: dict | None) -> dict:
@@ -114,5 +117,3 @@ def outcome_of(result) -> TrainOutcome:
     return TrainOutcome(result.metrics, best_metrics, best_checkpoint, history)
 
 
-def run_training(config: TrainConfig, mlflow: dict | None = None) -> TrainOutcome:
-    return outcome_of(make_trainer(config, mlflow).fit())

@@ -10,7 +10,9 @@ import json
 import os
 from dataclasses import replace
 
-from .pipeline import RunOptions, RunSummary, _params, finish_run, prepare_dataset
+from polyp_core.job import RunSummary
+
+from .pipeline import RunOptions, _params, finish_run, prepare_dataset
 from .tracking import connect, git_commit, tracking_uri
 from .trainer import TrainConfig, TrainOutcome, ensure_ray, make_trainer, outcome_of
 

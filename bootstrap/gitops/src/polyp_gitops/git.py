@@ -5,20 +5,22 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from .pins import PinError
+
+class GitError(RuntimeError):
+    """A git command failed, or the tree is not in a state to commit to."""
 
 
 def _git(root: Path, *args: str) -> str:
     result = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
+        raise GitError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout
 
 
 def require_clean(root: Path) -> None:
     dirty = _git(root, "status", "--porcelain").strip()
     if dirty:
-        raise PinError(f"the working tree has uncommitted changes; commit or stash them first:\n{dirty}")
+        raise GitError(f"the working tree has uncommitted changes; commit or stash them first:\n{dirty}")
 
 
 def commit(root: Path, path: Path, message: str) -> str:

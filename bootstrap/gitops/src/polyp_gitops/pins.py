@@ -20,7 +20,10 @@ from .repo import REPO_ROOT, check_environment
 IMAGE_TAG = ("image", "tag")
 MODEL_VERSION = ("model", "version")
 MODEL_COMPONENT = "inference"
-# Immutable tags only: a semantic version or a git commit SHA (optionally "sha-" prefixed).
+# Tags that move: never in git, never rendered. The charts' polyp.image helper (charts/polyp-lib) refuses the
+# same list at render time; tests/manifests/test_structure.py keeps the two equal.
+FLOATING_TAGS = frozenset({"latest", "main", "master", "stable", "edge", "dev"})
+# What a bump of our own images accepts: a semantic version or a git commit SHA (optionally "sha-" prefixed).
 IMMUTABLE_TAG = re.compile(r"^(v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?|(sha-)?[0-9a-f]{7,40})$")
 MODEL_VERSION_FORMAT = re.compile(r"^[1-9]\d*$")
 

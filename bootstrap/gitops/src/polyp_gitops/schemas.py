@@ -21,6 +21,10 @@ REF_PREFIX = "/api/_definitions.json#/$defs/"  # in a kind's file
 LOCAL_PREFIX = "#/$defs/"                       # inside _definitions.json
 
 
+class SchemasUnavailable(RuntimeError):
+    """The schemas needed to validate strictly are not where they are expected."""
+
+
 def crd_schema_location() -> str:
     """kubeconform template for CRD schemas; CRD_SCHEMA_LOCATION overrides (a path or URL template)."""
     configured = os.environ.get("CRD_SCHEMA_LOCATION")
@@ -28,7 +32,7 @@ def crd_schema_location() -> str:
         return configured
     default = REPO_ROOT.parent / "shared" / "crd-schemas"
     if not default.is_dir():
-        raise SystemExit(f"no CRD schemas at {default}: set CRD_SCHEMA_LOCATION to a kubeconform path template, "
+        raise SchemasUnavailable(f"no CRD schemas at {default}: set CRD_SCHEMA_LOCATION to a kubeconform path template, "
                          "e.g. the public CRDs catalog https://raw.githubusercontent.com/datreeio/CRDs-catalog/main/"
                          "{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json")
     return str(default) + "/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"
@@ -41,7 +45,7 @@ def _source_dir(kube_version: str) -> Path:
     source = base / f"v{kube_version}-local-strict"
     if not source.is_dir():
         known = sorted(p.name for p in base.iterdir() if p.name.endswith("-local-strict"))
-        raise SystemExit(f"kubernetes-validate has no schemas for Kubernetes {kube_version}; it has {known}")
+        raise SchemasUnavailable(f"kubernetes-validate has no schemas for Kubernetes {kube_version}; it has {known}")
     return source
 
 

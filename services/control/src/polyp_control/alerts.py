@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Literal
 
@@ -206,7 +205,3 @@ class RedisBus(_FanOut):
 
 def make_bus(redis_url: str | None, engine, history_max: int) -> LocalBus | RedisBus:
     return RedisBus(redis_url, history_max) if redis_url else LocalBus(engine, history_max)
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex

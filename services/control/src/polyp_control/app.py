@@ -23,9 +23,10 @@ from .api import alerts as alerts_api
 from .api import models as models_api
 from .api import runs as runs_api
 from .api import schedules as schedules_api
+from .errors import NotFound, Unavailable
 from .jobs import RayJobs
 from .metrics import Metrics
-from .models import ModelRegistry
+from .registry import ModelRegistry
 from .runs import RunService
 from .schedules import ScheduleService
 from .settings import Settings
@@ -39,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if not settings.api_token:
         raise ValueError("API_TOKEN is not set: the control service has no default token (see README, Secrets)")
 
-    engine = db.make_engine(settings.scheduler_db_url)
+    engine = db.make_engine(settings.database_url)
     metrics = Metrics()
     bus = make_bus(settings.redis_url, engine, settings.alert_history_max)
     jobs = RayJobs(settings.ray_address)
@@ -85,6 +86,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if request.url.path == "/v1/predict":
             metrics.predict_latency.observe(time.perf_counter() - started)
         return response
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound):
+        return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(request: Request, exc: Unavailable):
+        return JSONResponse(status_code=503, content={"detail": str(exc)},
+                            headers={"Retry-After": str(exc.retry_after_s)})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):  # a message, never a traceback

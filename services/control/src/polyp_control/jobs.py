@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import shlex
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-ARCHITECTURES = ("Unet", "UnetPlusPlus", "FPN", "Linknet", "PSPNet", "PAN", "MAnet", "DeepLabV3Plus")
+from polyp_core.job import TrainingParameters, train_command
 
 # Ray's job states -> the run states this API reports.
 RAY_STATUS = {"PENDING": "pending", "RUNNING": "running", "SUCCEEDED": "succeeded", "FAILED": "failed",
@@ -16,29 +14,15 @@ RAY_STATUS = {"PENDING": "pending", "RUNNING": "running", "SUCCEEDED": "succeede
 ACTIVE = ("submitting", "pending", "running")
 
 
-class Hyperparameters(BaseModel):
-    """What a training run may be given; anything else is rejected with 422."""
+class Hyperparameters(TrainingParameters):
+    """A run's parameters as the API takes them: the training-job contract plus an optional dataset."""
 
-    model_config = {"extra": "forbid"}
-
-    epochs: int = Field(10, ge=1, le=500)
-    workers: int = Field(2, ge=1, le=64, description="Ray Train workers")
-    batch_size: int = Field(8, ge=1, le=256)
-    lr: float = Field(1e-3, gt=0, le=1)
-    arch: str = Field("Unet", pattern="^(" + "|".join(ARCHITECTURES) + ")$")
-    encoder: str = Field("resnet34", pattern=r"^[a-z0-9_.\-]{2,64}$")
-    size: int = Field(256, ge=32, le=1024, multiple_of=32, description="square letterboxed input side")
-    seed: int = Field(0, ge=0)
-    dice_threshold: float = Field(0.5, ge=0, le=1, description="quality gate: minimum validation Dice")
     data: str | None = Field(None, pattern=r"^(s3://|/)[^\s;|&$`]+$", description="dataset folder or s3:// prefix")
 
 
 def entrypoint(params: Hyperparameters, data: str, model_repo: str, run_id: str) -> str:
-    args = ["polyp-train", "train", "--data", params.data or data, "--model-repo", model_repo,
-            "--epochs", params.epochs, "--workers", params.workers, "--batch-size", params.batch_size,
-            "--lr", params.lr, "--arch", params.arch, "--encoder", params.encoder, "--size", params.size,
-            "--seed", params.seed, "--dice-threshold", params.dice_threshold, "--name", f"run-{run_id}"]
-    return shlex.join(str(a) for a in args)
+    contract = TrainingParameters.model_validate(params.model_dump(exclude={"data"}))
+    return train_command(contract, params.data or data, model_repo, f"run-{run_id}")
 
 
 class RayJobs:
@@ -85,15 +69,3 @@ class RayJobs:
             return await asyncio.to_thread(check)
         except OSError:
             return False
-
-
-def summary_from_logs(logs: str) -> dict | None:
-    """polyp-train prints a JSON summary as its last line on success."""
-    for line in reversed(logs.strip().splitlines()):
-        line = line.strip()
-        if line.startswith("{") and line.endswith("}"):
-            try:
-                return json.loads(line)
-            except json.JSONDecodeError:
-                return None
-    return None

@@ -11,11 +11,20 @@ from pydantic import BaseModel
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from polyp_core.job import summary_from_output
+
 from . import db
 from .alerts import Alert
-from .jobs import ACTIVE, Hyperparameters, RayJobs, entrypoint, summary_from_logs
+from .errors import NotFound, Unavailable
+from .jobs import ACTIVE, Hyperparameters, RayJobs, entrypoint
 
 log = logging.getLogger(__name__)
+
+
+def _summary(logs: str) -> dict | None:
+    """The run summary polyp-train printed last, as stored with the run."""
+    summary = summary_from_output(logs)
+    return summary.model_dump() if summary else None
 
 
 class Run(BaseModel):
@@ -32,7 +41,7 @@ class Run(BaseModel):
     result: dict | None = None
 
 
-class RunNotFound(KeyError):
+class RunNotFound(NotFound):
     pass
 
 
@@ -47,7 +56,7 @@ class RunService:
         with self.engine.connect() as conn:
             row = conn.execute(select(db.runs).where(db.runs.c.id == run_id)).mappings().first()
         if row is None:
-            raise RunNotFound(run_id)
+            raise RunNotFound(f"no training run {run_id!r}")
         return Run(**row)
 
     def _update(self, run_id: str, **values) -> None:
@@ -119,7 +128,10 @@ class RunService:
         run = await self.get(run_id)
         if not run.submission_id:
             return run.message or ""
-        return await self.jobs.logs(run.submission_id)
+        try:
+            return await self.jobs.logs(run.submission_id)
+        except Exception as exc:  # noqa: BLE001 - Ray unreachable, or the job's logs are gone
+            raise Unavailable(f"logs are not available from Ray right now: {exc}") from exc
 
     def _close(self, run_id: str, **values) -> bool:
         """Move an active run to a final state; False if another replica (or call) already did."""
@@ -179,7 +191,7 @@ class RunService:
             elif status in ("succeeded", "failed", "cancelled"):
                 logs = await self.jobs.logs(run.submission_id) if status != "cancelled" else ""
                 message = None if status == "succeeded" else (await self.jobs.info_message(run.submission_id))
-                await self._finish(run.id, status, message, summary_from_logs(logs) if status == "succeeded" else None)
+                await self._finish(run.id, status, message, _summary(logs) if status == "succeeded" else None)
             sla = self.retry_policy.get(run.schedule_id or "", (0, 0, None))[2]
             if status in ("pending", "running") and sla and time.time() - run.created_at > sla:
                 await self.cancel(run.id, f"SLA of {sla / 60:.0f} min exceeded")

@@ -21,6 +21,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from .errors import NotFound
 from .jobs import Hyperparameters
 from .leader import Lease
 
@@ -74,7 +75,7 @@ class Schedule(ScheduleSpec):
     next_run_at: datetime | None
 
 
-class ScheduleNotFound(KeyError):
+class ScheduleNotFound(NotFound):
     pass
 
 
@@ -150,7 +151,7 @@ class ScheduleService:
     def _job(self, schedule_id: str):
         job = self.scheduler.get_job(schedule_id)
         if job is None:
-            raise ScheduleNotFound(schedule_id)
+            raise ScheduleNotFound(f"no schedule {schedule_id!r}")
         return job
 
     def create(self, spec: ScheduleSpec) -> Schedule:
@@ -180,5 +181,5 @@ class ScheduleService:
         try:
             self.scheduler.remove_job(schedule_id)
         except JobLookupError as exc:
-            raise ScheduleNotFound(schedule_id) from exc
+            raise ScheduleNotFound(f"no schedule {schedule_id!r}") from exc
         self.runs.retry_policy.pop(schedule_id, None)

@@ -1,51 +1,64 @@
-"""Configuration from the environment (the names charts/control-service sets), with laptop defaults."""
+"""Configuration from the environment (the names charts/control-service sets), with laptop defaults.
+
+Every field is read from the upper-case environment variable of its name (``ray_address`` from
+``RAY_ADDRESS``); local state defaults to ``POLYP_HOME`` (see polyp_core.home).
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Annotated
 
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from polyp_core.home import polyp_home
+from polyp_core.repository import DEFAULT_MODEL_NAME
 from polyp_inference.image import MAX_BYTES
 
-
-def _home() -> Path:
-    return Path(os.environ.get("POLYP_HOME", ".local")).resolve()
-
-
-def _float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
+# Passed on to every training job. Never credentials: a job's runtime_env is visible in the Ray
+# dashboard, and the RayCluster pods get S3 credentials from their own Secret (charts/training).
+JOB_ENV = ("MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "POLYP_HOME", "POLYP_CHECKPOINT_URI")
 
 
-@dataclass
-class Settings:
-    api_token: str | None = field(default_factory=lambda: os.environ.get("API_TOKEN") or None)
-    redis_url: str | None = field(default_factory=lambda: os.environ.get("REDIS_URL") or None)
-    ray_address: str = field(default_factory=lambda: os.environ.get("RAY_ADDRESS", "http://127.0.0.1:8265"))
-    scheduler_db_url: str = field(default_factory=lambda: os.environ.get(
-        "SCHEDULER_DB_URL", f"sqlite:///{_home() / 'control.db'}"))
-    mlflow_tracking_uri: str = field(default_factory=lambda: os.environ.get(
-        "MLFLOW_TRACKING_URI", f"sqlite:///{_home() / 'mlflow.db'}"))
-    inference_url: str | None = field(default_factory=lambda: os.environ.get("INFERENCE_URL") or None)  # Triton/KServe
-    max_upload_bytes: int = field(default_factory=lambda: int(os.environ.get("MAX_UPLOAD_BYTES", MAX_BYTES)))
-    model_name: str = field(default_factory=lambda: os.environ.get("MODEL_NAME", "polyp-segmenter"))
-    cors_origins: list[str] = field(default_factory=lambda: [
-        o.strip() for o in os.environ.get("CORS_ORIGINS", "").split(",") if o.strip()])
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
+
+    api_token: str | None = None
+    redis_url: str | None = None
+    ray_address: str = "http://127.0.0.1:8265"
+    # The service's own tables (runs, schedules and their job store, watch state, lease, local alerts).
+    # SCHEDULER_DB_URL is its earlier name, still read.
+    database_url: str = Field(default_factory=lambda: f"sqlite:///{polyp_home() / 'control.db'}",
+                              validation_alias=AliasChoices("DATABASE_URL", "SCHEDULER_DB_URL"))
+    mlflow_tracking_uri: str = Field(default_factory=lambda: f"sqlite:///{polyp_home() / 'mlflow.db'}")
+    inference_url: str | None = None  # Triton / KServe v2; unset: in-process ONNX Runtime over model_repo
+    max_upload_bytes: int = MAX_BYTES
+    model_name: str = DEFAULT_MODEL_NAME
+    cors_origins: Annotated[list[str], NoDecode] = []  # CORS_ORIGINS: comma-separated
     # Watches
-    model_stale_hours: float = field(default_factory=lambda: _float("MODEL_STALE_HOURS", 36))
-    dice_floor: float = field(default_factory=lambda: _float("DICE_FLOOR", 0.70))
-    dice_ceiling: float = field(default_factory=lambda: _float("DICE_CEILING", 0.99))
-    watch_interval_s: float = field(default_factory=lambda: _float("WATCH_INTERVAL_S", 60))
+    model_stale_hours: float = 36
+    dice_floor: float = 0.70
+    dice_ceiling: float = 0.99
+    watch_interval_s: float = 60
     # Runs
-    run_poll_interval_s: float = field(default_factory=lambda: _float("RUN_POLL_INTERVAL_S", 5))
-    training_data: str = field(default_factory=lambda: os.environ.get("TRAINING_DATA", str(_home() / "data" / "synthetic")))
-    model_repo: str = field(default_factory=lambda: os.environ.get("MODEL_REPO", str(_home() / "model-repo")))
-    # Passed to every training job. Never credentials: the job's runtime_env is visible in the Ray
-    # dashboard, and the RayCluster pods get S3 credentials from their own Secret (charts/training).
-    job_env: dict[str, str] = field(default_factory=lambda: {
-        k: v for k, v in os.environ.items()
-        if k in {"MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "POLYP_HOME", "POLYP_CHECKPOINT_URI"}})
-    alert_history_max: int = field(default_factory=lambda: int(os.environ.get("ALERT_HISTORY_MAX", "10000")))
-    sse_heartbeat_s: float = field(default_factory=lambda: _float("SSE_HEARTBEAT_S", 15))
-    static_dir: str | None = field(default_factory=lambda: os.environ.get("STATIC_DIR") or None)
-    instance_id: str = field(default_factory=lambda: os.environ.get("HOSTNAME") or f"local-{os.getpid()}")
+    run_poll_interval_s: float = 5
+    training_data: str = Field(default_factory=lambda: str(polyp_home() / "data" / "synthetic"))
+    model_repo: str = Field(default_factory=lambda: str(polyp_home() / "model-repo"))
+    job_env: dict[str, str] = Field(default_factory=lambda: {k: v for k, v in os.environ.items() if k in JOB_ENV},
+                                    exclude=True)
+    alert_history_max: int = 10000
+    sse_heartbeat_s: float = 15
+    static_dir: str | None = None
+    instance_id: str = Field(default_factory=lambda: f"local-{os.getpid()}",
+                             validation_alias=AliasChoices("INSTANCE_ID", "HOSTNAME"))
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value):
+        return [o.strip() for o in value.split(",") if o.strip()] if isinstance(value, str) else value
+
+    @field_validator("api_token", "redis_url", "inference_url", "static_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value):
+        return value or None

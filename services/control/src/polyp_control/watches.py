@@ -73,11 +73,3 @@ class Watches:
                 await asyncio.to_thread(self._save, name, firing, alert.id)
                 sent.append(alert)
             return sent
-
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                await self.check()
-            except Exception:  # noqa: BLE001 - MLflow away: try again next interval
-                log.exception("model watches")
-            await asyncio.sleep(self.settings.watch_interval_s)

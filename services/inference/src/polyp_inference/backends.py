@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import repository
+from polyp_core import repository
+
 from .errors import ServingUnavailable
 
 METADATA_TTL_S = 2.0

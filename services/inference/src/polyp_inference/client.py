@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
+from polyp_core.preprocess import preprocess
+
 from .backends import ModelChanged, OnnxRuntimeBackend, TritonBackend
 from .image import MAX_BYTES, decode
 from .postprocess import Box, segment
-from .preprocess import preprocess
-
-DEFAULT_MODEL = "polyp-segmenter"
 
 
 @dataclass

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .preprocess import Letterbox, restore_mask
+from polyp_core.preprocess import Letterbox, restore_mask
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,10 @@ from importlib import resources
 
 from PIL import Image
 
+from polyp_core.repository import DEFAULT_MODEL_NAME
+
 from .backends import TritonBackend
-from .client import DEFAULT_MODEL, InferenceClient
+from .client import InferenceClient
 from .errors import InferenceError
 
 
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="polyp-smoke", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", required=True, help="Triton / KServe v2 HTTP endpoint, e.g. http://127.0.0.1:8000")
-    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--model", default=DEFAULT_MODEL_NAME)
     parser.add_argument("--image", type=argparse.FileType("rb"), help="a JPEG or PNG (default: a bundled image)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     args = parser.parse_args(argv)

@@ -4,26 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query
 from sse_starlette.sse import EventSourceResponse
 
 from ..alerts import Alert
+from .deps import BusDep, MetricsDep, SettingsDep
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 
 
 @router.get("", response_model=list[Alert], summary="Alert history, oldest first")
-async def history(request: Request, after: str | None = Query(None, pattern=r"^\d+-\d+$"),
+async def history(bus: BusDep, after: str | None = Query(None, pattern=r"^\d+-\d+$"),
                   limit: int = Query(100, ge=1, le=1000)) -> list[Alert]:
-    return await request.app.state.bus.history(after, limit)
+    return await bus.history(after, limit)
 
 
 @router.get("/stream", summary="Server-sent events: one 'alert' event per alert; reconnect with Last-Event-ID")
-async def stream(request: Request,
+async def stream(bus: BusDep, metrics: MetricsDep, settings: SettingsDep,
                  last_event_id: Annotated[str | None, Header(pattern=r"^\d+-\d+$")] = None,
                  after: str | None = Query(None, pattern=r"^\d+-\d+$", description="same as Last-Event-ID")):
-    bus, metrics = request.app.state.bus, request.app.state.metrics
-
     async def events():
         metrics.sse_clients.inc()
         try:
@@ -32,5 +31,5 @@ async def stream(request: Request,
         finally:
             metrics.sse_clients.dec()
 
-    return EventSourceResponse(events(), ping=request.app.state.settings.sse_heartbeat_s,
+    return EventSourceResponse(events(), ping=settings.sse_heartbeat_s,
                                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

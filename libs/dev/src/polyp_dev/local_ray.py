@@ -10,10 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from polyp_inference.local_servers import ServerDidNotStart, free_port, wait_for_http
-
-__all__ = ["LocalRayHead", "free_port"]
-
+from .net import ServerDidNotStart, free_port, stop_process, wait_for_http
 
 # Ray's defaults give its dashboard modules 30 s to come up; a loaded 2-core machine needs longer.
 SLOW_MACHINE_TIMEOUTS = {"RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT": "180",
@@ -69,13 +66,7 @@ class LocalRayHead:
         return self
 
     def stop(self) -> None:
-        if self._proc and self._proc.poll() is None:
-            self._proc.terminate()  # `ray start --block` tears its processes down on SIGTERM
-            try:
-                self._proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop_process(self._proc)  # `ray start --block` tears its processes down on SIGTERM
         if self._proc:
             with contextlib.suppress(ProcessLookupError):  # anything of the head's group still alive
                 os.killpg(self._proc.pid, signal.SIGKILL)

@@ -1,4 +1,4 @@
-"""What MLflow knows about the served model: the newest version, its scores, and Dice week by week."""
+"""The MLflow registry adapter: the newest version of the served model, its scores, and Dice week by week."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
+
+from .errors import Unavailable
 
 
 class ModelVersionInfo(BaseModel):
@@ -27,7 +29,16 @@ class WeeklyDice(BaseModel):
     versions: int
 
 
+async def _from_mlflow(query):
+    try:
+        return await asyncio.to_thread(query)
+    except Exception as exc:  # noqa: BLE001 - MLflow unreachable or failing
+        raise Unavailable(f"MLflow is not reachable: {exc}") from exc
+
+
 class ModelRegistry:
+    """The MLflow model registry, as the API and the watches read it."""
+
     def __init__(self, tracking_uri: str, model_name: str):
         self.tracking_uri, self.model_name = tracking_uri, model_name
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -71,7 +82,7 @@ class ModelRegistry:
         return self._info(max(versions, key=lambda v: int(v.version)))
 
     async def latest(self) -> ModelVersionInfo | None:
-        return await asyncio.to_thread(self._latest)
+        return await _from_mlflow(self._latest)
 
     def _weekly(self) -> list[WeeklyDice]:
         weeks: dict[str, list[float]] = defaultdict(list)
@@ -85,7 +96,7 @@ class ModelRegistry:
                 for week, v in sorted(weeks.items())]
 
     async def weekly_dice(self) -> list[WeeklyDice]:
-        return await asyncio.to_thread(self._weekly)
+        return await _from_mlflow(self._weekly)
 
     async def reachable(self) -> bool:
         try:

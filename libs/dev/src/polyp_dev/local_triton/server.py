@@ -13,8 +13,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .. import repository
-from ..local_servers import ServerDidNotStart, free_port, wait_for_http
+from polyp_core import repository
+
+from ..net import ServerDidNotStart, free_port, stop_process, wait_for_http
 
 MODEL_PY = Path(__file__).with_name("onnx_model.py")
 
@@ -116,13 +117,7 @@ class TritonServer:
         return Path(self._log.name).read_text()[-chars:]
 
     def stop(self) -> None:
-        if self._proc and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop_process(self._proc)
         if getattr(self, "_log", None):
             self._log.close()
         if self._tmp:

@@ -15,6 +15,8 @@ import secrets
 import signal
 from pathlib import Path
 
+from polyp_core.home import polyp_home
+
 from .local_ray import LocalRayHead
 
 
@@ -32,8 +34,8 @@ def ensure_dataset(home: Path) -> str:
 
 
 def main() -> None:
-    home = Path(os.environ.setdefault("POLYP_HOME", str(Path(".local").resolve()))).resolve()
-    os.environ["POLYP_HOME"] = str(home)
+    home = polyp_home()
+    os.environ["POLYP_HOME"] = str(home)  # the service and the training jobs it starts use the same home
     port = int(os.environ.get("PORT", "8000"))
     ray_port = int(os.environ.get("RAY_DASHBOARD_PORT", "8265"))
     os.environ["TRAINING_DATA"] = ensure_dataset(home)
@@ -69,7 +71,7 @@ def main() -> None:
 def serve(port: int, ray_port: int, token_file: Path) -> None:
     import uvicorn
 
-    from .app import create_app
+    from polyp_control.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app()

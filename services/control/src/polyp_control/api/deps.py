@@ -1,0 +1,32 @@
+"""Typed dependencies of the routes: the services the app was built with, and the token check."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ..alerts import LocalBus, RedisBus
+from ..auth import require_token
+from ..metrics import Metrics
+from ..registry import ModelRegistry
+from ..runs import RunService
+from ..schedules import ScheduleService
+from ..settings import Settings
+
+
+def _state(name: str):
+    def get(request: Request):
+        return getattr(request.app.state, name)
+
+    return get
+
+
+SettingsDep = Annotated[Settings, Depends(_state("settings"))]
+BusDep = Annotated[LocalBus | RedisBus, Depends(_state("bus"))]
+MetricsDep = Annotated[Metrics, Depends(_state("metrics"))]
+RunsDep = Annotated[RunService, Depends(_state("runs"))]
+SchedulesDep = Annotated[ScheduleService, Depends(_state("schedules"))]
+RegistryDep = Annotated[ModelRegistry, Depends(_state("registry"))]
+# For mutating routes: dependencies=[WRITE] answers 401 without a valid bearer token.
+WRITE = Depends(require_token)
