@@ -78,7 +78,7 @@ def test_bootstrap_dry_run_prints_valid_manifests_without_secret_values(repo_roo
     kinds = [o["kind"] for o in objects]
     assert kinds.count("Application") == 1 and kinds.count("AppProject") == 1
     root = next(o for o in objects if o["kind"] == "Application")
-    assert root == next(o for o in render_bootstrap("dev", TEST_REPO_URL, "v1.2.3") if o["kind"] == "Application")
+    assert root == next(o for o in render_bootstrap("dev", repo_root, TEST_REPO_URL, "v1.2.3") if o["kind"] == "Application")
     for secret in (o for o in objects if o["kind"] == "Secret"):
         for key, value in secret["stringData"].items():
             assert value == "<generated at install>" or not _looks_secret(key), (secret["metadata"]["name"], key)

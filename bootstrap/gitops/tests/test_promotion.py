@@ -14,8 +14,8 @@ import yaml
 from polyp_gitops import promotion
 from polyp_gitops.git import GitError
 from polyp_gitops.pins import PinError
-from polyp_gitops.repo import REPO_ROOT
 
+REPO_ROOT = Path(__file__).resolve().parents[3]
 SHA = "3f9c2a1b7d4e5f60718293a4b5c6d7e8f9012345"
 
 
@@ -25,7 +25,7 @@ def git(root: Path, *args: str) -> str:
 
 @pytest.fixture
 def repo(tmp_path):
-    for rel in ["apps/values.yaml", "environments", *[f"charts/{c}/values.yaml" for c in
+    for rel in ["apps/Chart.yaml", "apps/values.yaml", "environments", *[f"charts/{c}/values.yaml" for c in
                 ("control-service", "frontend", "inference", "training", "database")]]:
         src, dst = REPO_ROOT / rel, tmp_path / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -145,9 +145,54 @@ def test_a_dirty_tree_is_refused_and_left_as_it_was(repo):
         promotion.promote("dev", "staging", root=repo)
 
 
-def _cli(repo, *args):
+def _cli(repo, *args, cwd=None):
     env = {**os.environ, "POLYP_REPO_ROOT": str(repo)}
-    return subprocess.run([sys.executable, "-m", "polyp_gitops.cli", *args], capture_output=True, text=True, env=env)
+    return subprocess.run([sys.executable, "-m", "polyp_gitops.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd)
+
+
+def _cli_in(cwd, *args):
+    """As a user runs it: no POLYP_REPO_ROOT, in a working directory of their choice."""
+    env = {k: v for k, v in os.environ.items() if k != "POLYP_REPO_ROOT"}
+    return subprocess.run([sys.executable, "-m", "polyp_gitops.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd)
+
+
+def test_commands_act_on_the_clone_they_run_in_not_the_one_installed_from(repo):
+    """The tool is installed from this checkout (REPO_ROOT); run inside another clone, only that clone changes."""
+    installed_head = git(REPO_ROOT, "rev-parse", "HEAD")
+    installed_env = (REPO_ROOT / "environments" / "dev" / "values.yaml").read_text()
+    result = _cli_in(repo / "environments", "bump", "--env", "dev", "--component", "frontend", "--tag", SHA)
+    assert result.returncode == 0, result.stderr
+    assert git(repo, "log", "-1", "--format=%s").strip() == f"build: update frontend image to {SHA} in dev"
+    assert git(REPO_ROOT, "rev-parse", "HEAD") == installed_head
+    assert (REPO_ROOT / "environments" / "dev" / "values.yaml").read_text() == installed_env
+
+
+def test_repo_dir_names_the_repository_from_anywhere(repo, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    result = _cli_in(elsewhere, "-C", str(repo), "pin-model", "--env", "dev", "--version", "9")
+    assert result.returncode == 0, result.stderr
+    assert git(repo, "log", "-1", "--format=%s").strip() == "model: serve model version 9 in dev"
+
+
+@pytest.mark.parametrize("command", [
+    ["bump", "--env", "dev", "--component", "frontend", "--tag", SHA], ["pin-model", "--env", "dev", "--version", "9"],
+    ["diff", "--from", "dev", "--to", "staging"], ["promote", "--from", "dev", "--to", "staging"],
+    ["render", "--env", "dev"], ["validate", "--env", "dev"]])
+def test_outside_any_repository_every_command_exits_2_and_writes_nothing(tmp_path, command):
+    outside = tmp_path / "not-a-repo"
+    outside.mkdir()
+    result = _cli_in(outside, *command)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "is not inside a git repository" in result.stderr and "--repo-dir" in result.stderr
+    assert "Traceback" not in result.stderr and list(outside.iterdir()) == []
+
+
+def test_a_git_repository_that_is_not_the_platform_is_refused(tmp_path):
+    git(tmp_path, "init", "-q")
+    result = _cli_in(tmp_path, "diff", "--from", "dev", "--to", "staging")
+    assert result.returncode == 2 and "is not the platform repository" in result.stderr
 
 
 def test_cli_diff_then_promote(repo):

@@ -1,4 +1,8 @@
-"""polyp-gitops: render, validate, bump and promote the platform's environments."""
+"""polyp-gitops: render, validate, bump and promote the platform's environments.
+
+Every command acts on the repository that contains the current directory (like git); -C DIR or
+POLYP_REPO_ROOT names another. Outside a clone of the platform repository it exits 2 and writes nothing.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,13 @@ import yaml
 from . import promotion
 from .pins import PinError
 from .render import DEFAULT_REPO_URL, render_environment
-from .repo import ENVIRONMENTS
+from .repo import ENVIRONMENTS, repo_root
 from .tools import ToolError
 from .validate import kubeconform
 
 
 def _render(args: argparse.Namespace) -> int:
-    rendered = render_environment(args.env, args.repo, args.revision)
+    rendered = render_environment(args.env, args.root, args.repo, args.revision)
     yaml.safe_dump_all(rendered.all_objects(), sys.stdout, sort_keys=False)
     return 0
 
@@ -24,7 +28,7 @@ def _render(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     failed = False
     for env in args.env or ENVIRONMENTS:
-        rendered = render_environment(env, args.repo, args.revision)
+        rendered = render_environment(env, args.root, args.repo, args.revision)
         report = kubeconform(rendered.all_objects())
         upstream = sorted(a.upstream_chart for a in rendered.apps.values() if a.upstream_chart)
         print(f"{env}: {report.summary()} ({len(rendered.apps)} Applications; "
@@ -36,19 +40,19 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _bump(args: argparse.Namespace) -> int:
-    change = promotion.bump(args.env, args.component, args.tag, commit=not args.no_commit)
+    change = promotion.bump(args.env, args.component, args.tag, args.root, commit=not args.no_commit)
     print(f"{args.env}: {change}" if change else f"{args.env}: {args.component} already at {args.tag}; nothing to do")
     return 0
 
 
 def _pin_model(args: argparse.Namespace) -> int:
-    change = promotion.pin_model(args.env, args.version, commit=not args.no_commit)
+    change = promotion.pin_model(args.env, args.version, args.root, commit=not args.no_commit)
     print(f"{args.env}: {change}" if change else f"{args.env}: already serves model version {args.version}")
     return 0
 
 
 def _diff(args: argparse.Namespace) -> int:
-    changes = promotion.plan(args.source, args.target)
+    changes = promotion.plan(args.source, args.target, args.root)
     for change in changes:
         print(change)
     if not changes:
@@ -57,7 +61,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    changes = promotion.promote(args.source, args.target, commit=not args.no_commit)
+    changes = promotion.promote(args.source, args.target, args.root, commit=not args.no_commit)
     for change in changes:
         print(f"{args.target}: {change}")
     if not changes:
@@ -67,6 +71,9 @@ def _promote(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polyp-gitops", description=__doc__)
+    parser.add_argument("-C", "--repo-dir", metavar="DIR",
+                        help="act on the platform repository containing DIR (default: POLYP_REPO_ROOT, else the "
+                             "repository containing the current directory, as git does)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_source_args(p: argparse.ArgumentParser) -> None:
@@ -109,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        args.root = repo_root(args.repo_dir)
         return args.func(args)
     except (ToolError, PinError, ValueError, RuntimeError) as exc:
         print(f"polyp-gitops: {exc}", file=sys.stderr)

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 from ruamel.yaml import YAML
 
-from .repo import REPO_ROOT, check_environment
+from .repo import check_environment
 
 IMAGE_TAG = ("image", "tag")
 MODEL_VERSION = ("model", "version")
@@ -41,11 +41,11 @@ class Pin:
         return f"{self.component} {'.'.join(self.key)}"
 
 
-def env_file(env: str, root: Path = REPO_ROOT) -> Path:
+def env_file(env: str, root: Path) -> Path:
     return root / "environments" / check_environment(env) / "values.yaml"
 
 
-def image_components(root: Path = REPO_ROOT) -> list[str]:
+def image_components(root: Path) -> list[str]:
     """Components built from this repo's images: own charts whose values carry image.tag."""
     catalog = yaml.safe_load((root / "apps" / "values.yaml").read_text())["components"]
     found = []
@@ -57,7 +57,7 @@ def image_components(root: Path = REPO_ROOT) -> list[str]:
     return found
 
 
-def promoted_pins(root: Path = REPO_ROOT) -> list[Pin]:
+def promoted_pins(root: Path) -> list[Pin]:
     return [Pin(c, IMAGE_TAG) for c in image_components(root)] + [Pin(MODEL_COMPONENT, MODEL_VERSION)]
 
 
@@ -72,7 +72,7 @@ def _node(data, pin: Pin, env: str):
         raise PinError(f"environments/{env}/values.yaml has no {'.'.join(pin.key)} for {pin.component}") from None
 
 
-def read_pins(env: str, root: Path = REPO_ROOT) -> dict[Pin, str]:
+def read_pins(env: str, root: Path) -> dict[Pin, str]:
     data = YAML().load(env_file(env, root).read_text())
     return {pin: str(_node(data, pin, env)[pin.key[-1]]) for pin in promoted_pins(root)}
 

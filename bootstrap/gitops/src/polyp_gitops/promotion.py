@@ -23,7 +23,7 @@ from .pins import (
     read_pins,
     rewrite,
 )
-from .repo import ENVIRONMENTS, REPO_ROOT, check_environment
+from .repo import ENVIRONMENTS, check_environment
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def _set_pin(env: str, pin: Pin, value: str, message: str, root: Path, commit: b
     return change
 
 
-def bump(env: str, component: str, tag: str, root: Path = REPO_ROOT, commit: bool = True) -> Change | None:
+def bump(env: str, component: str, tag: str, root: Path, commit: bool = True) -> Change | None:
     """Set one component's image tag in one environment; None when it already has that tag."""
     _env(env)
     components = image_components(root)
@@ -73,7 +73,7 @@ def bump(env: str, component: str, tag: str, root: Path = REPO_ROOT, commit: boo
     return _set_pin(env, Pin(component, IMAGE_TAG), tag, f"build: update {component} image to {tag} in {env}", root, commit)
 
 
-def pin_model(env: str, version: str, root: Path = REPO_ROOT, commit: bool = True) -> Change | None:
+def pin_model(env: str, version: str, root: Path, commit: bool = True) -> Change | None:
     """Pin the MLflow model version an environment serves."""
     _env(env)
     check_model_version(version)
@@ -81,7 +81,7 @@ def pin_model(env: str, version: str, root: Path = REPO_ROOT, commit: bool = Tru
     return _set_pin(env, Pin(MODEL_COMPONENT, MODEL_VERSION), version, message, root, commit)
 
 
-def plan(source: str, target: str, root: Path = REPO_ROOT) -> list[Change]:
+def plan(source: str, target: str, root: Path) -> list[Change]:
     """What `promote source -> target` would change: pins that differ, in a stable order."""
     _env(source), _env(target)
     if ENVIRONMENTS.index(target) != ENVIRONMENTS.index(source) + 1:
@@ -90,7 +90,7 @@ def plan(source: str, target: str, root: Path = REPO_ROOT) -> list[Change]:
     return [Change(pin, old[pin], new[pin]) for pin in promoted_pins(root) if old[pin] != new[pin]]
 
 
-def promote(source: str, target: str, root: Path = REPO_ROOT, commit: bool = True) -> list[Change]:
+def promote(source: str, target: str, root: Path, commit: bool = True) -> list[Change]:
     changes = plan(source, target, root)
     for change in changes:  # never promote something that would not have been accepted by a bump
         (check_model_version if change.pin.key == MODEL_VERSION else check_tag)(change.new)

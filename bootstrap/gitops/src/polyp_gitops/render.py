@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from .repo import REPO_ROOT, check_environment
+from .repo import check_environment
 from .schemas import DEFAULT_KUBE_VERSION
 from .tools import run
 
@@ -69,11 +69,11 @@ def helm_template(chart: Path, release: str, namespace: str, value_files: list[P
         return parse_documents(run(args))
 
 
-def render_bootstrap(env: str, repo_url: str = DEFAULT_REPO_URL, revision: str = "main") -> list[dict]:
+def render_bootstrap(env: str, root: Path, repo_url: str = DEFAULT_REPO_URL, revision: str = "main") -> list[dict]:
     """The AppProject and root Application that bootstrap/install.sh applies."""
     check_environment(env)
     return helm_template(
-        REPO_ROOT / "bootstrap" / "root", f"polyp-{env}", "argocd",
+        root / "bootstrap" / "root", f"polyp-{env}", "argocd",
         parameters=[{"name": "environment", "value": env}, {"name": "repoURL", "value": repo_url},
                     {"name": "targetRevision", "value": revision}],
     )
@@ -83,7 +83,7 @@ def _sources(spec: dict) -> list[dict]:
     return spec.get("sources") or [spec["source"]]
 
 
-def render_application(app: dict, repo_url: str, repo_root: Path = REPO_ROOT) -> RenderedApp:
+def render_application(app: dict, repo_url: str, repo_root: Path) -> RenderedApp:
     """Render one Application's sources that live in this repository."""
     spec = app["spec"]
     sources = _sources(spec)
@@ -120,13 +120,14 @@ def render_application(app: dict, repo_url: str, repo_root: Path = REPO_ROOT) ->
     return rendered
 
 
-def render_environment(env: str, repo_url: str = DEFAULT_REPO_URL, revision: str = "main") -> RenderedEnvironment:
-    bootstrap = render_bootstrap(env, repo_url, revision)
-    root = next(o for o in bootstrap if o["kind"] == "Application")
-    children = render_application(root, repo_url).objects
+def render_environment(env: str, root: Path, repo_url: str = DEFAULT_REPO_URL, revision: str = "main") -> RenderedEnvironment:
+    """Every object of one environment of the repository at `root`, rendered as Argo CD would."""
+    bootstrap = render_bootstrap(env, root, repo_url, revision)
+    root_app = next(o for o in bootstrap if o["kind"] == "Application")
+    children = render_application(root_app, repo_url, root).objects
     apps = {}
     for child in children:
         if child.get("kind") != "Application":
             raise ValueError(f"root app rendered a {child.get('kind')}; apps/ must render Applications only")
-        apps[child["metadata"]["name"]] = render_application(child, repo_url)
+        apps[child["metadata"]["name"]] = render_application(child, repo_url, root)
     return RenderedEnvironment(env=env, bootstrap=bootstrap, apps=apps)

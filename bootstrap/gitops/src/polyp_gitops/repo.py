@@ -1,25 +1,54 @@
-"""Where the repository is and what it holds."""
+"""Which repository a command acts on, and where the tool itself is installed.
+
+Like git, every command acts on the repository that contains the current directory, unless told
+otherwise (``--repo-dir DIR`` or ``POLYP_REPO_ROOT``). The checkout the package was installed from
+matters only for the tool's own files (pinned binaries in ``.tools/``, schema caches in ``build/``).
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 
 
-def _find_root() -> Path:
+class NotARepository(ValueError):
+    """The command is not run inside (or pointed at) a clone of the platform repository."""
+
+
+def _is_platform_repo(path: Path) -> bool:
+    return (path / "apps" / "Chart.yaml").is_file() and (path / "environments").is_dir()
+
+
+def repo_root(directory: str | Path | None = None) -> Path:
+    """The platform repository to act on: the git repository containing `directory`, else
+    POLYP_REPO_ROOT, else the current directory's. NotARepository when there is none."""
     configured = os.environ.get("POLYP_REPO_ROOT")
-    if configured:
-        return Path(configured).resolve()
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "apps" / "Chart.yaml").is_file() and (parent / "environments").is_dir():
+    if directory is None and configured:
+        root = Path(configured).resolve()
+    else:
+        start = Path(directory or Path.cwd()).resolve()
+        result = subprocess.run(["git", "-C", str(start), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise NotARepository(f"{start} is not inside a git repository: run polyp-gitops in a clone of the "
+                                 "platform repository, or name one with --repo-dir DIR")
+        root = Path(result.stdout.strip())
+    if not _is_platform_repo(root):
+        raise NotARepository(f"{root} is not the platform repository (it has no apps/Chart.yaml and environments/)")
+    return root
+
+
+def _install_root() -> Path:
+    """The checkout this package was installed from (editable installs), else the current directory."""
+    for parent in Path(__file__).resolve().parents:
+        if _is_platform_repo(parent):
             return parent
     return Path.cwd()
 
 
-REPO_ROOT = _find_root()
+INSTALL_ROOT = _install_root()
 
 
 def check_environment(env: str) -> str:

@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from .repo import REPO_ROOT
+from .repo import INSTALL_ROOT
 
 DEFAULT_KUBE_VERSION = "1.34.0"
 REF_PREFIX = "/api/_definitions.json#/$defs/"  # in a kind's file
@@ -30,7 +30,7 @@ def crd_schema_location() -> str:
     configured = os.environ.get("CRD_SCHEMA_LOCATION")
     if configured:
         return configured
-    default = REPO_ROOT.parent / "shared" / "crd-schemas"
+    default = INSTALL_ROOT.parent / "shared" / "crd-schemas"
     if not default.is_dir():
         raise SchemasUnavailable(f"no CRD schemas at {default}: set CRD_SCHEMA_LOCATION to a kubeconform path template, "
                          "e.g. the public CRDs catalog https://raw.githubusercontent.com/datreeio/CRDs-catalog/main/"
@@ -81,7 +81,7 @@ def _standalone(schema: dict, definitions: dict) -> dict:
 
 def kubernetes_schema_location(kube_version: str = DEFAULT_KUBE_VERSION, cache: Path | None = None) -> str:
     """Write standalone strict schemas for one Kubernetes version (once) and return kubeconform's template."""
-    cache = cache or REPO_ROOT / "build" / "k8s-schemas"
+    cache = cache or INSTALL_ROOT / "build" / "k8s-schemas"
     target = cache / f"v{kube_version}-standalone-strict"
     marker = target / ".complete"
     if not marker.exists():

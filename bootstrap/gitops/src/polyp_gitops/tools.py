@@ -6,9 +6,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .repo import REPO_ROOT
+from .repo import INSTALL_ROOT
 
-TOOLS_BIN = REPO_ROOT / ".tools" / "bin"
+TOOLS_BIN = INSTALL_ROOT / ".tools" / "bin"
 
 
 class ToolError(RuntimeError):
