@@ -127,7 +127,9 @@ root_manifests() {
 }
 
 argocd_install=(helm upgrade --install argocd argo-cd --repo "$ARGOCD_CHART_REPO" --version "$ARGOCD_CHART_VERSION"
-  --namespace "$ARGOCD_NAMESPACE" --create-namespace --values "$HERE/argocd-values.yaml" --wait --timeout 10m)
+  --namespace "$ARGOCD_NAMESPACE" --create-namespace --values "$HERE/argocd-values.yaml"
+  --set-file "configs.cm.resource\.customizations\.health\.argoproj\.io_Application=$HERE/application-health.lua"
+  --wait --timeout 10m)
 
 if $dry_run; then
   echo "# bootstrap/install.sh --dry-run: target=$target env=$env repo=$repo revision=$revision"
