@@ -28,9 +28,11 @@ def synthetic(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("synthetic"), n=12, size=96, seed=3)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_local(s3_server):
-    """One local Ray for the session (starting one costs ~10 s); its workers inherit the S3 settings.
+    """One local Ray per test module (starting one costs ~10 s); its workers inherit the S3 settings.
+
+    Not per session: an idle Ray left running would compete with the Ray heads later tests start.
 
     Three logical CPUs on this 2-core machine: two training workers plus a Tune trial driver that only waits.
     """

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from polyp_gitops.render import render_application
+from polyp_gitops.tools import run
 
 REPO = "https://git.example.com/platform.git"
 
@@ -82,10 +83,23 @@ def test_unknown_ref_is_an_error(repo):
         render_application(_app(sources=sources), REPO, repo)
 
 
-def test_upstream_chart_is_reported_not_rendered(repo):
-    source = {"repoURL": "https://charts.example.com", "chart": "thing", "targetRevision": "1.2.3"}
+def test_upstream_chart_renders_from_the_packaged_archive_with_inline_values(repo, tmp_path_factory, monkeypatch):
+    charts = tmp_path_factory.mktemp("charts")
+    run(["helm", "package", str(repo / "charts" / "demo"), "--version", "1.2.3", "--destination", str(charts)])
+    monkeypatch.setenv("POLYP_CHARTS_DIR", str(charts))
+    source = {"repoURL": "https://charts.example.com", "chart": "demo", "targetRevision": "1.2.3",
+              "helm": {"releaseName": "thing", "valuesObject": {"size": "huge"}}}
     rendered = render_application(_app(source), REPO, repo)
-    assert rendered.objects == [] and rendered.upstream_chart == "https://charts.example.com/thing@1.2.3"
+    assert rendered.upstream_chart == "https://charts.example.com/demo@1.2.3"
+    meta, data = _data(rendered)
+    assert (meta["name"], meta["namespace"], data["size"], data["greeting"]) == ("thing", "team", "huge", "hello")
+
+
+def test_an_upstream_chart_that_is_not_there_is_an_error_naming_the_pin(repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("POLYP_CHARTS_DIR", str(tmp_path))
+    source = {"repoURL": "https://charts.example.com", "chart": "thing", "targetRevision": "1.2.3"}
+    with pytest.raises(ValueError, match=r"upstream chart thing 1\.2\.3 is not at .*POLYP_CHARTS_DIR"):
+        render_application(_app(source), REPO, repo)
 
 
 def test_path_in_another_git_repo_is_refused(repo):

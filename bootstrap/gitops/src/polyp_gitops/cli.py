@@ -13,10 +13,10 @@ import yaml
 
 from . import promotion
 from .pins import PinError
-from .render import DEFAULT_REPO_URL, render_environment
+from .render import DEFAULT_REPO_URL, render_argocd, render_environment
 from .repo import ENVIRONMENTS, repo_root
 from .tools import ToolError
-from .validate import kubeconform
+from .validate import ValidationReport, validate_groups
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -26,16 +26,27 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    failed = False
+    """Every object of every environment, upstream charts included, and Argo CD itself; per Application."""
+    groups, sources = {"bootstrap/argo-cd": render_argocd(args.root)}, {"bootstrap/argo-cd": "argo-cd (install.sh)"}
     for env in args.env or ENVIRONMENTS:
         rendered = render_environment(env, args.root, args.repo, args.revision)
-        report = kubeconform(rendered.all_objects())
-        upstream = sorted(a.upstream_chart for a in rendered.apps.values() if a.upstream_chart)
-        print(f"{env}: {report.summary()} ({len(rendered.apps)} Applications; "
-              f"{len(upstream)} upstream charts checked as Application objects only)")
-        for problem in report.problems:
-            print(f"  {problem}")
-        failed |= not report.ok
+        groups[f"{env}/bootstrap"], sources[f"{env}/bootstrap"] = rendered.bootstrap, "bootstrap/root"
+        for name, app in rendered.apps.items():
+            groups[f"{env}/{name}"] = [app.application, *app.objects]
+            source = app.application["spec"]["source"]
+            sources[f"{env}/{name}"] = f"{source['chart']} {source['targetRevision']}" if "chart" in source else source["path"]
+    reports = validate_groups(groups)
+    failed = False
+    for scope in dict.fromkeys(name.split("/")[0] for name in groups):
+        names = [n for n in groups if n.split("/")[0] == scope]
+        total = ValidationReport.of([s for n in names for s in reports[n].statuses], [])
+        print(f"{scope}: {total.summary()} ({len(names)} renders)")
+        for name in names:
+            report = reports[name]
+            print(f"  {name.split('/', 1)[1]:<24} {sources[name]:<34} {len(groups[name]):>4} objects, {report.valid:>4} valid")
+            for problem in report.problems:
+                print(f"    {problem}")
+        failed |= not total.ok
     return 1 if failed else 0
 
 

@@ -10,13 +10,17 @@ upstream chart cannot be rendered offline: their Application objects are still v
 
 from __future__ import annotations
 
+import copy
+import json
+import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from .repo import check_environment
+from .repo import INSTALL_ROOT, check_environment
 from .schemas import DEFAULT_KUBE_VERSION
 from .tools import run
 
@@ -44,14 +48,49 @@ class RenderedEnvironment:
         return objects
 
 
+class _ManifestLoader(yaml.SafeLoader):
+    """SafeLoader that reads a bare `=` as the string "=": YAML 1.1 makes it the `value` tag, which PyYAML
+    cannot construct, and kube-prometheus-stack's CRDs have one in an enum."""
+
+
+_ManifestLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+
+
 def parse_documents(text: str) -> list[dict]:
-    return [doc for doc in yaml.safe_load_all(text) if doc]
+    return [doc for doc in yaml.load_all(text, Loader=_ManifestLoader) if doc]
+
+
+def chart_archive(chart: str, version: str) -> Path:
+    """The packaged upstream chart Argo CD would pull: <chart>-<version>.tgz in POLYP_CHARTS_DIR
+    (default ../shared/charts beside the checkout; online CI may `helm pull` the same pins there)."""
+    folder = Path(os.environ.get("POLYP_CHARTS_DIR") or INSTALL_ROOT.parent / "shared" / "charts")
+    archive = folder / f"{chart}-{version}.tgz"
+    if not archive.is_file():
+        raise ValueError(f"upstream chart {chart} {version} is not at {archive}: set POLYP_CHARTS_DIR to a folder "
+                         f"of packaged charts (helm pull {chart} --version {version})")
+    return archive
+
+
+_archive_renders: dict[str, list[dict]] = {}
 
 
 def helm_template(chart: Path, release: str, namespace: str, value_files: list[Path] = (),
                   values: dict | None = None, parameters: list[dict] = (),
                   kube_version: str = DEFAULT_KUBE_VERSION) -> list[dict]:
-    """`helm template` as Argo CD calls it: value files, then inline values, then --set parameters."""
+    """`helm template` as Argo CD calls it: value files, then inline values, then --set parameters.
+
+    A packaged chart with the same inputs renders the same objects: environments share those renders.
+    """
+    if chart.suffix == ".tgz" and not value_files:
+        key = json.dumps([str(chart), release, namespace, values, list(parameters), kube_version], sort_keys=True)
+        if key not in _archive_renders:
+            _archive_renders[key] = _helm_template(chart, release, namespace, (), values, parameters, kube_version)
+        return copy.deepcopy(_archive_renders[key])
+    return _helm_template(chart, release, namespace, value_files, values, parameters, kube_version)
+
+
+def _helm_template(chart: Path, release: str, namespace: str, value_files, values, parameters,
+                   kube_version: str) -> list[dict]:
     if (chart / "Chart.yaml").is_file() and "dependencies:" in (chart / "Chart.yaml").read_text():
         run(["helm", "dependency", "build", str(chart)])
     args = ["helm", "template", release, str(chart), "--namespace", namespace,
@@ -92,14 +131,18 @@ def render_application(app: dict, repo_url: str, repo_root: Path) -> RenderedApp
     for source in sources:
         if source.get("ref") and not source.get("path") and not source.get("chart"):
             continue  # a values-only source
+        helm = source.get("helm", {})
         if source.get("chart"):
             rendered.upstream_chart = f"{source['repoURL']}/{source['chart']}@{source['targetRevision']}"
+            rendered.objects += helm_template(
+                chart_archive(source["chart"], source["targetRevision"]),
+                helm.get("releaseName") or app["metadata"]["name"], spec["destination"]["namespace"],
+                values=_inline_values(helm), parameters=helm.get("parameters", []))
             continue
         if source["repoURL"] != repo_url:
             raise ValueError(
                 f"Application {app['metadata']['name']}: source {source['repoURL']} is neither this repo nor a chart")
         chart_dir = repo_root / source["path"]
-        helm = source.get("helm", {})
         value_files = []
         for name in helm.get("valueFiles", []):
             if name.startswith("$"):
@@ -112,12 +155,29 @@ def render_application(app: dict, repo_url: str, repo_root: Path) -> RenderedApp
         for path in value_files:
             if not path.is_file() and not helm.get("ignoreMissingValueFiles"):
                 raise ValueError(f"Application {app['metadata']['name']}: value file {path} does not exist")
-        values = helm.get("valuesObject") or (yaml.safe_load(helm["values"]) if helm.get("values") else None)
         rendered.objects += helm_template(
             chart_dir, helm.get("releaseName") or app["metadata"]["name"], spec["destination"]["namespace"],
-            [p for p in value_files if p.is_file()], values, helm.get("parameters", []),
+            [p for p in value_files if p.is_file()], _inline_values(helm), helm.get("parameters", []),
         )
     return rendered
+
+
+def _inline_values(helm: dict) -> dict | None:
+    return helm.get("valuesObject") or (yaml.safe_load(helm["values"]) if helm.get("values") else None)
+
+
+ARGOCD_NAMESPACE = "argocd"
+HEALTH_CHECK_KEY = "resource.customizations.health.argoproj.io_Application"
+
+
+def render_argocd(root: Path) -> list[dict]:
+    """The argo-cd chart as bootstrap/install.sh installs it: its pinned version, values and health check."""
+    install = (root / "bootstrap" / "install.sh").read_text()
+    version = re.search(r"^ARGOCD_CHART_VERSION=(\S+)", install, re.MULTILINE).group(1)
+    values = yaml.safe_load((root / "bootstrap" / "argocd-values.yaml").read_text())
+    values.setdefault("configs", {}).setdefault("cm", {})[HEALTH_CHECK_KEY] = (
+        root / "bootstrap" / "application-health.lua").read_text()
+    return helm_template(chart_archive("argo-cd", version), "argocd", ARGOCD_NAMESPACE, values=values)
 
 
 def render_environment(env: str, root: Path, repo_url: str = DEFAULT_REPO_URL, revision: str = "main") -> RenderedEnvironment:
