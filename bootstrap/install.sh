@@ -23,13 +23,15 @@ Options:
   --repo URL            git repository Argo CD tracks (default: this checkout's origin, as https)
   --revision REV        branch, tag or commit Argo CD tracks (default: the current branch)
   --cluster-name NAME   kind cluster name (default: polyp)
+  --chart-mirror URL    air-gapped: pull Argo CD and every upstream chart from this Helm repository
+                        (https://...) or OCI prefix (registry.example.com/charts); see README
   --dry-run             print every manifest it would apply and the commands it would run
 USAGE
 }
 
 die() { echo "install.sh: $*" >&2; exit 2; }
 
-target="" env="" repo="" revision="" cluster_name=polyp dry_run=false
+target="" env="" repo="" revision="" cluster_name=polyp dry_run=false chart_mirror=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --target) target=${2:-}; shift 2 ;;
@@ -37,6 +39,7 @@ while [[ $# -gt 0 ]]; do
     --repo) repo=${2:-}; shift 2 ;;
     --revision) revision=${2:-}; shift 2 ;;
     --cluster-name) cluster_name=${2:-}; shift 2 ;;
+    --chart-mirror) chart_mirror=${2:-}; shift 2 ;;
     --dry-run) dry_run=true; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
@@ -123,10 +126,18 @@ ensure_secret() {
 
 root_manifests() {
   helm template "polyp-$env" "$HERE/root" --namespace "$ARGOCD_NAMESPACE" \
-    --set-string "environment=$env,repoURL=$repo,targetRevision=$revision,argocdNamespace=$ARGOCD_NAMESPACE"
+    --set-string "environment=$env,repoURL=$repo,targetRevision=$revision,argocdNamespace=$ARGOCD_NAMESPACE" \
+    --set-string "chartMirror=$chart_mirror"
 }
 
-argocd_install=(helm upgrade --install argocd argo-cd --repo "$ARGOCD_CHART_REPO" --version "$ARGOCD_CHART_VERSION"
+if [[ -z $chart_mirror ]]; then
+  argocd_chart=(argo-cd --repo "$ARGOCD_CHART_REPO")
+elif [[ $chart_mirror == http* ]]; then
+  argocd_chart=(argo-cd --repo "$chart_mirror")
+else
+  argocd_chart=("oci://$chart_mirror/argo-cd")
+fi
+argocd_install=(helm upgrade --install argocd "${argocd_chart[@]}" --version "$ARGOCD_CHART_VERSION"
   --namespace "$ARGOCD_NAMESPACE" --create-namespace --values "$HERE/argocd-values.yaml"
   --set-file "configs.cm.resource\.customizations\.health\.argoproj\.io_Application=$HERE/application-health.lua"
   --wait --timeout 10m)

@@ -11,9 +11,9 @@ import sys
 
 import yaml
 
-from . import promotion
+from . import crossref, promotion
 from .pins import PinError
-from .render import DEFAULT_REPO_URL, render_argocd, render_environment
+from .render import DEFAULT_REPO_URL, argocd_chart_version, render_argocd, render_environment
 from .repo import ENVIRONMENTS, repo_root
 from .tools import ToolError
 from .validate import ValidationReport, validate_groups
@@ -28,8 +28,9 @@ def _render(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     """Every object of every environment, upstream charts included, and Argo CD itself; per Application."""
     groups, sources = {"bootstrap/argo-cd": render_argocd(args.root)}, {"bootstrap/argo-cd": "argo-cd (install.sh)"}
+    environments = {}
     for env in args.env or ENVIRONMENTS:
-        rendered = render_environment(env, args.root, args.repo, args.revision)
+        rendered = environments[env] = render_environment(env, args.root, args.repo, args.revision)
         groups[f"{env}/bootstrap"], sources[f"{env}/bootstrap"] = rendered.bootstrap, "bootstrap/root"
         for name, app in rendered.apps.items():
             groups[f"{env}/{name}"] = [app.application, *app.objects]
@@ -47,7 +48,32 @@ def _validate(args: argparse.Namespace) -> int:
             for problem in report.problems:
                 print(f"    {problem}")
         failed |= not total.ok
+    for env, rendered in environments.items():
+        problems = crossref.environment_problems(rendered, args.root)
+        print(f"{env}: cross-references {'ok' if not problems else f'{len(problems)} problems'}")
+        for problem in problems:
+            print(f"  {problem}")
+        failed |= bool(problems)
     return 1 if failed else 0
+
+
+def _images(args: argparse.Namespace) -> int:
+    for image in sorted(crossref.images(render_environment(args.env, args.root))):
+        print(image)
+    return 0
+
+
+def _charts(args: argparse.Namespace) -> int:
+    """What a chart mirror must hold: every upstream chart of every environment, and Argo CD's."""
+    charts = {("argo-cd", argocd_chart_version(args.root), "https://argoproj.github.io/argo-helm")}
+    for env in ENVIRONMENTS:
+        for app in render_environment(env, args.root).apps.values():
+            source = app.application["spec"]["source"]
+            if "chart" in source:
+                charts.add((source["chart"], source["targetRevision"], source["repoURL"]))
+    for name, version, repo in sorted(charts):
+        print(f"{name} {version} {repo}")
+    return 0
 
 
 def _bump(args: argparse.Namespace) -> int:
@@ -100,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--env", action="append", choices=ENVIRONMENTS, help="repeatable; default: all")
     add_source_args(validate)
     validate.set_defaults(func=_validate)
+
+    images = sub.add_parser("images", help="every container image an environment runs (what an air-gapped mirror holds)")
+    images.add_argument("--env", required=True, choices=ENVIRONMENTS)
+    images.set_defaults(func=_images)
+
+    charts = sub.add_parser("charts", help="every upstream chart and version a chart mirror must hold")
+    charts.set_defaults(func=_charts)
 
     bump = sub.add_parser("bump", help="set one image tag in one environment and commit")
     bump.add_argument("--env", required=True)

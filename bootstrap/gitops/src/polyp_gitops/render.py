@@ -108,13 +108,14 @@ def _helm_template(chart: Path, release: str, namespace: str, value_files, value
         return parse_documents(run(args))
 
 
-def render_bootstrap(env: str, root: Path, repo_url: str = DEFAULT_REPO_URL, revision: str = "main") -> list[dict]:
+def render_bootstrap(env: str, root: Path, repo_url: str = DEFAULT_REPO_URL, revision: str = "main",
+                     chart_mirror: str = "") -> list[dict]:
     """The AppProject and root Application that bootstrap/install.sh applies."""
     check_environment(env)
     return helm_template(
         root / "bootstrap" / "root", f"polyp-{env}", "argocd",
         parameters=[{"name": "environment", "value": env}, {"name": "repoURL", "value": repo_url},
-                    {"name": "targetRevision", "value": revision}],
+                    {"name": "targetRevision", "value": revision}, {"name": "chartMirror", "value": chart_mirror}],
     )
 
 
@@ -170,19 +171,25 @@ ARGOCD_NAMESPACE = "argocd"
 HEALTH_CHECK_KEY = "resource.customizations.health.argoproj.io_Application"
 
 
+def argocd_chart_version(root: Path) -> str:
+    """The argo-cd chart version bootstrap/install.sh pins."""
+    install = (root / "bootstrap" / "install.sh").read_text()
+    return re.search(r"^ARGOCD_CHART_VERSION=(\S+)", install, re.MULTILINE).group(1)
+
+
 def render_argocd(root: Path) -> list[dict]:
     """The argo-cd chart as bootstrap/install.sh installs it: its pinned version, values and health check."""
-    install = (root / "bootstrap" / "install.sh").read_text()
-    version = re.search(r"^ARGOCD_CHART_VERSION=(\S+)", install, re.MULTILINE).group(1)
+    version = argocd_chart_version(root)
     values = yaml.safe_load((root / "bootstrap" / "argocd-values.yaml").read_text())
     values.setdefault("configs", {}).setdefault("cm", {})[HEALTH_CHECK_KEY] = (
         root / "bootstrap" / "application-health.lua").read_text()
     return helm_template(chart_archive("argo-cd", version), "argocd", ARGOCD_NAMESPACE, values=values)
 
 
-def render_environment(env: str, root: Path, repo_url: str = DEFAULT_REPO_URL, revision: str = "main") -> RenderedEnvironment:
+def render_environment(env: str, root: Path, repo_url: str = DEFAULT_REPO_URL, revision: str = "main",
+                       chart_mirror: str = "") -> RenderedEnvironment:
     """Every object of one environment of the repository at `root`, rendered as Argo CD would."""
-    bootstrap = render_bootstrap(env, root, repo_url, revision)
+    bootstrap = render_bootstrap(env, root, repo_url, revision, chart_mirror)
     root_app = next(o for o in bootstrap if o["kind"] == "Application")
     children = render_application(root_app, repo_url, root).objects
     apps = {}
