@@ -13,7 +13,7 @@ import yaml
 
 from . import crossref, promotion
 from .pins import PinError
-from .render import DEFAULT_REPO_URL, argocd_chart_version, render_argocd, render_environment
+from .render import DEFAULT_REPO_URL, argocd_chart_version, render_applications, render_argocd, render_environment
 from .repo import ENVIRONMENTS, repo_root
 from .tools import ToolError
 from .validate import ValidationReport, validate_groups
@@ -67,8 +67,8 @@ def _charts(args: argparse.Namespace) -> int:
     """What a chart mirror must hold: every upstream chart of every environment, and Argo CD's."""
     charts = {("argo-cd", argocd_chart_version(args.root), "https://argoproj.github.io/argo-helm")}
     for env in ENVIRONMENTS:
-        for app in render_environment(env, args.root).apps.values():
-            source = app.application["spec"]["source"]
+        for application in render_applications(env, args.root):
+            source = application["spec"]["source"]
             if "chart" in source:
                 charts.add((source["chart"], source["targetRevision"], source["repoURL"]))
     for name, version, repo in sorted(charts):

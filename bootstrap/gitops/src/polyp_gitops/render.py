@@ -186,6 +186,12 @@ def render_argocd(root: Path) -> list[dict]:
     return helm_template(chart_archive("argo-cd", version), "argocd", ARGOCD_NAMESPACE, values=values)
 
 
+def render_applications(env: str, root: Path, chart_mirror: str = "") -> list[dict]:
+    """The child Application objects of an environment, without rendering what they deploy."""
+    bootstrap = render_bootstrap(env, root, DEFAULT_REPO_URL, "main", chart_mirror)
+    return render_application(next(o for o in bootstrap if o["kind"] == "Application"), DEFAULT_REPO_URL, root).objects
+
+
 def render_environment(env: str, root: Path, repo_url: str = DEFAULT_REPO_URL, revision: str = "main",
                        chart_mirror: str = "") -> RenderedEnvironment:
     """Every object of one environment of the repository at `root`, rendered as Argo CD would."""
