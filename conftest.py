@@ -1,8 +1,14 @@
-"""Test tiers (pyproject markers): a test that uses a slow fixture must carry its tier, so `make test-fast` leaves it out."""
+"""Repo-wide pytest settings: Ray without uv wrapping; test tiers (pyproject markers) enforced."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# make test runs pytest under `uv run`; Ray would then wrap every worker of a local Ray (and of
+# polyp-train subprocesses) in `uv run` over an uploaded copy of the checkout. The venv is already here.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 TIER_OF_FIXTURE = {"triton": "triton", "ray_local": "ray"}
 

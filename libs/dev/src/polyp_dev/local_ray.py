@@ -15,6 +15,10 @@ from .net import ServerDidNotStart, free_port, stop_process, wait_for_http
 # Ray's defaults give its dashboard modules 30 s to come up; a loaded 2-core machine needs longer.
 SLOW_MACHINE_TIMEOUTS = {"RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT": "180",
                          "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "240"}
+# Started under `uv run` (make up, make test), Ray would run every job and worker through
+# `uv run --frozen` in an uploaded copy of the working directory: slow, and dead where uv is not
+# on the job's PATH (a job stayed PENDING for ever). The head's own interpreter has everything.
+NO_UV_WRAPPING = {"RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
 
 
 def head_environment() -> dict[str, str]:
@@ -24,7 +28,8 @@ def head_environment() -> dict[str, str]:
     venv) the caller's PATH would not find it.
     """
     scripts = str(Path(sys.executable).parent)
-    return {**SLOW_MACHINE_TIMEOUTS, **os.environ, "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")])}
+    return {**SLOW_MACHINE_TIMEOUTS, **os.environ, **NO_UV_WRAPPING,
+            "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")])}
 
 
 class LocalRayHead:
