@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-PRODUCTION = {"polyp-core": "libs/core", "polyp-train": "training", "polyp-inference": "services/inference",
+PRODUCTION = {"polyp-core": "libs/core", "polyp-train": "training", "polyp-inference": "libs/inference",
               "polyp-control": "services/control", "polyp-gitops": "bootstrap/gitops"}
 ALLOWED_WORKSPACE_DEPENDENCIES = {
     "polyp-core": set(),
