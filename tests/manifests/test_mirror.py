@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from polyp_gitops.render import render_environment
+from polyp_gitops.render import render_applications, render_bootstrap
 
 from ..conftest import TEST_REPO_URL
 
@@ -13,10 +13,11 @@ MIRROR = "registry.example.com/platform-charts"
 
 
 def test_a_chart_mirror_replaces_every_upstream_repository(repo_root):
-    env = render_environment("prod", repo_root, TEST_REPO_URL, "v1.2.3", chart_mirror=MIRROR)
-    upstream = [a.application["spec"]["source"] for a in env.apps.values() if "chart" in a.application["spec"]["source"]]
+    applications = render_applications("prod", repo_root, chart_mirror=MIRROR)
+    upstream = [a["spec"]["source"] for a in applications if "chart" in a["spec"]["source"]]
     assert len(upstream) == 9 and {s["repoURL"] for s in upstream} == {MIRROR}
-    project = next(o for o in env.bootstrap if o["kind"] == "AppProject")
+    bootstrap = render_bootstrap("prod", repo_root, TEST_REPO_URL, "v1.2.3", chart_mirror=MIRROR)
+    project = next(o for o in bootstrap if o["kind"] == "AppProject")
     assert project["spec"]["sourceRepos"] == [TEST_REPO_URL, MIRROR]  # nothing else may be pulled from
 
 

@@ -52,6 +52,7 @@ def test_make_synthetic(tmp_path):
     assert len(list((tmp_path / "ds" / "images").iterdir())) == 3 and len(list((tmp_path / "ds" / "masks").iterdir())) == 3
 
 
+@pytest.mark.training  # each starts polyp-train with torch and Ray imported: ~10 s
 @pytest.mark.parametrize("breakage, code, message", [
     (lambda d: (d / "masks" / "synthetic-00001.png").unlink(), 3, "have no mask"),
     (lambda d: (d / "images" / "synthetic-00002.jpg").write_bytes(b"\xff\xd8 broken"), 3, "unreadable file"),
@@ -65,12 +66,14 @@ def test_bad_dataset_exits_3_with_a_message(synthetic, tmp_path, breakage, code,
     assert result.returncode == code and message in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.training
 def test_unreachable_tracking_server_exits_4(synthetic, tmp_path):
     result = run_cli("train", "--data", str(synthetic), "--epochs", "1", cwd=tmp_path,
                      env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})
     assert result.returncode == 4 and "MLflow tracking at http://127.0.0.1:9 is unreachable" in result.stderr
 
 
+@pytest.mark.training
 def test_unreachable_storage_exits_5(tmp_path):
     result = run_cli("train", "--data", "s3://datasets/kvasir", "--epochs", "1", cwd=tmp_path,
                      env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x",
@@ -88,6 +91,7 @@ def test_bad_arguments_exit_2(synthetic, args, message):
     assert result.returncode == 2 and message in result.stderr
 
 
+@pytest.mark.training
 def test_unknown_encoder_exits_2_before_ray_starts(synthetic, tmp_path):
     result = run_cli("train", "--data", str(synthetic), "--encoder", "resnet9000", cwd=tmp_path)
     assert result.returncode == 2 and "cannot build Unet with encoder resnet9000" in result.stderr
