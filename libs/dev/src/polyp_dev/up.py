@@ -35,6 +35,7 @@ def ensure_dataset(home: Path) -> str:
 
 def main() -> None:
     home = polyp_home()
+    home.mkdir(parents=True, exist_ok=True)
     os.environ["POLYP_HOME"] = str(home)  # the service and the training jobs it starts use the same home
     port = int(os.environ.get("PORT", "8000"))
     ray_port = int(os.environ.get("RAY_DASHBOARD_PORT", "8265"))
@@ -47,7 +48,6 @@ def main() -> None:
     token_file = home / "api-token"
     if not os.environ.get("API_TOKEN"):
         if not token_file.exists():  # generated once per laptop, never a default
-            home.mkdir(parents=True, exist_ok=True)
             token_file.write_text(secrets.token_urlsafe(24))
             token_file.chmod(0o600)
         os.environ["API_TOKEN"] = token_file.read_text().strip()
