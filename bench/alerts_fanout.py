@@ -44,7 +44,7 @@ class Client:
         self.connected = asyncio.Event()
 
     async def run(self, session, url: str):
-        async with session.get(f"{url}/v1/alerts/stream") as response:
+        async with session.get(f"{url}/v1/alerts/stream", headers={"Authorization": f"Bearer {TOKEN}"}) as response:
             self.connected.set()
             async for raw in response.content:
                 if raw.startswith(b"data:"):

@@ -73,6 +73,7 @@ SECRETS=(
   "polyp redis-users default=@random"
   "polyp mlflow-flask MLFLOW_FLASK_SERVER_SECRET_KEY=@random"
   "polyp control-api-token token=@random"
+  "polyp control-api-read-token token=@random"
   "monitoring grafana-admin admin-user=admin admin-password=@random"
 )
 # KServe's storage initializer reads the S3 endpoint from these annotations.

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi import FastAPI
@@ -91,3 +94,35 @@ def test_smoke_fails_with_the_reason(triton, capsys, args, reason):
     assert smoke.main(["--url", url, *args]) == 1
     err = capsys.readouterr().err
     assert "polyp-smoke: FAILED" in err and (reason or "unreachable") in err
+
+
+class HeldBackend(OnnxRuntimeBackend):
+    """The real ONNX Runtime backend, held before inference until the test lets it go (to fill the limit)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    async def infer(self, batch, info):
+        self.entered.set()
+        await asyncio.to_thread(self.release.wait, 30)
+        return await super().infer(batch, info)
+
+
+def test_predictions_beyond_the_per_replica_limit_get_429_not_a_queue(exported):
+    backend = HeldBackend(exported, MODEL)
+    app = FastAPI()
+    app.include_router(predict_router(InferenceClient(backend), max_concurrent=1))
+    with TestClient(app) as client, ThreadPoolExecutor(1) as pool:
+        def upload():
+            return client.post("/predict", files={"file": ("frame.jpg", jpeg(), "image/jpeg")})
+
+        first = pool.submit(upload)
+        assert backend.entered.wait(30)
+        second = upload()
+        backend.release.set()
+        first = first.result(timeout=60)
+        third = upload()  # the slot is free again once the first is done
+    assert second.status_code == 429 and second.headers["Retry-After"] == "1"
+    assert "limit 1" in second.json()["detail"]
+    assert first.status_code == 200 and third.status_code == 200

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from control_helpers import TOKEN, closed_port_url
+from control_helpers import READ_TOKEN, TOKEN, closed_port_url
 
 from polyp_control.settings import Settings
 from polyp_dev.net import ServerDidNotStart, free_port, stop_process, wait_for_http, wait_for_port
@@ -37,7 +37,7 @@ def redis_url(tmp_path_factory):
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     """Local defaults on temporary files; Ray unreachable unless a test provides one."""
-    return Settings(api_token=TOKEN, redis_url=None, ray_address=closed_port_url(),
+    return Settings(api_token=TOKEN, api_read_token=READ_TOKEN, redis_url=None, ray_address=closed_port_url(),
                     database_url=f"sqlite:///{tmp_path / 'control.db'}",
                     mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", model_repo=str(tmp_path / "repo"),
                     training_data=str(tmp_path / "data"), cors_origins=["http://page.example"], watch_interval_s=3600,
@@ -50,7 +50,7 @@ class ControlServer:
     def __init__(self, env: dict, log: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "API_TOKEN": TOKEN, **env}
+        self.env = {**os.environ, "API_TOKEN": TOKEN, "API_READ_TOKEN": READ_TOKEN, **env}
         self.log = log
 
     def start(self, timeout_s: float = 180) -> ControlServer:

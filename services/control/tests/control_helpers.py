@@ -6,7 +6,8 @@ from pathlib import Path
 
 from polyp_dev.net import free_port
 
-TOKEN = "test-token-not-a-secret"
+TOKEN = "test-token-not-a-secret"            # the write token
+READ_TOKEN = "test-read-token-not-a-secret"
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -16,3 +17,7 @@ def closed_port_url() -> str:
 
 def auth() -> dict:
     return {"Authorization": f"Bearer {TOKEN}"}
+
+
+def read_auth() -> dict:
+    return {"Authorization": f"Bearer {READ_TOKEN}"}

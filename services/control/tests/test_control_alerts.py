@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from control_helpers import auth
+from control_helpers import auth, read_auth
 
 from polyp_control import db
 from polyp_control.alerts import STREAM, Alert, LocalBus, RedisBus
@@ -130,7 +130,7 @@ def test_model_endpoints_read_mlflow(settings):
 
     from polyp_control.app import create_app
 
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=read_auth()) as client:
         assert client.get("/v1/models/latest").status_code == 404
         _register(settings.mlflow_tracking_uri, dice=0.8)
         _register(settings.mlflow_tracking_uri, dice=0.9)
@@ -146,9 +146,9 @@ def test_sse_over_http_replays_after_last_event_id(control_server, redis_url):
 
     server = control_server(REDIS_URL=redis_url, WATCH_INTERVAL_S="3600")
 
-    async def read_events(session, headers, n):
+    async def read_events(session, headers, n, query=""):
         events, current = [], {}
-        async with session.get(f"{server.url}/v1/alerts/stream", headers=headers) as response:
+        async with session.get(f"{server.url}/v1/alerts/stream{query}", headers=headers) as response:
             assert response.status == 200 and response.headers["content-type"].startswith("text/event-stream")
             async for raw in response.content:
                 line = raw.decode().rstrip("\r\n")
@@ -166,17 +166,26 @@ def test_sse_over_http_replays_after_last_event_id(control_server, redis_url):
     async def scenario():
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             bus = RedisBus(redis_url)
-            listener = asyncio.ensure_future(read_events(session, {}, 2))
+            listener = asyncio.ensure_future(read_events(session, read_auth(), 2))
             await asyncio.sleep(1)
             a = await bus.publish(Alert(type="sse", message="one"))
             await bus.publish(Alert(type="sse", message="two"))
             live = await listener
             assert [e["data"]["message"] for e in live] == ["one", "two"] and live[0]["id"] == a.id
             await bus.publish(Alert(type="sse", message="three while away"))
-            resumed = await read_events(session, {"Last-Event-ID": live[-1]["id"]}, 1)
+            resumed = await read_events(session, {**read_auth(), "Last-Event-ID": live[-1]["id"]}, 1)
             assert [e["data"]["message"] for e in resumed] == ["three while away"]
-            bad = await session.get(f"{server.url}/v1/alerts/stream", headers={"Last-Event-ID": "garbage"})
+            bad = await session.get(f"{server.url}/v1/alerts/stream", headers={**read_auth(), "Last-Event-ID": "garbage"})
             assert bad.status == 422
+            # A browser's EventSource cannot send the token: it trades it for a short-lived ticket.
+            async with session.post(f"{server.url}/v1/alerts/ticket", headers=read_auth()) as response:
+                ticket = (await response.json())["ticket"]
+            await bus.publish(Alert(type="sse", message="four"))
+            by_ticket = await read_events(session, {"Last-Event-ID": resumed[-1]["id"]}, 1, f"?ticket={ticket}")
+            assert [e["data"]["message"] for e in by_ticket] == ["four"]
+            for query in ("", "?ticket=forged.1.x"):
+                refused = await session.get(f"{server.url}/v1/alerts/stream{query}")
+                assert refused.status == 401
             await bus.close()
 
     asyncio.run(scenario())

@@ -5,16 +5,19 @@ from __future__ import annotations
 import io
 
 import pytest
-from control_helpers import TOKEN, auth
+from control_helpers import TOKEN, auth, read_auth
+from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from polyp_control.app import create_app
+from polyp_control.auth import TICKET_TTL_S, check_ticket, issue_ticket
 
 
 @pytest.fixture
 def client(settings):
-    with TestClient(create_app(settings)) as client:
+    """Reads carry the read token; a test that writes passes the write token (auth())."""
+    with TestClient(create_app(settings), headers=read_auth()) as client:
         yield client
 
 
@@ -24,21 +27,56 @@ def test_no_token_configured_refuses_to_start(settings):
         create_app(settings)
 
 
-@pytest.mark.parametrize("method, path", [
-    ("post", "/v1/runs"), ("post", "/v1/schedules"), ("post", "/v1/runs/x/cancel"),
-    ("post", "/v1/schedules/x/pause"), ("post", "/v1/schedules/x/resume"), ("delete", "/v1/schedules/x"),
-])
-def test_mutations_need_the_bearer_token(client, method, path):
-    missing = getattr(client, method)(path)
-    assert missing.status_code == 401 and "missing bearer token" in missing.json()["detail"]
-    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
-    wrong = getattr(client, method)(path, headers={"Authorization": "Bearer nope"})
-    assert wrong.status_code == 401 and wrong.json()["detail"] == "invalid bearer token"
+def _operations(app):
+    """(method, concrete path, needs write) for every /v1 operation the OpenAPI document lists."""
+    for path, item in app.openapi()["paths"].items():
+        if path.startswith("/v1"):
+            for method, operation in item.items():
+                write = method != "get" and path not in READ_ONLY_POSTS
+                yield method, path.replace("{run_id}", "r1").replace("{schedule_id}", "s1"), write, operation
 
 
-def test_reads_need_no_token(client):
-    for path in ("/v1/runs", "/v1/schedules", "/v1/alerts", "/healthz", "/metrics"):
-        assert client.get(path).status_code == 200, path
+READ_ONLY_POSTS = {"/v1/predict", "/v1/alerts/ticket"}  # POSTs that change nothing
+
+
+def test_every_v1_operation_needs_a_token_and_writes_need_the_write_token(settings):
+    """Generated from the OpenAPI document: a new endpoint cannot forget its check."""
+    app = create_app(settings)
+    operations = list(_operations(app))
+    assert len(operations) >= 15
+    with TestClient(app) as bare:
+        for method, path, write, operation in operations:
+            assert operation.get("security") == [{"token": []}], f"{method} {path}: no security scheme documented"
+            missing = bare.request(method, path)
+            assert missing.status_code == 401, (method, path, missing.status_code)
+            assert "missing bearer token" in missing.json()["detail"] and missing.headers["WWW-Authenticate"].startswith("Bearer")
+            wrong = bare.request(method, path, headers={"Authorization": "Bearer nope"})
+            assert wrong.status_code == 401 and wrong.json()["detail"] == "invalid bearer token", (method, path)
+            if write:
+                reader = bare.request(method, path, headers=read_auth())
+                assert reader.status_code == 403 and "needs the write token" in reader.json()["detail"], (method, path)
+            elif path != "/v1/alerts/stream":  # an open stream never ends; its token and ticket are tested over HTTP
+                reader = bare.request(method, path, headers=read_auth())
+                assert reader.status_code not in (401, 403), (method, path, reader.status_code)
+        for path in ("/healthz", "/metrics"):  # probes and Prometheus stay open
+            assert bare.get(path).status_code == 200, path
+        assert bare.get("/readyz").status_code in (200, 503)
+    scheme = app.openapi()["components"]["securitySchemes"]["token"]
+    assert scheme == {**scheme, "type": "http", "scheme": "bearer"}
+
+
+def test_the_write_token_reads_too(client):
+    assert client.get("/v1/runs", headers=auth()).status_code == 200
+
+
+def test_stream_tickets_expire_and_cannot_be_forged():
+    ticket = issue_ticket(TOKEN, now=1000.0)
+    check_ticket(TOKEN, ticket, now=1000.0 + TICKET_TTL_S - 1)
+    for bad, now in ((ticket, 1000.0 + TICKET_TTL_S + 1), (issue_ticket("another-token", now=1000.0), 1000.0),
+                     (ticket.replace(ticket.split(".")[0], "9999999999", 1), 1000.0), ("garbage", 1000.0)):
+        with pytest.raises(HTTPException) as refused:
+            check_ticket(TOKEN, bad, now=now)
+        assert refused.value.status_code == 401
 
 
 @pytest.mark.parametrize("body, message", [

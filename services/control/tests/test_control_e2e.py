@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from control_helpers import TOKEN
+from control_helpers import TOKEN, read_auth
 
 from polyp_dev.local_ray import LocalRayHead
 from polyp_dev.net import free_port
@@ -33,7 +33,7 @@ def test_trigger_train_register_and_the_freshness_alert_resolves_over_sse(contro
         async def scenario():
             headers = {"Authorization": f"Bearer {TOKEN}"}
             events: list[dict] = []
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600), headers=read_auth()) as session:
                 async def listen():
                     async with session.get(f"{server.url}/v1/alerts/stream") as response:
                         async for raw in response.content:

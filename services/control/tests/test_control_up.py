@@ -39,6 +39,7 @@ def test_make_up_serves_and_ctrl_c_stops_everything_without_a_traceback(tmp_path
     env = {**os.environ, "POLYP_HOME": str(tmp_path / "home"), "PORT": str(port), "RAY_DASHBOARD_PORT": str(ray_port),
            "PATH": "/usr/bin:/bin"}  # not the venv's: polyp-up must not depend on the caller's PATH
     env.pop("API_TOKEN", None)
+    env.pop("API_READ_TOKEN", None)
     log = tmp_path / "up.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([str(Path(sys.executable).with_name("polyp-up"))], env=env, stdout=out,
@@ -48,8 +49,9 @@ def test_make_up_serves_and_ctrl_c_stops_everything_without_a_traceback(tmp_path
         while "Ctrl-C stops everything" not in log.read_text():
             assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
             time.sleep(0.5)
-        token = (tmp_path / "home" / "api-token").read_text().strip()
-        assert (tmp_path / "home" / "api-token").stat().st_mode & 0o777 == 0o600
+        for name in ("api-token", "api-read-token"):  # the write and the read token, generated once, owner-only
+            assert (tmp_path / "home" / name).stat().st_mode & 0o777 == 0o600
+        token = (tmp_path / "home" / "api-read-token").read_text().strip()
         request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/runs", headers={"Authorization": f"Bearer {token}"})
         for _ in range(120):  # the banner is printed just before uvicorn binds
             try:

@@ -3,7 +3,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const api = (path, options = {}) => fetch(path, options);
+// Every API call carries the token (read or write): no /v1 endpoint answers without one.
+const api = (path, options = {}) => fetch(path, { ...options, headers: authHeaders(options.headers || {}) });
 
 // ---- token: from #token=... once (make up prints that link), then kept for this tab ----------
 (function takeTokenFromHash() {
@@ -46,11 +47,22 @@ function showAlert(alert) {
   $("alerts").prepend(item);
 }
 
-function connect() {
-  // EventSource reconnects by itself and sends Last-Event-ID; `after` covers the first connection.
-  const source = new EventSource(lastAlertId ? `/v1/alerts/stream?after=${encodeURIComponent(lastAlertId)}` : "/v1/alerts/stream");
+function offline(text) { $("connection").textContent = text; $("connection").className = "pill offline"; }
+
+async function connect() {
+  // An EventSource cannot send the token: trade it for a one-minute ticket, never the token itself in a URL.
+  // Every (re)connection takes a new ticket and resumes after the last alert seen.
+  const response = await api("/v1/alerts/ticket", { method: "POST" }).catch(() => null);
+  if (!response || !response.ok) {
+    offline(response && response.status === 401 ? "no access: enter a token" : "reconnecting");
+    setTimeout(connect, 3000);
+    return;
+  }
+  const { ticket } = await response.json();
+  const after = lastAlertId ? `&after=${encodeURIComponent(lastAlertId)}` : "";
+  const source = new EventSource(`/v1/alerts/stream?ticket=${encodeURIComponent(ticket)}${after}`);
   source.addEventListener("open", () => { $("connection").textContent = "live"; $("connection").className = "pill online"; });
-  source.addEventListener("error", () => { $("connection").textContent = "reconnecting"; $("connection").className = "pill offline"; });
+  source.addEventListener("error", () => { source.close(); offline("reconnecting"); setTimeout(connect, 2000); });
   source.addEventListener("alert", (event) => {
     showAlert(JSON.parse(event.data));
     refreshModel(); refreshRuns();

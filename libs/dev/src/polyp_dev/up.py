@@ -33,6 +33,14 @@ def ensure_dataset(home: Path) -> str:
     return str(data)
 
 
+def local_secret(path: Path) -> str:
+    """A token generated once per laptop into a file only its owner reads; never a default."""
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def main() -> None:
     home = polyp_home()
     home.mkdir(parents=True, exist_ok=True)
@@ -46,11 +54,8 @@ def main() -> None:
     os.environ.setdefault("WATCH_INTERVAL_S", "10")
     os.environ.setdefault("POLYP_CHECKPOINT_URI", str(home / "ray-results"))
     token_file = home / "api-token"
-    if not os.environ.get("API_TOKEN"):
-        if not token_file.exists():  # generated once per laptop, never a default
-            token_file.write_text(secrets.token_urlsafe(24))
-            token_file.chmod(0o600)
-        os.environ["API_TOKEN"] = token_file.read_text().strip()
+    os.environ["API_TOKEN"] = os.environ.get("API_TOKEN") or local_secret(token_file)
+    os.environ["API_READ_TOKEN"] = os.environ.get("API_READ_TOKEN") or local_secret(home / "api-read-token")
 
     def stop(*_):
         raise KeyboardInterrupt
@@ -77,7 +82,8 @@ def serve(port: int, ray_port: int, token_file: Path) -> None:
     app = create_app()
     print(f"""
   alert page  http://127.0.0.1:{port}/ui/#token={os.environ['API_TOKEN']}
-  Swagger     http://127.0.0.1:{port}/docs   (Authorize with the token in {token_file})
+  Swagger     http://127.0.0.1:{port}/docs   (Authorize with the write token in {token_file}
+                                               or the read token in {token_file.with_name('api-read-token')})
   Ray         http://127.0.0.1:{ray_port}
   MLflow      uv run mlflow ui --backend-store-uri sqlite:///{Path(os.environ['POLYP_HOME']) / 'mlflow.db'}
   data        {os.environ['TRAINING_DATA']}   models {os.environ['MODEL_REPO']}

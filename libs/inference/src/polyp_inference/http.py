@@ -34,6 +34,7 @@ ERRORS = {
     413: {"description": "image larger than the upload limit"},
     415: {"description": "not a JPEG or PNG"},
     422: {"description": "the upload cannot be decoded as an image"},
+    429: {"description": "this replica is already running its limit of predictions; see Retry-After"},
     503: {"description": "inference server down or model not ready; see Retry-After"},
 }
 
@@ -43,18 +44,27 @@ def to_http(error: InferenceError) -> HTTPException:
     return HTTPException(status_code=error.status, detail=error.message, headers=headers)
 
 
-def predict_router(client: InferenceClient, dependencies: list | None = None) -> APIRouter:
+def predict_router(client: InferenceClient, dependencies: list | None = None, max_concurrent: int | None = None) -> APIRouter:
+    """POST /predict; at most max_concurrent inferences at once (more get 429 rather than a queue that grows)."""
     router = APIRouter(tags=["predict"], dependencies=dependencies or [])
+    in_flight = 0
 
     @router.post("/predict", response_model=PredictionOut, responses=ERRORS,
                  summary="Segment polyps in an endoscopy image")
     async def predict(file: Annotated[UploadFile, File(description="JPEG or PNG")]) -> dict:
-        data = await file.read(client.max_bytes + 1)  # never hold more than the limit
+        nonlocal in_flight
+        if max_concurrent and in_flight >= max_concurrent:
+            raise HTTPException(429, f"{in_flight} predictions are running on this replica (limit {max_concurrent}); "
+                                "retry shortly", headers={"Retry-After": "1"})
+        in_flight += 1
         try:
+            data = await file.read(client.max_bytes + 1)  # never hold more than the limit
             if len(data) > client.max_bytes:
                 raise ImageTooLarge(f"image is larger than the limit of {client.max_bytes} bytes")
             return (await client.predict(data, file.content_type)).as_json()
         except InferenceError as error:
             raise to_http(error) from error
+        finally:
+            in_flight -= 1
 
     return router

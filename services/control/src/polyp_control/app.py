@@ -23,6 +23,7 @@ from .api import alerts as alerts_api
 from .api import models as models_api
 from .api import runs as runs_api
 from .api import schedules as schedules_api
+from .api.deps import READ
 from .errors import NotFound, Unavailable
 from .jobs import RayJobs
 from .metrics import Metrics
@@ -103,7 +104,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for module in (runs_api, schedules_api, alerts_api, models_api):
         app.include_router(module.router)
-    app.include_router(predict_router(predictor), prefix="/v1")
+    app.include_router(predict_router(predictor, dependencies=[READ], max_concurrent=settings.max_concurrent_predictions),
+                       prefix="/v1")
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
     async def healthz() -> dict:

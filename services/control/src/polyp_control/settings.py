@@ -24,7 +24,8 @@ JOB_ENV = ("MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "POL
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
 
-    api_token: str | None = None
+    api_token: str | None = None       # the write token: everything
+    api_read_token: str | None = None  # the read token: alerts, runs, logs, models, predict
     redis_url: str | None = None
     ray_address: str = "http://127.0.0.1:8265"
     # The service's own tables (runs, schedules and their job store, watch state, lease, local alerts).
@@ -34,6 +35,7 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str = Field(default_factory=lambda: f"sqlite:///{polyp_home() / 'mlflow.db'}")
     inference_url: str | None = None  # Triton / KServe v2; unset: in-process ONNX Runtime over model_repo
     max_upload_bytes: int = MAX_BYTES
+    max_concurrent_predictions: int = Field(4, ge=1, description="per replica; more at once get 429")
     model_name: str = DEFAULT_MODEL_NAME
     cors_origins: Annotated[list[str], NoDecode] = []  # CORS_ORIGINS: comma-separated
     # Watches
@@ -58,7 +60,7 @@ class Settings(BaseSettings):
     def _split_origins(cls, value):
         return [o.strip() for o in value.split(",") if o.strip()] if isinstance(value, str) else value
 
-    @field_validator("api_token", "redis_url", "inference_url", "static_dir", mode="before")
+    @field_validator("api_token", "api_read_token", "redis_url", "inference_url", "static_dir", mode="before")
     @classmethod
     def _empty_is_unset(cls, value):
         return value or None

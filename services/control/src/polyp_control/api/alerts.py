@@ -4,22 +4,45 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
+from pydantic import BaseModel
 from sse_starlette.sse import EventSourceResponse
 
 from ..alerts import Alert
-from .deps import BusDep, MetricsDep, SettingsDep
+from ..auth import TICKET_TTL_S, Credentials, check_ticket, issue_ticket, require_read
+from .deps import READ, BusDep, MetricsDep, SettingsDep
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 
 
-@router.get("", response_model=list[Alert], summary="Alert history, oldest first")
+class Ticket(BaseModel):
+    ticket: str
+    expires_in: int
+
+
+def stream_access(request: Request, credentials: Credentials,
+                  ticket: str | None = Query(None, max_length=200, description="from POST /v1/alerts/ticket")) -> None:
+    """A bearer token (clients that can send headers) or a stream ticket (a browser's EventSource)."""
+    if ticket:
+        check_ticket(request.app.state.settings.api_token, ticket)
+    else:
+        require_read(request, credentials)
+
+
+@router.post("/ticket", response_model=Ticket, dependencies=[READ],
+             summary=f"A ticket that opens the alert stream for {TICKET_TTL_S} s (EventSource cannot send a token)")
+async def ticket(settings: SettingsDep) -> Ticket:
+    return Ticket(ticket=issue_ticket(settings.api_token), expires_in=TICKET_TTL_S)
+
+
+@router.get("", response_model=list[Alert], dependencies=[READ], summary="Alert history, oldest first")
 async def history(bus: BusDep, after: str | None = Query(None, pattern=r"^\d+-\d+$"),
                   limit: int = Query(100, ge=1, le=1000)) -> list[Alert]:
     return await bus.history(after, limit)
 
 
-@router.get("/stream", summary="Server-sent events: one 'alert' event per alert; reconnect with Last-Event-ID")
+@router.get("/stream", dependencies=[Depends(stream_access)],
+            summary="Server-sent events: one 'alert' event per alert; reconnect with Last-Event-ID")
 async def stream(bus: BusDep, metrics: MetricsDep, settings: SettingsDep,
                  last_event_id: Annotated[str | None, Header(pattern=r"^\d+-\d+$")] = None,
                  after: str | None = Query(None, pattern=r"^\d+-\d+$", description="same as Last-Event-ID")):

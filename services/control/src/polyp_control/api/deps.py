@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ..alerts import LocalBus, RedisBus
-from ..auth import require_token
+from ..auth import require_read, require_write
 from ..metrics import Metrics
 from ..registry import ModelRegistry
 from ..runs import RunService
@@ -28,5 +28,6 @@ MetricsDep = Annotated[Metrics, Depends(_state("metrics"))]
 RunsDep = Annotated[RunService, Depends(_state("runs"))]
 SchedulesDep = Annotated[ScheduleService, Depends(_state("schedules"))]
 RegistryDep = Annotated[ModelRegistry, Depends(_state("registry"))]
-# For mutating routes: dependencies=[WRITE] answers 401 without a valid bearer token.
-WRITE = Depends(require_token)
+# dependencies=[READ]: 401 without a valid token; [WRITE]: also 403 for the read token.
+READ = Depends(require_read)
+WRITE = Depends(require_write)

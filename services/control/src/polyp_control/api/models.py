@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 
 from ..registry import ModelVersionInfo, WeeklyDice
-from .deps import RegistryDep
+from .deps import READ, RegistryDep
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[READ])
 
 
 @router.get("/latest", response_model=ModelVersionInfo)

@@ -9,9 +9,9 @@ from fastapi.responses import PlainTextResponse
 
 from ..jobs import Hyperparameters
 from ..runs import Run
-from .deps import WRITE, RunsDep
+from .deps import READ, WRITE, RunsDep
 
-router = APIRouter(prefix="/v1/runs", tags=["training runs"])
+router = APIRouter(prefix="/v1/runs", tags=["training runs"], dependencies=[READ])
 
 
 @router.post("", response_model=Run, status_code=201, dependencies=[WRITE],

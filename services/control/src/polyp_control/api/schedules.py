@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from ..schedules import Schedule, ScheduleSpec
-from .deps import WRITE, SchedulesDep
+from .deps import READ, WRITE, SchedulesDep
 
-router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
+router = APIRouter(prefix="/v1/schedules", tags=["schedules"], dependencies=[READ])
 
 
 @router.post("", response_model=Schedule, status_code=201, dependencies=[WRITE])
