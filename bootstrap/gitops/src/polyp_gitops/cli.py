@@ -13,7 +13,7 @@ import yaml
 
 from . import crossref, promotion
 from .pins import PinError
-from .render import DEFAULT_REPO_URL, argocd_chart_version, render_applications, render_argocd, render_environment
+from .render import DEFAULT_REPO_URL, argocd_chart, render_applications, render_argocd, render_environment
 from .repo import ENVIRONMENTS, repo_root
 from .tools import ToolError
 from .validate import ValidationReport, validate_groups
@@ -65,7 +65,8 @@ def _images(args: argparse.Namespace) -> int:
 
 def _charts(args: argparse.Namespace) -> int:
     """What a chart mirror must hold: every upstream chart of every environment, and Argo CD's."""
-    charts = {("argo-cd", argocd_chart_version(args.root), "https://argoproj.github.io/argo-helm")}
+    repo, version = argocd_chart(args.root)
+    charts = {("argo-cd", version, repo)}
     for env in ENVIRONMENTS:
         for application in render_applications(env, args.root):
             source = application["spec"]["source"]

@@ -171,15 +171,17 @@ ARGOCD_NAMESPACE = "argocd"
 HEALTH_CHECK_KEY = "resource.customizations.health.argoproj.io_Application"
 
 
-def argocd_chart_version(root: Path) -> str:
-    """The argo-cd chart version bootstrap/install.sh pins."""
+def argocd_chart(root: Path) -> tuple[str, str]:
+    """(repository, version) of the argo-cd chart bootstrap/install.sh pins."""
     install = (root / "bootstrap" / "install.sh").read_text()
-    return re.search(r"^ARGOCD_CHART_VERSION=(\S+)", install, re.MULTILINE).group(1)
+    repo, version = (re.search(rf"^{name}=(\S+)", install, re.MULTILINE).group(1)
+                     for name in ("ARGOCD_CHART_REPO", "ARGOCD_CHART_VERSION"))
+    return repo, version
 
 
 def render_argocd(root: Path) -> list[dict]:
     """The argo-cd chart as bootstrap/install.sh installs it: its pinned version, values and health check."""
-    version = argocd_chart_version(root)
+    _, version = argocd_chart(root)
     values = yaml.safe_load((root / "bootstrap" / "argocd-values.yaml").read_text())
     values.setdefault("configs", {}).setdefault("cm", {})[HEALTH_CHECK_KEY] = (
         root / "bootstrap" / "application-health.lua").read_text()
