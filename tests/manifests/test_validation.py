@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -98,3 +100,17 @@ def test_bootstrap_rejects_bad_arguments_clearly(repo_root, args, message):
     result = subprocess.run([str(repo_root / "bootstrap" / "install.sh"), "--dry-run", *args],
                             capture_output=True, text=True)
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_validate_command_reports_argo_cd_and_every_application(repo_root):
+    """`make validate` for one environment: per Application chart/objects/valid, then the cross-references."""
+    result = subprocess.run([sys.executable, "-m", "polyp_gitops.cli", "-C", str(repo_root), "validate", "--env", "dev"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert re.match(r"bootstrap: \d+ valid, 0 invalid, 0 errors, 0 skipped", lines[0])
+    dev = next(line for line in lines if line.startswith("dev: ") and "valid" in line)
+    assert int(dev.split()[1]) > 250 and "0 invalid, 0 errors, 0 skipped" in dev
+    for name in ("cert-manager", "kube-prometheus-stack", "mlflow", "control-service", "training"):
+        assert any(line.split()[:1] == [name] and line.endswith("valid") for line in lines), name
+    assert lines[-1] == "dev: cross-references ok"
