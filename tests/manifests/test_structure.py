@@ -9,31 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from polyp_gitops.crossref import pod_specs
 from polyp_gitops.pins import FLOATING_TAGS
 from polyp_gitops.repo import ENVIRONMENTS
 
 EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+$")
-POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
 
 
 def _apps(rendered, env):
     return rendered[env].apps
-
-
-def _pod_specs(obj):
-    """(where, pod spec) for every pod template an object carries, CRDs included."""
-    kind = obj["kind"]
-    if kind in POD_KINDS:
-        yield kind, obj["spec"]["template"]["spec"]
-    elif kind == "RayCluster":
-        yield "head", obj["spec"]["headGroupSpec"]["template"]["spec"]
-        for group in obj["spec"]["workerGroupSpecs"]:
-            yield group["groupName"], group["template"]["spec"]
-    elif kind == "ServingRuntime":
-        yield kind, obj["spec"]
-    elif kind == "InferenceService":
-        predictor = obj["spec"]["predictor"]
-        yield kind, {"securityContext": predictor.get("securityContext", {}), "containers": [predictor["model"]]}
 
 
 def _images(node, path=""):
@@ -60,7 +44,7 @@ def test_every_upstream_chart_is_an_exact_pin(rendered, env):
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_no_floating_image_tag_rendered_or_configured(rendered, env):
     for obj in rendered[env].all_objects():
-        for where, pod in _pod_specs(obj):
+        for where, pod in pod_specs(obj):
             for container in pod.get("containers", []) + pod.get("initContainers", []):
                 if obj["kind"] == "InferenceService":
                     continue  # the model container takes its image from the ServingRuntime
@@ -84,7 +68,7 @@ def test_charts_refuse_the_same_floating_tags_as_the_gitops_tool(repo_root):
 def test_every_container_has_resources_and_never_runs_as_root(rendered, env):
     checked = 0
     for obj in rendered[env].all_objects():
-        for where, pod in _pod_specs(obj):
+        for where, pod in pod_specs(obj):
             pod_non_root = pod.get("securityContext", {}).get("runAsNonRoot") is True
             for container in pod.get("containers", []) + pod.get("initContainers", []):
                 label = f"{obj['kind']}/{obj['metadata']['name']} {where} {container.get('name', '')}"

@@ -167,20 +167,23 @@ def provided_objects(env: RenderedEnvironment, root: Path) -> dict[tuple[str, st
     return provided
 
 
-def pod_specs(obj: dict) -> Iterator[dict]:
-    """Every pod spec an object carries, custom resources included."""
-    spec = obj.get("spec") or {}
-    if obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"):
-        yield spec["template"]["spec"]
-    elif obj["kind"] == "CronJob":
-        yield spec["jobTemplate"]["spec"]["template"]["spec"]
-    elif obj["kind"] == "RayCluster":
-        yield spec["headGroupSpec"]["template"]["spec"]
+def pod_specs(obj: dict) -> Iterator[tuple[str, dict]]:
+    """(where, pod spec) for every pod an object carries, custom resources included."""
+    kind, spec = obj["kind"], obj.get("spec") or {}
+    if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"):
+        yield kind, spec["template"]["spec"]
+    elif kind == "CronJob":
+        yield kind, spec["jobTemplate"]["spec"]["template"]["spec"]
+    elif kind == "RayCluster":
+        yield "head", spec["headGroupSpec"]["template"]["spec"]
         for group in spec.get("workerGroupSpecs", []):
-            yield group["template"]["spec"]
-    elif obj["kind"] == "InferenceService":
+            yield group["groupName"], group["template"]["spec"]
+    elif kind == "ServingRuntime":
+        yield kind, spec
+    elif kind == "InferenceService":  # the model container; its image comes from the ServingRuntime
         predictor = spec.get("predictor", {})
-        yield {"serviceAccountName": predictor.get("serviceAccountName"), "containers": [predictor.get("model", {})]}
+        yield kind, {"serviceAccountName": predictor.get("serviceAccountName"),
+                     "securityContext": predictor.get("securityContext", {}), "containers": [predictor.get("model", {})]}
 
 
 def _named_references(pod: dict) -> Iterator[tuple[str, str]]:
@@ -225,7 +228,7 @@ def references_exist(env: RenderedEnvironment, root: Path) -> list[str]:
     provided = provided_objects(env, root)
     problems = []
     for p in placed_objects(env):
-        for pod in pod_specs(p.obj):
+        for _, pod in pod_specs(p.obj):
             for kind, name in _named_references(pod):
                 if (kind, p.namespace, name) not in provided:
                     problems.append(f"{p.app}: {p.kind} {p.name} names {kind} {p.namespace}/{name}, which nothing creates")
