@@ -9,8 +9,6 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 from polyp_core import repository
@@ -27,10 +25,11 @@ def _python_backend_config(config: str) -> str:
 def mirror_repository(source: Path, target: Path) -> list[tuple[str, int]]:
     """Copy models and versions missing from target, each version appearing whole (a rename). Returns what was added."""
     added = []
-    for model_dir in sorted(p for p in Path(source).iterdir() if (p / "config.pbtxt").is_file()):
+    for model_dir in sorted(p for p in Path(source).iterdir() if (p / repository.CONFIG_FILE).is_file()):
         out = Path(target) / model_dir.name
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.pbtxt").write_text(_python_backend_config((model_dir / "config.pbtxt").read_text()))
+        config = _python_backend_config((model_dir / repository.CONFIG_FILE).read_text())
+        (out / repository.CONFIG_FILE).write_text(config)
         for version in repository.published_versions(source, model_dir.name):
             if (out / str(version)).exists():
                 continue
@@ -101,16 +100,11 @@ class TritonServer:
 
     def wait_for_version(self, model: str, version: int, timeout_s: float = 60) -> None:
         """Block until Triton reports the model version READY (after its next repository poll)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/v2/models/{model}/versions/{version}/ready", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"{model} version {version} not ready after {timeout_s} s: {self.log_tail()}")
+        try:
+            wait_for_http(f"{self.url}/v2/models/{model}/versions/{version}/ready", self._proc, timeout_s,
+                          f"{model} version {version} on tritonserver")
+        except ServerDidNotStart as exc:
+            raise TimeoutError(f"{exc}: {self.log_tail()}") from exc
 
     def log_tail(self, chars: int = 3000) -> str:
         self._log.flush()
