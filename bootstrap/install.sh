@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Install Argo CD onto a kind cluster or GKE, generate the platform's secrets in the cluster,
+# Install Argo CD onto a kind cluster, GKE or the local cluster (make cluster), generate the platform's secrets in the cluster,
 # and hand the environment over to its root Application. Safe to run again: it creates only
 # what is missing and re-applies the rest unchanged.
 #
 #   bootstrap/install.sh --target kind --env dev
+#   bootstrap/install.sh --target local --env dev       # after `make cluster`: no Docker needed
 #   bootstrap/install.sh --target gke  --env prod --repo https://github.com/you/fork.git --revision main
 #   bootstrap/install.sh --target kind --env dev --dry-run     # print what would be applied; no cluster
 set -euo pipefail
@@ -18,7 +19,10 @@ usage() {
   sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   cat <<'USAGE'
 Options:
-  --target kind|gke     kind: create the kind cluster if missing; gke: use the current kube context
+  --target kind|gke|local
+                        kind: create the kind cluster if missing; gke: use the current kube context;
+                        local: the cluster of `make cluster` (kwok nodes), with the real Argo CD
+                        running as local processes; repo defaults to this checkout (file://)
   --env dev|staging|prod
   --repo URL            git repository Argo CD tracks (default: this checkout's origin, as https)
   --revision REV        branch, tag or commit Argo CD tracks (default: the current branch)
@@ -45,11 +49,22 @@ while [[ $# -gt 0 ]]; do
     *) usage >&2; die "unknown argument: $1" ;;
   esac
 done
-[[ $target == kind || $target == gke ]] || die "--target must be kind or gke"
+[[ $target == kind || $target == gke || $target == local ]] || die "--target must be kind, gke or local"
 [[ $env == dev || $env == staging || $env == prod ]] || die "--env must be dev, staging or prod"
 
+# The local cluster: its kubeconfig and chart mirror, and a command for its Argo CD processes.
+if [[ $target == local ]] && ! $dry_run; then
+  if command -v polyp-cluster >/dev/null; then cluster=(polyp-cluster)
+  else cluster=(uv run --frozen --project "$ROOT" polyp-cluster); fi
+  cluster_env=$("${cluster[@]}" env) || die "no local cluster: run \`make cluster\` first"
+  eval "$cluster_env"   # KUBECONFIG, POLYP_CHART_MIRROR
+  [[ -n $chart_mirror ]] || chart_mirror=$POLYP_CHART_MIRROR
+fi
+
 # A fork works without editing files: the repository and revision come from the checkout.
-if [[ -z $repo ]]; then
+if [[ -z $repo && $target == local ]]; then
+  repo="file://$ROOT"   # Argo CD reads this checkout's commits directly
+elif [[ -z $repo ]]; then
   repo=$(git -C "$ROOT" config --get remote.origin.url 2>/dev/null) \
     || die "no git remote 'origin': pass --repo URL"
   repo=$(sed -E 's#^git@([^:]+):#https://\1/#' <<<"$repo")
@@ -142,10 +157,14 @@ argocd_install=(helm upgrade --install argocd "${argocd_chart[@]}" --version "$A
   --namespace "$ARGOCD_NAMESPACE" --create-namespace --values "$HERE/argocd-values.yaml"
   --set-file "configs.cm.resource\.customizations\.health\.argoproj\.io_Application=$HERE/application-health.lua"
   --wait --timeout 10m)
+# The local cluster runs Argo CD's controller from source at its own version: its CRDs come with it.
+if [[ $target == local ]]; then argocd_install+=(--set crds.install=false); fi
 
 if $dry_run; then
   echo "# bootstrap/install.sh --dry-run: target=$target env=$env repo=$repo revision=$revision"
-  if [[ $target == kind ]]; then
+  if [[ $target == local ]]; then
+    echo "# would use the cluster of make cluster (polyp-cluster env) and start Argo CD: polyp-cluster argocd"
+  elif [[ $target == kind ]]; then
     echo "# would run: kind create cluster --name $cluster_name --config bootstrap/kind-config.yaml (if missing)"
   else
     echo "# would use kube context: $(kubectl config current-context 2>/dev/null || echo '<current context>')"
@@ -171,6 +190,9 @@ if [[ $target == kind ]]; then
     kind create cluster --name "$cluster_name" --config "$HERE/kind-config.yaml"
   fi
   kubectl config use-context "kind-$cluster_name" >/dev/null
+elif [[ $target == local ]]; then
+  kubectl cluster-info >/dev/null || die "the local cluster does not answer: run \`make cluster\`"
+  echo "using the local cluster ($KUBECONFIG)"
 else
   kubectl cluster-info >/dev/null || die "no reachable cluster in kube context $(kubectl config current-context 2>/dev/null)"
   echo "using kube context $(kubectl config current-context)"
@@ -184,6 +206,8 @@ for line in "${SECRETS[@]}"; do
   # shellcheck disable=SC2086
   ensure_secret $line
 done
+# kwok only pretends Argo CD's pods run: the real controller and repo-server run as processes.
+if [[ $target == local ]]; then "${cluster[@]}" argocd; fi
 root_manifests | kubectl apply -f -
 kubectl -n "$ARGOCD_NAMESPACE" rollout status deployment/argocd-server --timeout=5m
 kubectl -n "$ARGOCD_NAMESPACE" rollout status deployment/argocd-repo-server --timeout=5m

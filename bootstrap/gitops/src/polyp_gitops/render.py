@@ -60,11 +60,15 @@ def parse_documents(text: str) -> list[dict]:
     return [doc for doc in yaml.load_all(text, Loader=_ManifestLoader) if doc]
 
 
+def charts_dir() -> Path:
+    """Where the packaged upstream charts are: POLYP_CHARTS_DIR, default ../shared/charts beside the
+    checkout (online CI may `helm pull` the same pins there)."""
+    return Path(os.environ.get("POLYP_CHARTS_DIR") or INSTALL_ROOT.parent / "shared" / "charts")
+
+
 def chart_archive(chart: str, version: str) -> Path:
-    """The packaged upstream chart Argo CD would pull: <chart>-<version>.tgz in POLYP_CHARTS_DIR
-    (default ../shared/charts beside the checkout; online CI may `helm pull` the same pins there)."""
-    folder = Path(os.environ.get("POLYP_CHARTS_DIR") or INSTALL_ROOT.parent / "shared" / "charts")
-    archive = folder / f"{chart}-{version}.tgz"
+    """The packaged upstream chart Argo CD would pull: <chart>-<version>.tgz in charts_dir()."""
+    archive = charts_dir() / f"{chart}-{version}.tgz"
     if not archive.is_file():
         raise ValueError(f"upstream chart {chart} {version} is not at {archive}: set POLYP_CHARTS_DIR to a folder "
                          f"of packaged charts (helm pull {chart} --version {version})")

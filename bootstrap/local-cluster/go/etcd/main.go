@@ -1,0 +1,10 @@
+// etcd, as upstream's etcd binary runs it.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }

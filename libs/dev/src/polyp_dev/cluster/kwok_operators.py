@@ -1,0 +1,66 @@
+"""Run kwok with the operator-status stages once their CRDs exist, and again if it exits.
+
+bootstrap/local-cluster/operator-stages.yaml makes kwok write the status cert-manager, CloudNativePG,
+KServe, KubeRay and the Prometheus Operator would write. kwok exits while a stage's resource type
+is unknown to the API server (or listed but not yet in its OpenAPI document), and those CRDs arrive
+only as Argo CD syncs the platform's early waves; so this waits for them and restarts kwok until it stays.
+
+    python -m polyp_dev.cluster.kwok_operators --kubeconfig FILE --port PORT
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import time
+
+import yaml
+
+from .processes import INSTALL_ROOT, binary
+
+OPERATOR_STAGES = INSTALL_ROOT / "bootstrap" / "local-cluster" / "operator-stages.yaml"
+
+
+def needed_resources() -> set[tuple[str, str]]:
+    """(group/version, kind) of every stage's resource."""
+    stages = [s for s in yaml.safe_load_all(OPERATOR_STAGES.read_text()) if s]
+    return {(s["spec"]["resourceRef"]["apiGroup"], s["spec"]["resourceRef"]["kind"]) for s in stages}
+
+
+def served(kubeconfig: str) -> set[tuple[str, str]]:
+    out = subprocess.run([binary("kubectl"), f"--kubeconfig={kubeconfig}", "api-resources", "-o", "wide",
+                          "--no-headers"], capture_output=True, text=True).stdout
+    # kubectl lists what it could discover even when some group fails; columns: NAME [SHORTNAMES] APIVERSION ...
+    found = set()
+    for line in out.splitlines():
+        fields = line.split()
+        for i, field in enumerate(fields):
+            if "/" in field and i + 2 < len(fields) and fields[i + 1] in ("true", "false"):
+                found.add((field, fields[i + 2]))
+                break
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    needed = needed_resources()
+    while True:
+        while missing := needed - served(args.kubeconfig):
+            print(f"waiting for CRDs: {', '.join(sorted(kind for _, kind in missing))}", flush=True)
+            time.sleep(3)
+        print("all CRDs served: starting kwok with the operator-status stages", flush=True)
+        # Same process group: stopping the cluster stops both.
+        code = subprocess.call([
+            binary("kwok"), f"--kubeconfig={args.kubeconfig}", f"--config={OPERATOR_STAGES}",
+            # Nodes and pods are the other kwok's: this one manages no node.
+            "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=none",
+            f"--server-address=127.0.0.1:{args.port}"])
+        print(f"kwok exited with {code}; starting it again", flush=True)
+        time.sleep(3)
+
+
+if __name__ == "__main__":
+    main()
