@@ -11,7 +11,7 @@ import sys
 
 import yaml
 
-from . import crossref, promotion
+from . import crossref, live, promotion
 from .pins import PinError
 from .render import DEFAULT_REPO_URL, argocd_chart, render_applications, render_argocd, render_environment
 from .repo import ENVIRONMENTS, repo_root
@@ -107,6 +107,10 @@ def _promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wait_healthy(args: argparse.Namespace) -> int:
+    return live.main_wait(args.env, args.timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polyp-gitops", description=__doc__)
     parser.add_argument("-C", "--repo-dir", metavar="DIR",
@@ -155,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--from", dest="source", required=True)
         p.add_argument("--to", dest="target", required=True)
         p.set_defaults(func=func)
+    wait = sub.add_parser("wait-healthy", help="in a live cluster: wait until every Application is Synced and "
+                                                "Healthy, and check that the sync waves ran in order")
+    wait.add_argument("--env", required=True, choices=ENVIRONMENTS)
+    wait.add_argument("--timeout", type=float, default=1800, help="seconds (default 1800)")
+    wait.set_defaults(func=_wait_healthy)
     return parser
 
 
