@@ -92,7 +92,7 @@ def _looks_secret(key: str) -> bool:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--target", "minikube", "--env", "dev"], "--target must be kind or gke"),
+    (["--target", "minikube", "--env", "dev"], "--target must be kind, gke or local"),
     (["--target", "kind", "--env", "qa"], "--env must be dev, staging or prod"),
     (["--target", "kind", "--env", "dev", "--bogus"], "unknown argument: --bogus"),
 ])
