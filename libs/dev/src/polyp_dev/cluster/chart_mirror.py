@@ -8,7 +8,6 @@ import sys
 
 from polyp_gitops.render import charts_dir
 
-from ..net import free_port
 from .processes import STATE_DIR, State, binary, start, wait_until
 
 MIRROR_DIR = STATE_DIR / "charts"
@@ -25,7 +24,7 @@ def _index(url: str) -> None:
 
 def up(state: State) -> str:
     """Serve every chart archive of POLYP_CHARTS_DIR (default ../shared/charts); returns the repository URL."""
-    port = state.ports.setdefault("chart-mirror", free_port())
+    port = state.port("chart-mirror")
     url = f"http://127.0.0.1:{port}"
     if not (MIRROR_DIR / "index.yaml").exists():
         _index(url)

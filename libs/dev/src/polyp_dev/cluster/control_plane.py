@@ -9,7 +9,6 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from ..net import free_port
 from . import pki
 from .processes import SHARE, STATE_DIR, State, binary, check_alive, start, wait_until
 
@@ -25,13 +24,6 @@ def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> subproc
     if check and result.returncode != 0:
         raise SystemExit(f"kubectl {' '.join(args[:3])} failed: {result.stderr.strip()}")
     return result
-
-
-def _port(state: State, name: str) -> int:
-    if name not in state.ports:
-        state.ports[name] = free_port()
-        state.save()
-    return state.ports[name]
 
 
 def api_server_url(state: State) -> str:
@@ -86,8 +78,8 @@ def up() -> State:
     """Start what is not running; reuse what is. Returns the state with every port."""
     state = State.load()
     pki.ensure_pki(STATE_DIR / "pki")
-    etcd, peer, api = _port(state, "etcd"), _port(state, "etcd-peer"), _port(state, "apiserver")
-    cm, scheduler, kwok = _port(state, "controller-manager"), _port(state, "scheduler"), _port(state, "kwok")
+    etcd, peer, api = state.port("etcd"), state.port("etcd-peer"), state.port("apiserver")
+    cm, scheduler, kwok = state.port("controller-manager"), state.port("scheduler"), state.port("kwok")
     p = STATE_DIR / "pki"
     start(state, "etcd", [
         binary("etcd"), "--name=polyp", f"--data-dir={STATE_DIR / 'etcd'}",
@@ -129,7 +121,7 @@ def up() -> State:
         "--node-lease-duration-seconds=40"])
     # A second kwok writes operator-owned status; it starts once the platform has installed those CRDs.
     start(state, "kwok-operators", [sys.executable, "-m", "polyp_dev.cluster.kwok_operators",
-                                    f"--kubeconfig={KUBECONFIG}", f"--port={_port(state, 'kwok-operators')}"],
+                                    f"--kubeconfig={KUBECONFIG}", f"--port={state.port('kwok-operators')}"],
           match="kwok")
     _nodes_and_storage()
     wait_until(lambda: kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=5s",

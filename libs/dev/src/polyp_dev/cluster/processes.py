@@ -10,20 +10,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from polyp_gitops.repo import INSTALL_ROOT
+from polyp_gitops.tools import TOOLS_BIN
 
-def _install_root() -> Path:
-    """The checkout whose .tools/ holds the binaries (POLYP_INSTALL_ROOT overrides, as for polyp-gitops)."""
-    if os.environ.get("POLYP_INSTALL_ROOT"):
-        return Path(os.environ["POLYP_INSTALL_ROOT"]).resolve()
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "Makefile").is_file() and (parent / "bootstrap" / "local-cluster").is_dir():
-            return parent
-    raise RuntimeError("cannot find the checkout (set POLYP_INSTALL_ROOT)")
+from ..net import free_port
 
-
-INSTALL_ROOT = _install_root()
-TOOLS_BIN = INSTALL_ROOT / ".tools" / "bin"
 SHARE = INSTALL_ROOT / ".tools" / "share"
 STATE_DIR = Path(os.environ.get("POLYP_CLUSTER_DIR", INSTALL_ROOT / ".tools" / "cluster"))
 
@@ -41,6 +32,13 @@ class State:
             return cls()
         data = json.loads(path.read_text())
         return cls(ports=data.get("ports", {}), pids=data.get("pids", {}))
+
+    def port(self, name: str) -> int:
+        """The loopback port `name` got when the cluster first started; a free one the first time."""
+        if name not in self.ports:
+            self.ports[name] = free_port()
+            self.save()
+        return self.ports[name]
 
     def save(self) -> None:
         STATE_DIR.mkdir(parents=True, exist_ok=True)
