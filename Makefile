@@ -72,21 +72,22 @@ K8S_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) 
 K8S_BINARIES := $(addprefix $(TOOLS_BIN)/,kube-apiserver kube-controller-manager kube-scheduler kubectl)
 CLUSTER_BINARIES := $(K8S_BINARIES) $(TOOLS_BIN)/etcd $(TOOLS_BIN)/kwok $(TOOLS_BIN)/argocd
 
+# $(call go_build,what,cold minutes,module folder,toolchain,go build arguments): timed, with progress.
+define go_build
+	@echo "building $(1) (cold ~$(2) min)"
+	@start=$$(date +%s); cd $(CLUSTER_GO)/$(3) && GOTOOLCHAIN=$(4) go build -buildvcs=false $(5); \
+	  echo "  $(1) built in $$(( $$(date +%s) - start )) s"
+endef
+
 $(K8S_BINARIES) &: $(CLUSTER_GO)/k8s/go.mod $(CLUSTER_GO)/k8s/go.sum
-	@echo "building Kubernetes $(K8S_VERSION): apiserver, controller-manager, scheduler, kubectl (cold ~4 min)"
-	@start=$$(date +%s); cd $(CLUSTER_GO)/k8s && GOTOOLCHAIN=$(GO_TOOLCHAIN) go build -buildvcs=false -o $(TOOLS_BIN)/ -ldflags "$(K8S_LDFLAGS)" ./cmd/...; \
-	  echo "  Kubernetes built in $$(( $$(date +%s) - start )) s"
+	$(call go_build,Kubernetes $(K8S_VERSION) apiserver/controller-manager/scheduler/kubectl,4,k8s,$(GO_TOOLCHAIN),-o $(TOOLS_BIN)/ -ldflags "$(K8S_LDFLAGS)" ./cmd/...)
 
 $(TOOLS_BIN)/etcd: $(CLUSTER_GO)/etcd/go.mod $(CLUSTER_GO)/etcd/go.sum
-	@echo "building etcd (cold ~0.5 min)"
-	@start=$$(date +%s); cd $(CLUSTER_GO)/etcd && GOTOOLCHAIN=$(GO_TOOLCHAIN) go build -buildvcs=false -o $@ -ldflags "-s -w" .; \
-	  echo "  etcd built in $$(( $$(date +%s) - start )) s"
+	$(call go_build,etcd,0.5,etcd,$(GO_TOOLCHAIN),-o $@ -ldflags "-s -w" .)
 
 # kwok's node, pod and volume stages ship in its module: copied beside the binary.
 $(TOOLS_BIN)/kwok: $(CLUSTER_GO)/kwok/go.mod $(CLUSTER_GO)/kwok/go.sum
-	@echo "building kwok (cold ~1 min)"
-	@start=$$(date +%s); cd $(CLUSTER_GO)/kwok && GOTOOLCHAIN=$(GO_TOOLCHAIN) go build -buildvcs=false -o $@ -ldflags "-s -w" sigs.k8s.io/kwok/cmd/kwok; \
-	  echo "  kwok built in $$(( $$(date +%s) - start )) s"
+	$(call go_build,kwok,1,kwok,$(GO_TOOLCHAIN),-o $@ -ldflags "-s -w" sigs.k8s.io/kwok/cmd/kwok)
 	@stages=$$(cd $(CLUSTER_GO)/kwok && GOTOOLCHAIN=$(GO_TOOLCHAIN) go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage; \
 	  rm -rf $(SHARE)/kwok-stages && mkdir -p $(SHARE)/kwok-stages && \
 	  cp $$stages/node/fast/node-initialize.yaml $$stages/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
@@ -95,9 +96,7 @@ $(TOOLS_BIN)/kwok: $(CLUSTER_GO)/kwok/go.mod $(CLUSTER_GO)/kwok/go.sum
 
 # Its CRDs and the git wrapper its repo-server execs come from the same module.
 $(TOOLS_BIN)/argocd: $(CLUSTER_GO)/argocd/go.mod $(CLUSTER_GO)/argocd/go.sum $(CLUSTER_GO)/argocd/main.go
-	@echo "building Argo CD application-controller + repo-server (cold ~4.5 min)"
-	@start=$$(date +%s); cd $(CLUSTER_GO)/argocd && GOTOOLCHAIN=$(ARGOCD_GO_TOOLCHAIN) go build -buildvcs=false -o $@ -ldflags "-s -w" .; \
-	  echo "  Argo CD built in $$(( $$(date +%s) - start )) s"
+	$(call go_build,Argo CD application-controller + repo-server,4.5,argocd,$(ARGOCD_GO_TOOLCHAIN),-o $@ -ldflags "-s -w" .)
 	@module=$$(cd $(CLUSTER_GO)/argocd && GOTOOLCHAIN=$(ARGOCD_GO_TOOLCHAIN) go list -m -f '{{.Dir}}' github.com/argoproj/argo-cd/v3); \
 	  rm -rf $(SHARE)/argocd && mkdir -p $(SHARE)/argocd/bin $(SHARE)/argocd/crds && \
 	  cp $$module/manifests/crds/*-crd.yaml $(SHARE)/argocd/crds/ && \
