@@ -87,10 +87,9 @@ class SyncRecord:
 
 
 def wait_synced_healthy(root: str, timeout_s: float, interval_s: float = 1.0, namespace: str = "argocd",
-                        kubeconfig: str | None = None, record: SyncRecord | None = None,
-                        log=print) -> SyncRecord:
+                        kubeconfig: str | None = None, log=print) -> SyncRecord:
     """Poll until every Application (more than the root) is Synced and Healthy; TimeoutError names the rest."""
-    record = record or SyncRecord()
+    record = SyncRecord()
     deadline = time.monotonic() + timeout_s
     last_report = 0.0
     while True:

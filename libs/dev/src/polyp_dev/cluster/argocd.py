@@ -25,13 +25,11 @@ REPO_SERVER_PORT, REDIS_PORT, CONTROLLER_METRICS_PORT = 8081, 6379, 8082
 RECONCILE = "10s"
 
 
-def _netns() -> str:
-    return f"/proc/{State.load().pids['netns']}/ns/net"
-
-
-def _in_netns(args: list[str]) -> list[str]:
-    user = [] if os.geteuid() == 0 else [f"--user=/proc/{State.load().pids['netns']}/ns/user", "--preserve-credentials"]
-    return ["nsenter", f"--net={_netns()}", *user, "--", *args]
+def _in_netns(state: State, args: list[str]) -> list[str]:
+    """args, run in the namespace of the `netns` process (and its user namespace, for a non-root user)."""
+    ns = f"/proc/{state.pids['netns']}/ns"
+    user = [] if os.geteuid() == 0 else [f"--user={ns}/user", "--preserve-credentials"]
+    return ["nsenter", f"--net={ns}/net", *user, "--", *args]
 
 
 def _start_netns(state: State) -> None:
@@ -41,7 +39,7 @@ def _start_netns(state: State) -> None:
     start(state, "netns", ["unshare", *isolate, "--fork", "--", "sleep", "infinity"])
     wait_until(lambda: os.readlink(f"/proc/{state.pids['netns']}/ns/net") != os.readlink("/proc/self/ns/net"),
                10, "network namespace")
-    subprocess.run(_in_netns([sys.executable, "-m", "polyp_dev.cluster.relay", "--loopback-up"]), check=True)
+    subprocess.run(_in_netns(state, [sys.executable, "-m", "polyp_dev.cluster.relay", "--loopback-up"]), check=True)
 
 
 def _apply_crds() -> None:
@@ -60,7 +58,7 @@ def up(state: State) -> None:
     start(state, "relay", [sys.executable, "-m", "polyp_dev.cluster.relay", "--pid", str(state.pids["netns"]),
                            str(state.ports["apiserver"]), str(state.ports["chart-mirror"])],
           match="polyp_dev.cluster.relay")
-    start(state, "argocd-redis", _in_netns([
+    start(state, "argocd-redis", _in_netns(state, [
         "redis-server", "--bind", "127.0.0.1", "--port", str(REDIS_PORT), "--save", "", "--appendonly", "no"]),
         match="redis-server")
     home = STATE_DIR / "argocd-home"
@@ -73,12 +71,12 @@ def up(state: State) -> None:
         "ARGOCD_FAKE_IN_CLUSTER": "true", "KUBECONFIG": str(KUBECONFIG),
         "ARGOCD_RECONCILIATION_TIMEOUT": RECONCILE, "ARGOCD_RECONCILIATION_JITTER": "0s",
     }
-    start(state, "argocd-repo-server", _in_netns([
+    start(state, "argocd-repo-server", _in_netns(state, [
         binary("argocd"), "--address", "127.0.0.1", "--port", str(REPO_SERVER_PORT),
         "--metrics-address", "127.0.0.1", "--disable-tls", "--client-ca-path=",
         "--redis", f"127.0.0.1:{REDIS_PORT}"]),
         env={**env, "ARGOCD_BINARY_NAME": "argocd-repo-server"}, match="argocd")
-    start(state, "argocd-application-controller", _in_netns([
+    start(state, "argocd-application-controller", _in_netns(state, [
         binary("argocd"), f"--kubeconfig={KUBECONFIG}", "--namespace", ARGOCD_NAMESPACE,
         "--repo-server", f"127.0.0.1:{REPO_SERVER_PORT}", "--repo-server-plaintext",
         "--redis", f"127.0.0.1:{REDIS_PORT}", "--metrics-port", str(CONTROLLER_METRICS_PORT),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import urllib.request
 
 from polyp_gitops.render import charts_dir
 
@@ -35,6 +36,5 @@ def up(state: State) -> str:
 
 
 def _answers(url: str) -> bool:
-    import urllib.request
     with urllib.request.urlopen(url, timeout=2) as response:
         return response.status == 200

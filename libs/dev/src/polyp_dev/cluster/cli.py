@@ -49,10 +49,10 @@ def _print_env(_args) -> int:
 
 def _status(_args) -> int:
     state = State.load()
+    alive = {name: is_running(pid, "") for name, pid in state.pids.items()}  # "": any command line
     for name, pid in state.pids.items():
-        alive = is_running(pid, "") if pid else False
-        print(f"{name:32} {'running' if alive else 'stopped'} (pid {pid})")
-    return 0 if state.pids and all(is_running(p, "") for p in state.pids.values()) else 1
+        print(f"{name:32} {'running' if alive[name] else 'stopped'} (pid {pid})")
+    return 0 if alive and all(alive.values()) else 1
 
 
 def _down(args) -> int:

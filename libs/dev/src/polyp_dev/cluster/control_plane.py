@@ -39,18 +39,17 @@ def _ready(state: State) -> bool:
         return response.status == 200
 
 
-def write_kubeconfig(state: State, path: Path = KUBECONFIG, server: str | None = None) -> Path:
+def write_kubeconfig(state: State) -> None:
     ca = (STATE_DIR / "pki" / "ca.crt").resolve()
     config = {
         "apiVersion": "v1", "kind": "Config", "current-context": "polyp-local",
-        "clusters": [{"name": "polyp-local", "cluster": {"server": server or api_server_url(state),
+        "clusters": [{"name": "polyp-local", "cluster": {"server": api_server_url(state),
                                                          "certificate-authority": str(ca)}}],
         "users": [{"name": "polyp-admin", "user": {"token": pki.admin_token(STATE_DIR / "pki")}}],
         "contexts": [{"name": "polyp-local", "context": {"cluster": "polyp-local", "user": "polyp-admin"}}],
     }
-    path.write_text(json.dumps(config, indent=2))  # JSON is YAML; kubectl reads it
-    path.chmod(0o600)
-    return path
+    KUBECONFIG.write_text(json.dumps(config, indent=2))  # JSON is YAML; kubectl reads it
+    KUBECONFIG.chmod(0o600)
 
 
 def _kwok_config() -> Path:
@@ -101,8 +100,13 @@ def up() -> State:
         # are stored (Argo CD syncs and checks them) but this API server never calls them.
         "--disable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook"])
     write_kubeconfig(state)
-    wait_until(lambda: (check_alive(state, "etcd", "etcd"), check_alive(state, "kube-apiserver", "kube-apiserver"),
-                        _ready(state))[-1], 120, "kube-apiserver")
+
+    def api_server_ready() -> bool:
+        check_alive(state, "etcd", "etcd")
+        check_alive(state, "kube-apiserver", "kube-apiserver")
+        return _ready(state)
+
+    wait_until(api_server_ready, 120, "kube-apiserver")
     start(state, "kube-controller-manager", [
         binary("kube-controller-manager"), f"--kubeconfig={KUBECONFIG}",
         f"--authentication-kubeconfig={KUBECONFIG}", f"--authorization-kubeconfig={KUBECONFIG}",
