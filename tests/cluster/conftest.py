@@ -50,6 +50,16 @@ def snapshot_repository(tmp: Path) -> tuple[Path, Path]:
     return bare, work
 
 
+def run_kubectl(kubeconfig: str, env: dict[str, str], *args: str, stdin: str | None = None,
+                check: bool = True) -> subprocess.CompletedProcess:
+    """The cluster's own kubectl; with check, a failure fails the test with kubectl's message."""
+    result = subprocess.run([str(TOOLS_BIN / "kubectl"), f"--kubeconfig={kubeconfig}", *args],
+                            input=stdin, capture_output=True, text=True, env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr}")
+    return result
+
+
 @dataclass
 class Platform:
     env: dict[str, str]
@@ -60,17 +70,13 @@ class Platform:
     first_sync: live.SyncRecord
     state_dir: Path
 
-    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
-        result = subprocess.run([str(TOOLS_BIN / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
-                                input=stdin, capture_output=True, text=True, env=self.env)
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr}")
-        return result.stdout
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        return run_kubectl(self.kubeconfig, self.env, *args, stdin=stdin).stdout
 
     def get(self, *args: str) -> dict | None:
-        out = subprocess.run([str(TOOLS_BIN / "kubectl"), f"--kubeconfig={self.kubeconfig}", "get", *args, "-o", "json"],
-                             capture_output=True, text=True, env=self.env)
-        return json.loads(out.stdout) if out.returncode == 0 else None
+        """The object as JSON; None where kubectl cannot get it (gone, not yet there)."""
+        result = run_kubectl(self.kubeconfig, self.env, "get", *args, "-o", "json", check=False)
+        return json.loads(result.stdout) if result.returncode == 0 else None
 
     def applications(self) -> dict[str, live.AppState]:
         return live.applications(kubeconfig=self.kubeconfig)

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
+from polyp_dev.cluster.control_plane import api_resources
 from polyp_gitops import render
 
-from .conftest import REPO, TOOLS_BIN, local_cluster
+from .conftest import REPO, TOOLS_BIN, local_cluster, run_kubectl
 
 pytestmark = pytest.mark.cluster
 
@@ -20,24 +20,14 @@ def kubectl(tmp_path_factory):
     if not (TOOLS_BIN / "kube-apiserver").is_file():
         pytest.fail("the local cluster's binaries are missing: `make cluster-binaries` builds them (make test does)")
     with local_cluster(tmp_path_factory.mktemp("dry-run") / "cluster") as (env, exports):
-        def run(*args: str, stdin: str | None = None) -> str:
-            result = subprocess.run([str(TOOLS_BIN / "kubectl"), f"--kubeconfig={exports['KUBECONFIG']}", *args],
-                                    input=stdin, capture_output=True, text=True, env=env)
-            assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
-            return result.stdout
-        yield run
+        yield lambda *args, stdin=None: run_kubectl(exports["KUBECONFIG"], env, *args, stdin=stdin).stdout
 
 
 def _namespaced_kinds(kubectl) -> set[tuple[str, str]]:
     """(group, kind) of every namespaced resource the server knows."""
-    kinds = set()
-    for line in kubectl("api-resources", "--namespaced=true", "--no-headers", "-o", "wide").splitlines():
-        fields = line.split()
-        for i, field in enumerate(fields):
-            if i + 2 < len(fields) and fields[i + 1] == "true":   # APIVERSION NAMESPACED KIND
-                kinds.add((field.split("/")[0] if "/" in field else "", fields[i + 2]))
-                break
-    return kinds
+    listing = kubectl("api-resources", "--no-headers", "-o", "wide")
+    return {(api_version.rpartition("/")[0], kind) for api_version, kind, namespaced in api_resources(listing)
+            if namespaced}
 
 
 def _list(objects: list[dict]) -> str:

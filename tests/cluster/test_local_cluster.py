@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import TOOLS_BIN, local_cluster
+from .conftest import local_cluster, run_kubectl
 
 pytestmark = pytest.mark.cluster
 
@@ -30,9 +30,7 @@ def test_up_twice_reuses_the_running_cluster_and_down_stops_it(tmp_path: Path):
         second = json.loads(state_file.read_text())
         assert second == first, "a second `up` started something again"
         assert all(_alive(pid) for pid in first["pids"].values())
-        nodes = json.loads(subprocess.run([str(TOOLS_BIN / "kubectl"), f"--kubeconfig={exports['KUBECONFIG']}",
-                                           "get", "nodes", "-o", "json"], env=env, check=True,
-                                          capture_output=True, text=True).stdout)["items"]
+        nodes = json.loads(run_kubectl(exports["KUBECONFIG"], env, "get", "nodes", "-o", "json").stdout)["items"]
         ready = [n["metadata"]["name"] for n in nodes
                  if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])]
         assert len(ready) == 2

@@ -26,6 +26,21 @@ def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> subproc
     return result
 
 
+def api_resources(listing: str) -> set[tuple[str, str, bool]]:
+    """(apiVersion, kind, namespaced) of each line of `kubectl api-resources -o wide --no-headers`.
+
+    Columns: NAME [SHORTNAMES] APIVERSION NAMESPACED KIND VERBS...; SHORTNAMES may be empty.
+    """
+    found = set()
+    for line in listing.splitlines():
+        fields = line.split()
+        for i in range(1, len(fields) - 2):
+            if fields[i + 1] in ("true", "false"):
+                found.add((fields[i], fields[i + 2], fields[i + 1] == "true"))
+                break
+    return found
+
+
 def api_server_url(state: State) -> str:
     return f"https://127.0.0.1:{state.ports['apiserver']}"
 

@@ -16,6 +16,7 @@ import time
 
 import yaml
 
+from .control_plane import api_resources
 from .processes import INSTALL_ROOT, binary
 
 OPERATOR_STAGES = INSTALL_ROOT / "bootstrap" / "local-cluster" / "operator-stages.yaml"
@@ -28,17 +29,10 @@ def needed_resources() -> set[tuple[str, str]]:
 
 
 def served(kubeconfig: str) -> set[tuple[str, str]]:
+    # kubectl lists what it could discover even when some group fails.
     out = subprocess.run([binary("kubectl"), f"--kubeconfig={kubeconfig}", "api-resources", "-o", "wide",
                           "--no-headers"], capture_output=True, text=True).stdout
-    # kubectl lists what it could discover even when some group fails; columns: NAME [SHORTNAMES] APIVERSION ...
-    found = set()
-    for line in out.splitlines():
-        fields = line.split()
-        for i, field in enumerate(fields):
-            if "/" in field and i + 2 < len(fields) and fields[i + 1] in ("true", "false"):
-                found.add((field, fields[i + 2]))
-                break
-    return found
+    return {(api_version, kind) for api_version, kind, _ in api_resources(out)}
 
 
 def main() -> None:
