@@ -19,6 +19,7 @@ help:
 	@echo "make up        run the platform's main loop locally on embedded defaults"
 	@echo "make test      install what the tests need and run them all (what CI runs)"
 	@echo "make test-fast the same minus the slow tiers (Ray, Triton, browser, training): a few minutes"
+	@echo "make fixtures  upstream charts, CRD schemas, Kvasir-SEG frames the tests read: ../shared, the cache or download"
 	@echo "make validate  render dev, staging and prod as Argo CD would and validate every object"
 	@echo "make cluster   a local Kubernetes control plane with kwok nodes (no Docker); make cluster-down stops it"
 	@echo "make tools     install pinned helm, kubeconform, actionlint (go install); promtool, redis-server, chromium (apt)"
@@ -107,7 +108,7 @@ $(TOOLS_BIN)/argocd: $(CLUSTER_GO)/argocd/go.mod $(CLUSTER_GO)/argocd/go.sum $(C
 cluster-binaries: $(CLUSTER_BINARIES)
 
 .PHONY: cluster
-cluster: cluster-binaries go-tools sync
+cluster: cluster-binaries go-tools sync fixtures
 	$(UV) run --frozen polyp-cluster up
 
 .PHONY: cluster-down
@@ -127,18 +128,25 @@ sync: uv
 	$(UV) sync --frozen --all-packages
 
 # ---- the two commands -----------------------------------------------------------------------
+# What the tests read but the repository does not hold (libs/fixtures/src/polyp_fixtures/manifest.toml):
+# ../shared beside the checkout or POLYP_FIXTURES when present, else downloaded once into
+# .cache/fixtures/ from the pinned sources (helm pulls the charts) and checked against the sha256s.
+.PHONY: fixtures
+fixtures: go-tools sync
+	$(UV) run --frozen polyp-fixtures fetch
+
 .PHONY: validate
-validate: tools sync
+validate: tools sync fixtures
 	$(UV) run --frozen polyp-gitops validate
 
 .PHONY: test
-test: tools sync cluster-binaries
+test: tools sync fixtures cluster-binaries
 	$(UV) run --frozen pytest
 
 # The developer loop: everything but the slow tiers (Ray, Triton, browser, training, local cluster), in a few minutes.
 FAST_TIERS := not (ray or triton or browser or training or cluster)
 .PHONY: test-fast
-test-fast: tools sync
+test-fast: tools sync fixtures
 	$(UV) run --frozen pytest -m "$(FAST_TIERS)"
 
 .PHONY: lint

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+import polyp_fixtures
+
 MODEL = "polyp-segmenter"
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "kvasir-seg"
 
 
 class TorchEagerBackend:
@@ -173,7 +174,7 @@ def main() -> None:
     from polyp_dev.local_triton import TritonServer, mirror_repository
     from polyp_dev.net import free_port
 
-    image = sorted((SAMPLES / "images").glob("*.jpg"))[0].read_bytes()
+    image = sorted((polyp_fixtures.path("samples/kvasir-seg") / "images").glob("*.jpg"))[0].read_bytes()
     levels = (1, 4, 16)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "kvasir-seg"
+import polyp_fixtures
 
 
 def dice(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -84,7 +84,7 @@ def main() -> None:
         if not summary.published:
             print("the quality gate rejected the model; nothing exported, no real-frame score")
             return
-        scores = score_real_frames(Path(summary.published) / "model.onnx", args.size, SAMPLES)
+        scores = score_real_frames(Path(summary.published) / "model.onnx", args.size, polyp_fixtures.path("samples/kvasir-seg"))
         for stem, (width, height), value in scores:
             print(f"real frame {stem} ({width}x{height}): Dice {value:.3f}")
         print(f"mean Dice on the {len(scores)} real Kvasir-SEG frames: {np.mean([s for *_, s in scores]):.3f}")

@@ -1,6 +1,7 @@
 """The package structure the README describes: core in the middle, dev helpers apart, images holding only what runs.
 
-core <- training;  core <- inference client <- control service;  dev helpers depend on everything, nothing on them.
+core <- training;  core <- inference client <- control service;  fixtures <- gitops;
+dev helpers depend on everything, nothing on them.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from pathlib import Path
 import pytest
 
 PRODUCTION = {"polyp-core": "libs/core", "polyp-train": "training", "polyp-inference": "libs/inference",
-              "polyp-control": "services/control", "polyp-gitops": "bootstrap/gitops"}
+              "polyp-control": "services/control", "polyp-gitops": "bootstrap/gitops", "polyp-fixtures": "libs/fixtures"}
 ALLOWED_WORKSPACE_DEPENDENCIES = {
     "polyp-core": set(),
     "polyp-train": {"polyp-core"},
     "polyp-inference": {"polyp-core"},
     "polyp-control": {"polyp-core", "polyp-inference"},
-    "polyp-gitops": set(),
+    "polyp-gitops": {"polyp-fixtures"},
+    "polyp-fixtures": set(),
 }
 
 

@@ -89,3 +89,15 @@ def test_dockerfiles_are_multi_stage_pinned_and_non_root(repo_root, path):
 def test_dockerignore_keeps_local_state_out_of_images(repo_root):
     ignored = (repo_root / ".dockerignore").read_text().split()
     assert {".git", ".venv", ".tools"} <= set(ignored)
+
+
+def test_ci_resolves_the_pinned_fixtures_before_the_tests(repo_root):
+    """GitHub has no ../shared: ci.yml fetches the manifest's fixtures (cached on the manifest) before
+    `make test`, and no step points validation at an unpinned catalog instead."""
+    text = (repo_root / ".github" / "workflows" / "ci.yml").read_text()
+    steps = yaml.safe_load(text)["jobs"]["test"]["steps"]
+    runs = [step.get("run", "").strip() for step in steps]
+    assert runs.index("make fixtures") < runs.index("make test")
+    cache = next(step for step in steps if step.get("uses", "").startswith("actions/cache@"))
+    assert cache["with"]["path"] == ".cache/fixtures" and "manifest.toml" in cache["with"]["key"]
+    assert "CRD_SCHEMA_LOCATION" not in text and "POLYP_CHARTS_DIR" not in text

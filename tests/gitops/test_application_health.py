@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from polyp_gitops.render import argocd_chart, chart_archive
 from polyp_gitops.tools import find_tool
 
 HEALTH_KEY = "resource.customizations.health.argoproj.io_Application"
-ARGOCD_CHART = Path(__file__).resolve().parents[3] / "shared" / "charts" / "argo-cd-10.1.1.tgz"
 
 
 def assess(repo_root: Path, status: dict | None) -> tuple[str, str]:
@@ -86,11 +86,10 @@ def test_the_argo_cd_chart_installs_this_check_and_a_sync_timeout(repo_root):
     install = (repo_root / "bootstrap" / "install.sh").read_text()
     key = "configs.cm." + HEALTH_KEY.replace(".", "\\.")  # Helm's escaping of dots inside a key
     assert f'--set-file "{key}=$HERE/application-health.lua"' in install, "install.sh must pass the check with --set-file"
-    if not ARGOCD_CHART.is_file():
-        pytest.fail(f"the argo-cd chart archive is expected at {ARGOCD_CHART}")
     helm = find_tool("helm")
+    chart = chart_archive("argo-cd", argocd_chart(repo_root)[1])
     out = subprocess.run(
-        [helm, "template", "argocd", str(ARGOCD_CHART), "--namespace", "argocd", "--kube-version", "1.34.0",
+        [helm, "template", "argocd", str(chart), "--namespace", "argocd", "--kube-version", "1.34.0",
          "--values", str(repo_root / "bootstrap" / "argocd-values.yaml"),
          "--set-file", f"{key}={repo_root / 'bootstrap' / 'application-health.lua'}"],
         capture_output=True, text=True, check=True).stdout

@@ -9,16 +9,14 @@ from pathlib import Path
 
 import pytest
 
+import polyp_fixtures
 from polyp_dev.net import ServerDidNotStart, free_port, wait_for_port
-
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "kvasir-seg"
 
 
 @pytest.fixture(scope="session")
 def kvasir_samples() -> Path:
-    if not (SAMPLES / "images").is_dir():
-        pytest.fail(f"the real Kvasir-SEG sample frames are expected at {SAMPLES}")
-    return SAMPLES
+    """The five real Kvasir-SEG frames and masks (a fixture group: ../shared or the checked download)."""
+    return polyp_fixtures.path("samples/kvasir-seg")
 
 
 @pytest.fixture(scope="session")

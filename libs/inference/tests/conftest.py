@@ -6,7 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from serving_helpers import MODEL, SAMPLES, export_version
+from serving_helpers import MODEL, export_version
+
+import polyp_fixtures
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +41,5 @@ def triton(exported, tmp_path_factory):
 def real_frames() -> list[tuple[str, bytes, tuple[int, int]]]:
     from PIL import Image
 
-    images = sorted((SAMPLES / "images").glob("*.jpg"))
-    if len(images) != 5:
-        pytest.fail(f"the five real Kvasir-SEG frames are expected in {SAMPLES}/images")
+    images = sorted((polyp_fixtures.path("samples/kvasir-seg") / "images").glob("*.jpg"))
     return [(p.stem, p.read_bytes(), Image.open(p).size) for p in images]

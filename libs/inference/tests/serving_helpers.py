@@ -6,7 +6,6 @@ from pathlib import Path
 
 MODEL = "polyp-segmenter"
 SIZE = 96
-SAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "samples" / "kvasir-seg"
 
 
 def export_version(repo: Path, version: int, seed: int, size: int = SIZE, model: str = MODEL) -> Path:

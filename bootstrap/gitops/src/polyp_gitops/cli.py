@@ -13,7 +13,7 @@ import yaml
 
 from . import crossref, live, promotion
 from .pins import PinError
-from .render import DEFAULT_REPO_URL, argocd_chart, render_applications, render_argocd, render_environment
+from .render import DEFAULT_REPO_URL, render_argocd, render_environment, upstream_charts
 from .repo import ENVIRONMENTS, repo_root
 from .tools import ToolError
 from .validate import ValidationReport, validate_groups
@@ -64,15 +64,7 @@ def _images(args: argparse.Namespace) -> int:
 
 
 def _charts(args: argparse.Namespace) -> int:
-    """What a chart mirror must hold: every upstream chart of every environment, and Argo CD's."""
-    repo, version = argocd_chart(args.root)
-    charts = {("argo-cd", version, repo)}
-    for env in ENVIRONMENTS:
-        for application in render_applications(env, args.root):
-            source = application["spec"]["source"]
-            if "chart" in source:
-                charts.add((source["chart"], source["targetRevision"], source["repoURL"]))
-    for name, version, repo in sorted(charts):
+    for name, version, repo in sorted(upstream_charts(args.root)):
         print(f"{name} {version} {repo}")
     return 0
 

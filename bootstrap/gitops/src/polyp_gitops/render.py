@@ -20,7 +20,9 @@ from pathlib import Path
 
 import yaml
 
-from .repo import INSTALL_ROOT, check_environment
+import polyp_fixtures
+
+from .repo import ENVIRONMENTS, check_environment
 from .schemas import DEFAULT_KUBE_VERSION
 from .tools import run
 
@@ -61,9 +63,10 @@ def parse_documents(text: str) -> list[dict]:
 
 
 def charts_dir() -> Path:
-    """Where the packaged upstream charts are: POLYP_CHARTS_DIR, default ../shared/charts beside the
-    checkout (online CI may `helm pull` the same pins there)."""
-    return Path(os.environ.get("POLYP_CHARTS_DIR") or INSTALL_ROOT.parent / "shared" / "charts")
+    """Where the packaged upstream charts are: POLYP_CHARTS_DIR, else the fixture group "charts"
+    (../shared/charts offline; pulled at the same pins and checked by `make fixtures` online)."""
+    configured = os.environ.get("POLYP_CHARTS_DIR")
+    return Path(configured) if configured else polyp_fixtures.path("charts")
 
 
 def chart_archive(chart: str, version: str) -> Path:
@@ -181,6 +184,19 @@ def argocd_chart(root: Path) -> tuple[str, str]:
     repo, version = (re.search(rf"^{name}=(\S+)", install, re.MULTILINE).group(1)
                      for name in ("ARGOCD_CHART_REPO", "ARGOCD_CHART_VERSION"))
     return repo, version
+
+
+def upstream_charts(root: Path) -> set[tuple[str, str, str]]:
+    """(chart, version, repository) of every upstream chart of every environment, and Argo CD's:
+    what a chart mirror must hold."""
+    repo, version = argocd_chart(root)
+    charts = {("argo-cd", version, repo)}
+    for env in ENVIRONMENTS:
+        for application in render_applications(env, root):
+            source = application["spec"]["source"]
+            if "chart" in source:
+                charts.add((source["chart"], source["targetRevision"], source["repoURL"]))
+    return charts
 
 
 def render_argocd(root: Path) -> list[dict]:

@@ -1,11 +1,12 @@
 """Offline JSON schemas for kubeconform.
 
-Core Kubernetes schemas come from the PyPI package kubernetes-validate. Its files point at a
+Both are fixture groups of polyp_fixtures (pinned sources, checksums). Core Kubernetes schemas
+come from the PyPI package kubernetes-validate. Its files point at a
 shared ``_definitions.json`` through absolute ``$id``-relative refs that only its own resolver
 understands, so each kind's schema is rewritten once into a standalone file (its reachable
 definitions copied in) in the layout kubeconform reads. CRD schemas come from a directory laid
-out as ``<group>/<kind>_<version>.json`` (``../shared/crd-schemas`` here, the public CRDs
-catalog in online CI).
+out as ``<group>/<kind>_<version>.json`` (``../shared/crd-schemas`` here; online, the public CRDs
+catalog at a pinned commit plus schemas converted from the pinned charts' CRDs).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+
+import polyp_fixtures
 
 from .repo import INSTALL_ROOT
 
@@ -30,18 +33,11 @@ def crd_schema_location() -> str:
     configured = os.environ.get("CRD_SCHEMA_LOCATION")
     if configured:
         return configured
-    default = INSTALL_ROOT.parent / "shared" / "crd-schemas"
-    if not default.is_dir():
-        raise SchemasUnavailable(f"no CRD schemas at {default}: set CRD_SCHEMA_LOCATION to a kubeconform path template, "
-                         "e.g. the public CRDs catalog https://raw.githubusercontent.com/datreeio/CRDs-catalog/main/"
-                         "{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json")
-    return str(default) + "/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"
+    return str(polyp_fixtures.path("crd-schemas")) + "/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"
 
 
 def _source_dir(kube_version: str) -> Path:
-    import kubernetes_validate
-
-    base = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+    base = polyp_fixtures.path("kubernetes-schemas")
     source = base / f"v{kube_version}-local-strict"
     if not source.is_dir():
         known = sorted(p.name for p in base.iterdir() if p.name.endswith("-local-strict"))

@@ -24,7 +24,7 @@ def _index(url: str) -> None:
 
 
 def up(state: State) -> str:
-    """Serve every chart archive of POLYP_CHARTS_DIR (default ../shared/charts); returns the repository URL."""
+    """Serve every chart archive of charts_dir() (the charts fixtures, or POLYP_CHARTS_DIR); returns the repository URL."""
     port = state.port("chart-mirror")
     url = f"http://127.0.0.1:{port}"
     if not (MIRROR_DIR / "index.yaml").exists():
