@@ -16,34 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 import polyp_fixtures
-
-
-def dice(predicted: np.ndarray, truth: np.ndarray) -> float:
-    predicted, truth = predicted > 0, truth > 0
-    total = predicted.sum() + truth.sum()
-    return 1.0 if total == 0 else float(2 * (predicted & truth).sum() / total)
-
-
-def score_real_frames(model_file: Path, size: int, samples: Path) -> list[tuple[str, tuple[int, int], float]]:
-    import onnxruntime as ort
-
-    from polyp_core.preprocess import binary_mask, preprocess, restore_mask
-    from polyp_train.data import discover
-
-    session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
-    scores = []
-    for sample in discover(samples):
-        image = Image.open(sample.image)
-        pixels, box = preprocess(image, size)
-        logits = session.run(None, {"image": pixels[None]})[0][0, 0]
-        mask = restore_mask(1 / (1 + np.exp(-logits)), box)
-        truth = np.asarray(binary_mask(Image.open(sample.mask)))
-        scores.append((sample.stem, image.size, dice(mask, truth)))
-    return scores
 
 
 def main() -> None:
@@ -84,10 +57,15 @@ def main() -> None:
         if not summary.published:
             print("the quality gate rejected the model; nothing exported, no real-frame score")
             return
-        scores = score_real_frames(Path(summary.published) / "model.onnx", args.size, polyp_fixtures.path("samples/kvasir-seg"))
-        for stem, (width, height), value in scores:
-            print(f"real frame {stem} ({width}x{height}): Dice {value:.3f}")
-        print(f"mean Dice on the {len(scores)} real Kvasir-SEG frames: {np.mean([s for *_, s in scores]):.3f}")
+        from polyp_train.data import discover
+        from polyp_train.evaluate import ModelUnderTest, evaluate
+
+        frames = discover(polyp_fixtures.path("samples/kvasir-seg"), "kvasir-samples")
+        model = ModelUnderTest(Path(summary.published) / "model.onnx", "polyp-segmenter", summary.version)
+        metrics, scores, _ = evaluate(model, frames)
+        for item in scores:
+            print(f"real frame {item.stem} ({item.width}x{item.height}): Dice {item.dice:.3f}")
+        print(f"mean Dice on the {len(scores)} real Kvasir-SEG frames: {metrics['kvasir-samples']['mean_dice']:.3f}")
 
 
 if __name__ == "__main__":

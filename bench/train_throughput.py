@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from polyp_train.data import discover, split
 from polyp_train.dataset import SegmentationDataset
 from polyp_train.metrics import dice_bce_loss
 from polyp_train.model import ModelSpec, build_model
+from polyp_train.prepare import prepare
 from polyp_train.synthetic import make_dataset
 from polyp_train.trainer import TrainConfig, ensure_ray, make_trainer, outcome_of
 
@@ -31,7 +31,7 @@ from polyp_train.trainer import TrainConfig, ensure_ray, make_trainer, outcome_o
 def plain_loop(data: Path, spec: ModelSpec, epochs: int, batch_size: int, threads: int) -> list[float]:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    train, _ = split(discover(data), 0.2, 0)
+    train = prepare([str(data)], data.parent / "cache", 0.2).train
     loader = DataLoader(SegmentationDataset(train, spec.size, train=True), batch_size=batch_size, shuffle=True,
                         drop_last=True)
     model = build_model(spec)

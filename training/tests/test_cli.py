@@ -36,7 +36,7 @@ def test_the_control_services_command_means_the_same_to_polyp_train(params):
     """The job contract end to end: what the API accepted is what the training run gets."""
     assert _parsed(params) == (params.epochs, params.workers, params.batch_size, params.lr,
                                ModelSpec(params.arch, params.encoder, params.size), params.seed, params.dice_threshold,
-                               "/models", "/data/kvasir", "run-1")
+                               "/models", ["/data/kvasir"], "run-1")
 
 
 def test_polyp_train_defaults_are_the_contracts():

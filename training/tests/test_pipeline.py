@@ -36,13 +36,20 @@ def local_run(synthetic, ray_local, tmp_path_factory):
         yield summary, client, tmp
 
 
-def test_run_holds_params_metrics_fingerprint_and_artifacts(local_run, synthetic):
-    from polyp_train.data import discover, fingerprint
+def test_run_holds_params_metrics_fingerprint_split_and_artifacts(local_run, synthetic, tmp_path):
+    import json
+
+    from polyp_train.prepare import prepare
 
     summary, client, _ = local_run
     run = client.get_run(summary.run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.params["dataset_fingerprint"] == fingerprint(discover(synthetic)) == summary.dataset_fingerprint
+    prepared = prepare([str(synthetic)], tmp_path, 0.25)
+    assert run.data.params["dataset_fingerprint"] == prepared.fingerprint == summary.dataset_fingerprint
+    name = prepared.splits[0].name
+    assert run.data.params[f"data.{name}.split"] == "file-name hash" and run.data.params[f"data.{name}.val"] == "3"
+    split = json.loads(open(client.download_artifacts(summary.run_id, "data/split.json", str(tmp_path))).read())
+    assert split["datasets"][name]["val_stems"] == [s.stem for s in prepared.val] and split["left_out"] == []
     assert run.data.params["workers"] == "2" and run.data.params["encoder"] == "resnet18"
     assert run.data.tags["mlflow.source.git.commit"]
     history = client.get_metric_history(summary.run_id, "val_dice")

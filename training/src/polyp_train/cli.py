@@ -1,4 +1,4 @@
-"""polyp-train: make-synthetic, train, tune, export.
+"""polyp-train: make-synthetic, train, tune, export, evaluate.
 
 Exit codes: 0 success, 2 bad arguments, 3 bad dataset, 4 tracking server unreachable,
 5 storage unreachable, 6 export failed (checker, parity, existing version), 130 cancelled.
@@ -8,6 +8,7 @@ The last line a successful train/tune/export prints is a JSON summary (run, vers
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -37,7 +38,12 @@ def _fraction(text: str) -> float:
 
 
 def _add_training_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="dataset folder or s3://bucket/prefix (images/ and masks/)")
+    p.add_argument("--data", required=True, action="append",
+                   help="dataset, repeatable: [NAME=]PATH, PATH a folder with images/ and masks/ (or holding one), "
+                        "the Kvasir-SEG release zip, a list file of 'image mask' lines, or s3://bucket/prefix")
+    p.add_argument("--bad-pairs", choices=["fail", "skip"], default="fail",
+                   help="a missing mask or image, an unreadable file or a size mismatch: fail the run (default) "
+                        "or leave the pair out and report it")
     # The job contract's options: the same defaults, bounds and help the control service's API has.
     for name, info in TrainingParameters.model_fields.items():
         p.add_argument(option(name), type=type(info.default), default=info.default,
@@ -66,6 +72,7 @@ def _configs(args):
     config = TrainConfig(
         data=args.data, epochs=job.epochs, workers=job.workers, spec=ModelSpec(job.arch, job.encoder, job.size),
         batch_size=job.batch_size, lr=job.lr, val_fraction=args.val_fraction, seed=job.seed,
+        skip_bad_pairs=args.bad_pairs == "skip",
         cpus_per_worker=args.cpus_per_worker, gpu=args.gpu, storage_path=args.storage_path, name=args.name)
     options = RunOptions(args.experiment, args.model_name, job.dice_threshold, args.model_repo, args.ray_address)
     return config, options
@@ -106,6 +113,31 @@ def _export(args) -> int:
     return 0
 
 
+def _evaluate(args) -> int:
+    from pathlib import Path
+
+    from .evaluate import card_markdown, run_evaluation
+
+    card = run_evaluation(args.model, args.data, args.model_name, args.version, args.split, args.val_fraction,
+                          polyp_home() / "cache", Path(args.out) if args.out else None, args.bad_pairs == "skip")
+    print(card_markdown(card))
+    print(json.dumps({"model": card["model"], "metrics": card["evaluation"]["metrics"],
+                      "fingerprint": card["data"]["fingerprint"]}))
+    return 0
+
+
+def _dataset_push(args) -> int:
+    from dataclasses import asdict
+
+    from .dataset_push import push
+
+    summary = push(args.source, args.destination, polyp_home() / "cache")
+    print(f"pushed {summary.pairs} pairs to {summary.uri}: {summary.uploaded} files uploaded, {summary.skipped} "
+          f"already there; fingerprint {summary.fingerprint}")
+    print(json.dumps(asdict(summary)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polyp-train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -135,6 +167,26 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model-repo", required=True, help="Triton model repository (folder or s3://)")
     export.add_argument("--data", help="dataset whose validation images check ONNX parity (default: random inputs)")
     export.set_defaults(func=_export)
+
+    evaluate = sub.add_parser("evaluate", help="mean Dice and IoU per dataset at original resolution; a model card")
+    evaluate.add_argument("--model", required=True,
+                          help="model repository, version folder, model.onnx, or models:/NAME/VERSION | models:/NAME@ALIAS")
+    evaluate.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="the model in a repository")
+    evaluate.add_argument("--version", help="the version in a repository (default: the newest published)")
+    evaluate.add_argument("--data", required=True, action="append", help="as for train: [NAME=]PATH, repeatable")
+    evaluate.add_argument("--split", choices=["val", "all"], default="val",
+                          help="val: the held-out frames of training's split (default); all: every frame")
+    evaluate.add_argument("--val-fraction", type=_fraction,
+                          help="as the model was trained with (default: its MLflow run's, else 0.2)")
+    evaluate.add_argument("--bad-pairs", choices=["fail", "skip"], default="fail")
+    evaluate.add_argument("--out", help="folder for model_card.md and model_card.json")
+    evaluate.set_defaults(func=_evaluate)
+
+    dataset = sub.add_parser("dataset", help="datasets in the object store").add_subparsers(dest="action", required=True)
+    push = dataset.add_parser("push", help="upload a dataset (checksummed, resumable) and print its fingerprint")
+    push.add_argument("source", help="[NAME=]PATH as for --data: folder, release zip or list file")
+    push.add_argument("destination", help="s3://bucket/prefix")
+    push.set_defaults(func=_dataset_push)
     return parser
 
 

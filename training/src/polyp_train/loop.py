@@ -11,10 +11,10 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
 
-from .data import discover, materialize, split
 from .dataset import SegmentationDataset
 from .metrics import dice_bce_loss, per_image_scores
 from .model import ModelSpec, build_model
+from .prepare import prepare
 
 CHECKPOINT_FILE = "model.pt"
 SPEC_FILE = "model_spec.json"
@@ -72,8 +72,8 @@ def train_loop_per_worker(config: dict) -> None:
     torch.manual_seed(config["seed"] + rank)
 
     spec = ModelSpec(config["arch"], config["encoder"], config["size"])
-    samples = discover(materialize(config["data"], Path(config["cache_dir"])))
-    train_samples, val_samples = split(samples, config["val_fraction"], config["seed"])
+    prepared = prepare(config["data"], Path(config["cache_dir"]), config["val_fraction"], config["skip_bad_pairs"])
+    train_samples, val_samples = prepared.train, prepared.val
     train_set = SegmentationDataset(train_samples, spec.size, train=True, seed=config["seed"] + rank)
     # Validation is sharded by hand (no padding duplicates) and the sums are all-reduced: exact metrics.
     val_set = Subset(SegmentationDataset(val_samples, spec.size, train=False), range(rank, len(val_samples), world))

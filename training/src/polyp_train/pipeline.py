@@ -15,7 +15,9 @@ from polyp_core.repository import DEFAULT_MODEL_NAME
 
 from . import data as datasets
 from .export import check_parity, export_onnx, publish, triton_config
+from .hardware import describe as hardware
 from .plots import learning_curves, overlay, overlay_grid
+from .prepare import PreparedData, prepare
 from .tracking import connect, git_commit, quality_gate, tracking_uri
 from .trainer import TrainConfig, TrainOutcome, ensure_ray, make_trainer, outcome_of
 
@@ -29,22 +31,33 @@ class RunOptions:
     ray_address: str | None = None
 
 
-def prepare_dataset(config: TrainConfig) -> tuple[list[datasets.Sample], list[datasets.Sample], str]:
-    """Fail fast on bad data, before any worker starts; return (train, val, fingerprint)."""
-    local = datasets.materialize(config.data, Path(config.cache_dir))
-    samples = datasets.discover(local)
-    datasets.check_readable(samples)
-    train, val = datasets.split(samples, config.val_fraction, config.seed)
-    return train, val, datasets.fingerprint(samples)
+def prepare_dataset(config: TrainConfig) -> PreparedData:
+    """Fail fast on bad data, before any worker starts (or report the bad pairs left out)."""
+    prepared = prepare(config.sources(), Path(config.cache_dir), config.val_fraction, config.skip_bad_pairs)
+    for problem in prepared.problems:
+        print(f"left out: {problem}", flush=True)
+    return prepared
 
 
-def _params(config: TrainConfig, n_train: int, n_val: int, fingerprint: str) -> dict:
-    return {
+def _params(config: TrainConfig, prepared: PreparedData) -> dict:
+    params = {
         "arch": config.spec.arch, "encoder": config.spec.encoder, "input_size": config.spec.size,
         "epochs": config.epochs, "workers": config.workers, "batch_size": config.batch_size, "lr": config.lr,
-        "val_fraction": config.val_fraction, "seed": config.seed, "train_images": n_train, "val_images": n_val,
-        "dataset": config.data, "dataset_fingerprint": fingerprint, "gpu": config.gpu,
+        "val_fraction": config.val_fraction, "seed": config.seed, "train_images": len(prepared.train),
+        "val_images": len(prepared.val), "dataset": " ".join(config.sources()), "dataset_fingerprint": prepared.fingerprint,
+        "gpu": config.gpu, "bad_pairs_left_out": len(prepared.problems), "hardware": hardware(),
     }
+    for name, summary in prepared.summary().items():
+        params.update({f"data.{name}.{key}": value for key, value in summary.items() if key != "val_sequences"})
+    return params
+
+
+def _log_split(client, run_id: str, prepared: PreparedData) -> None:
+    """Which frame is on which side (and what was left out): the split is part of the run's record."""
+    record = {part.name: {**part.summary(), "val_stems": [s.stem for s in part.val]} for part in prepared.splits}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "split.json").write_text(json.dumps({"datasets": record, "left_out": prepared.problems}, indent=1))
+        client.log_artifact(run_id, str(Path(tmp) / "split.json"), "data")
 
 
 def _validation_batch(val: list[datasets.Sample], size: int, limit: int = 8):
@@ -108,17 +121,19 @@ def finish_run(client, run_id: str, outcome: TrainOutcome, config: TrainConfig, 
 
 
 def train(config: TrainConfig, options: RunOptions) -> RunSummary:
-    train_samples, val, fingerprint = prepare_dataset(config)
+    prepared = prepare_dataset(config)
+    fingerprint = prepared.fingerprint
     client, experiment_id = connect(options.experiment)
     ensure_ray(options.ray_address)
     run = client.create_run(experiment_id, tags={"mlflow.source.git.commit": git_commit(),
                                                  "dataset_fingerprint": fingerprint, "mlflow.runName": config.name})
     run_id = run.info.run_id
-    for key, value in _params(config, len(train_samples), len(val), fingerprint).items():
+    for key, value in _params(config, prepared).items():
         client.log_param(run_id, key, value)
+    _log_split(client, run_id, prepared)
     try:
         outcome = outcome_of(make_trainer(config, {"tracking_uri": tracking_uri(), "run_id": run_id}).fit())
-        summary = finish_run(client, run_id, outcome, config, options, val, fingerprint)
+        summary = finish_run(client, run_id, outcome, config, options, prepared.val, fingerprint)
     except BaseException as exc:
         client.set_terminated(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise

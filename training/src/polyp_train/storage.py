@@ -55,6 +55,32 @@ def exists(uri: str) -> bool:
     return bool(list_objects(uri))
 
 
+def object_sha256(uri: str) -> str | None:
+    """The sha256 an object was uploaded with (its `sha256` metadata), None when absent."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = split_s3(uri)
+    try:
+        return s3_client().head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("sha256")
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise _storage_error(uri, exc) from exc
+    except BotoCoreError as exc:
+        raise _storage_error(uri, exc) from exc
+
+
+def put_file(uri: str, path: Path, sha256: str) -> None:
+    """One object, recording its sha256 as metadata (a later push skips it when unchanged)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = split_s3(uri)
+    try:
+        s3_client().put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), Metadata={"sha256": sha256})
+    except (BotoCoreError, ClientError) as exc:
+        raise _storage_error(uri, exc) from exc
+
+
 def put_bytes(uri: str, data: bytes) -> None:
     """One PUT: S3 makes the object visible whole or not at all."""
     from botocore.exceptions import BotoCoreError, ClientError

@@ -19,13 +19,14 @@ from .model import ModelSpec  # noqa: E402
 
 @dataclass
 class TrainConfig:
-    data: str
+    data: str | list[str]   # one source or several: `PATH`, `NAME=PATH` (see prepare.parse_source)
     epochs: int = DEFAULTS.epochs
     workers: int = DEFAULTS.workers
     spec: ModelSpec = field(default_factory=ModelSpec)
     batch_size: int = DEFAULTS.batch_size
     lr: float = DEFAULTS.lr
     val_fraction: float = 0.2
+    skip_bad_pairs: bool = False  # leave out (and report) bad pairs instead of failing the run
     seed: int = DEFAULTS.seed
     cpus_per_worker: int | None = None  # default: the CPUs Ray has, shared between the workers
     gpu: bool = False
@@ -33,9 +34,13 @@ class TrainConfig:
     cache_dir: str = field(default_factory=lambda: str(polyp_home() / "cache"))
     name: str = "polyp-train"
 
+    def sources(self) -> list[str]:
+        return [self.data] if isinstance(self.data, str) else list(self.data)
+
     def loop_config(self, cpus_per_worker: int, mlflow: dict | None) -> dict:
         return {
-            "data": self.data, "epochs": self.epochs, "arch": self.spec.arch, "encoder": self.spec.encoder,
+            "data": self.sources(), "skip_bad_pairs": self.skip_bad_pairs,
+            "epochs": self.epochs, "arch": self.spec.arch, "encoder": self.spec.encoder,
             "size": self.spec.size, "batch_size": self.batch_size, "lr": self.lr, "val_fraction": self.val_fraction,
             "seed": self.seed, "threads": cpus_per_worker, "cache_dir": str(Path(self.cache_dir).resolve()),
             "mlflow": mlflow,

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from polyp_core.job import RunSummary
 
-from .pipeline import RunOptions, _params, finish_run, prepare_dataset
+from .pipeline import RunOptions, _log_split, _params, finish_run, prepare_dataset
 from .tracking import connect, git_commit, tracking_uri
 from .trainer import TrainConfig, TrainOutcome, ensure_ray, make_trainer, outcome_of
 
@@ -30,8 +30,9 @@ def _trial(params: dict) -> None:
     run = client.create_run(params["experiment_id"], tags={
         "mlflow.parentRunId": params["parent_run_id"], "mlflow.runName": config.name,
         "mlflow.source.git.commit": params["git_commit"], "dataset_fingerprint": params["fingerprint"]})
-    for key, value in _params(config, params["n_train"], params["n_val"], params["fingerprint"]).items():
+    for key, value in _params(config, params["prepared"]).items():
         client.log_param(run.info.run_id, key, value)
+    _log_split(client, run.info.run_id, params["prepared"])
     outcome = outcome_of(make_trainer(config, {"tracking_uri": params["tracking_uri"], "run_id": run.info.run_id}).fit())
     client.set_terminated(run.info.run_id, "FINISHED")
     ray.tune.report({
@@ -48,7 +49,8 @@ def tune(config: TrainConfig, options: RunOptions, trials: int) -> RunSummary:
 
     from . import storage
 
-    train_samples, val, fingerprint = prepare_dataset(config)
+    prepared = prepare_dataset(config)
+    fingerprint = prepared.fingerprint
     client, experiment_id = connect(options.experiment)
     # A local Ray gets one extra logical CPU for the trial driver, which only waits on its workers.
     ensure_ray(options.ray_address, num_cpus=max(os.cpu_count() or 1, config.workers) + 1)
@@ -62,7 +64,7 @@ def tune(config: TrainConfig, options: RunOptions, trials: int) -> RunSummary:
         "batch_size": ray.tune.choice(SEARCH_SPACE["batch_size"]),
         "base": config, "tracking_uri": tracking_uri(), "experiment_id": experiment_id,
         "parent_run_id": parent.info.run_id, "git_commit": git_commit(), "fingerprint": fingerprint,
-        "n_train": len(train_samples), "n_val": len(val),
+        "prepared": prepared,
     }
     tuner = ray.tune.Tuner(
         ray.tune.with_resources(_trial, {"CPU": 1}), param_space=param_space,
@@ -81,7 +83,7 @@ def tune(config: TrainConfig, options: RunOptions, trials: int) -> RunSummary:
             metrics=json.loads(best.metrics["best_metrics"]), best_metrics=json.loads(best.metrics["best_metrics"]),
             best_checkpoint=Checkpoint(best.metrics["checkpoint_path"], filesystem=filesystem),
             history=json.loads(best.metrics["history"]))
-        summary = finish_run(client, best.metrics["run_id"], outcome, config, options, val, fingerprint)
+        summary = finish_run(client, best.metrics["run_id"], outcome, config, options, prepared.val, fingerprint)
     except BaseException:
         client.set_terminated(parent.info.run_id, "FAILED")
         raise
