@@ -124,3 +124,17 @@ def test_sigterm_cancels_a_run_and_marks_it_killed(synthetic, tmp_path):
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     [run] = client.search_runs([client.get_experiment_by_name("polyp-segmentation").experiment_id])
     assert run.info.status == "KILLED"
+
+
+def test_a_preset_sets_the_recipe_and_explicit_options_win():
+    config, _ = _configs(build_parser("cpu-fast").parse_args(
+        ["train", "--preset", "cpu-fast", "--data", "/d", "--encoder", "resnet34"]))
+    assert (config.spec.encoder, config.spec.size, config.workers) == ("resnet34", 192, 1)
+    assert (config.precision, config.channels_last, config.time_budget_min) == ("bf16", True, 60.0)
+    plain, _ = _configs(build_parser().parse_args(["train", "--data", "/d"]))
+    assert (plain.precision, plain.channels_last, plain.time_budget_min) == ("fp32", False, None)
+
+
+def test_an_unknown_preset_is_refused():
+    result = run_cli("train", "--preset", "fastest", "--data", "/d")
+    assert result.returncode == 2 and "invalid choice: 'fastest'" in result.stderr

@@ -138,3 +138,28 @@ def test_tune_registers_the_best_trial(synthetic, ray_local, tmp_path, mlflow_ho
     assert chosen.data.metrics["val_dice"] == max(r.data.metrics["val_dice"] for r in children)
     assert parents[0].data.tags["best_run_id"] == summary.run_id
     assert client.get_model_version("polyp-segmenter", summary.version).run_id == summary.run_id
+
+
+def test_bf16_channels_last_under_a_time_budget_reports_each_dataset(synthetic, ray_local, tmp_path, monkeypatch):
+    """Two datasets, bfloat16 autocast, NHWC, and a budget shorter than one epoch: the run stops after
+    epoch 1 of 5 on every worker, with validation Dice per dataset, and the snapshot at its mark."""
+    from polyp_train.trainer import make_trainer, outcome_of
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    snapshots = tmp_path / "snapshots"
+    snapshots.mkdir()
+    config = tiny_config([f"a={synthetic}", f"b={synthetic}"], tmp_path, epochs=5, precision="bf16",
+                         channels_last=True, time_budget_min=0.001)
+    outcome = outcome_of(make_trainer(config, loop_overrides={"snapshots": {"dir": str(snapshots), "minutes": [0]}}).fit())
+    assert [m["epoch"] for m in outcome.history] == [1]
+    assert {"val_dice.a", "val_dice.b"} <= set(outcome.history[0]) and outcome.history[0]["val_dice.a"] == pytest.approx(
+        outcome.history[0]["val_dice.b"])
+    assert (snapshots / "after-0-min.pt").is_file()
+
+
+def test_the_learning_rate_warms_up_then_anneals_to_zero():
+    from polyp_train.loop import cosine_lr
+
+    assert cosine_lr(1.0, 0.0) < cosine_lr(1.0, 0.03) == pytest.approx(1.0)
+    assert cosine_lr(1.0, 0.5) == pytest.approx(0.5, abs=0.03) and cosine_lr(1.0, 1.0) == pytest.approx(0.0, abs=1e-9)
+    assert cosine_lr(1.0, 2.0) == pytest.approx(0.0, abs=1e-9), "past the budget it stays at zero"

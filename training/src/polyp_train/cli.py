@@ -19,6 +19,7 @@ from polyp_core.job import TrainingParameters, option, validation_message
 from polyp_core.repository import DEFAULT_MODEL_NAME
 
 from .errors import EXIT_CANCELLED, PolypTrainError
+from .presets import PRESETS, preset_in
 
 
 def _positive(kind):
@@ -37,7 +38,7 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _add_training_args(p: argparse.ArgumentParser) -> None:
+def _add_training_args(p: argparse.ArgumentParser, preset: dict) -> None:
     p.add_argument("--data", required=True, action="append",
                    help="dataset, repeatable: [NAME=]PATH, PATH a folder with images/ and masks/ (or holding one), "
                         "the Kvasir-SEG release zip, a list file of 'image mask' lines, or s3://bucket/prefix")
@@ -45,9 +46,19 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
                    help="a missing mask or image, an unreadable file or a size mismatch: fail the run (default) "
                         "or leave the pair out and report it")
     # The job contract's options: the same defaults, bounds and help the control service's API has.
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a named recipe (see polyp_train.presets); options given win")
     for name, info in TrainingParameters.model_fields.items():
-        p.add_argument(option(name), type=type(info.default), default=info.default,
-                       help=f"{info.description or name.replace('_', ' ')} (default {info.default})")
+        default = preset.get(name, info.default)
+        p.add_argument(option(name), type=type(info.default), default=default,
+                       help=f"{info.description or name.replace('_', ' ')} (default {default})")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=preset.get("precision", "fp32"),
+                   help="autocast: bf16 on CPUs with AVX-512 BF16/AMX or GPUs, fp16 on GPUs (default fp32)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=preset.get("channels_last", False),
+                   help="NHWC tensors (faster convolutions on CPUs and tensor cores)")
+    p.add_argument("--time-budget-min", type=_positive(float), default=preset.get("time_budget_min"),
+                   help="stop after the epoch that reaches this many minutes; the learning rate anneals over it")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=preset.get("device", "cpu"),
+                   help="cuda: one GPU per Ray worker (same as --gpu)")
     p.add_argument("--cpus-per-worker", type=_positive(int), help="default: the cluster's CPUs / workers")
     p.add_argument("--gpu", action="store_true", help="one GPU per worker")
     p.add_argument("--val-fraction", type=_fraction, default=0.2)
@@ -72,8 +83,10 @@ def _configs(args):
     config = TrainConfig(
         data=args.data, epochs=job.epochs, workers=job.workers, spec=ModelSpec(job.arch, job.encoder, job.size),
         batch_size=job.batch_size, lr=job.lr, val_fraction=args.val_fraction, seed=job.seed,
-        skip_bad_pairs=args.bad_pairs == "skip",
-        cpus_per_worker=args.cpus_per_worker, gpu=args.gpu, storage_path=args.storage_path, name=args.name)
+        skip_bad_pairs=args.bad_pairs == "skip", precision=args.precision, channels_last=args.channels_last,
+        time_budget_min=args.time_budget_min,
+        cpus_per_worker=args.cpus_per_worker, gpu=args.gpu or args.device == "cuda", storage_path=args.storage_path,
+        name=args.name)
     options = RunOptions(args.experiment, args.model_name, job.dice_threshold, args.model_repo, args.ray_address)
     return config, options
 
@@ -138,7 +151,7 @@ def _dataset_push(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polyp-train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,12 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--seed", type=int, default=0)
     synthetic.set_defaults(func=_make_synthetic)
 
+    recipe = PRESETS.get(preset or "", {})
     train = sub.add_parser("train", help="train on Ray Train, track in MLflow, register, gate, export")
-    _add_training_args(train)
+    _add_training_args(train, recipe)
     train.set_defaults(func=_train)
 
     tune = sub.add_parser("tune", help="Ray Tune sweep; the best trial is registered like a train run")
-    _add_training_args(tune)
+    _add_training_args(tune, recipe)
     tune.add_argument("--trials", type=_positive(int), default=4)
     tune.set_defaults(func=_tune)
 
@@ -191,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(preset_in(argv)).parse_args(argv)
     from .trainer import cancel_on_sigterm
 
     cancel_on_sigterm()

@@ -46,6 +46,7 @@ def _params(config: TrainConfig, prepared: PreparedData) -> dict:
         "val_fraction": config.val_fraction, "seed": config.seed, "train_images": len(prepared.train),
         "val_images": len(prepared.val), "dataset": " ".join(config.sources()), "dataset_fingerprint": prepared.fingerprint,
         "gpu": config.gpu, "bad_pairs_left_out": len(prepared.problems), "hardware": hardware(),
+        "precision": config.precision, "channels_last": config.channels_last, "time_budget_min": config.time_budget_min,
     }
     for name, summary in prepared.summary().items():
         params.update({f"data.{name}.{key}": value for key, value in summary.items() if key != "val_sequences"})

@@ -27,6 +27,10 @@ class TrainConfig:
     lr: float = DEFAULTS.lr
     val_fraction: float = 0.2
     skip_bad_pairs: bool = False  # leave out (and report) bad pairs instead of failing the run
+    precision: str = "fp32"       # fp32 | bf16 (CPUs with AVX-512 BF16 / AMX, GPUs) | fp16 (GPUs): autocast
+    channels_last: bool = False   # NHWC tensors: faster convolutions on CPUs (oneDNN) and tensor cores
+    time_budget_min: float | None = None  # stop after the epoch that reaches it; the LR schedule spans it
+    snapshots: dict | None = None  # {"dir": local folder, "minutes": [15, 30]}: weights when each is reached
     seed: int = DEFAULTS.seed
     cpus_per_worker: int | None = None  # default: the CPUs Ray has, shared between the workers
     gpu: bool = False
@@ -42,7 +46,10 @@ class TrainConfig:
             "data": self.sources(), "skip_bad_pairs": self.skip_bad_pairs,
             "epochs": self.epochs, "arch": self.spec.arch, "encoder": self.spec.encoder,
             "size": self.spec.size, "batch_size": self.batch_size, "lr": self.lr, "val_fraction": self.val_fraction,
-            "seed": self.seed, "threads": cpus_per_worker, "cache_dir": str(Path(self.cache_dir).resolve()),
+            "seed": self.seed, "threads": cpus_per_worker, "precision": self.precision,
+            "channels_last": self.channels_last,
+            "time_budget_s": self.time_budget_min * 60 if self.time_budget_min else None,
+            "cache_dir": str(Path(self.cache_dir).resolve()), "snapshots": self.snapshots,
             "mlflow": mlflow,
         }
 
