@@ -185,3 +185,16 @@ def test_openapi_documents_versioned_routes(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/runs", "/v1/schedules", "/v1/alerts/stream", "/v1/models/latest", "/v1/predict"} <= set(paths)
     assert TOKEN not in client.get("/openapi.json").text
+
+
+def test_a_run_without_a_gate_is_gated_at_the_quality_floor(client, settings):
+    """One setting: the Dice a model needs to become champion is the floor the quality watch alerts below."""
+    from polyp_control.jobs import Hyperparameters, entrypoint
+
+    assert settings.dice_floor == 0.70
+    run = client.post("/v1/runs", json={"epochs": 1}, headers=auth()).json()
+    assert run["params"]["dice_threshold"] == settings.dice_floor
+    explicit = client.post("/v1/runs", json={"epochs": 1, "dice_threshold": 0.3}, headers=auth()).json()
+    assert explicit["params"]["dice_threshold"] == 0.3
+    command = entrypoint(Hyperparameters(**run["params"]), "/data", "/repo", "r1")
+    assert "--dice-threshold 0.7" in command

@@ -18,6 +18,15 @@ class Hyperparameters(TrainingParameters):
     """A run's parameters as the API takes them: the training-job contract plus an optional dataset."""
 
     data: str | None = Field(None, pattern=r"^(s3://|/)[^\s;|&$`]+$", description="dataset folder or s3:// prefix")
+    dice_threshold: float | None = Field(
+        None, ge=0, le=1, description="quality gate: minimum validation Dice (default: the service's quality floor, "
+                                      "DICE_FLOOR, below which its quality watch alerts)")
+
+
+def with_gate(params: Hyperparameters, floor: float) -> Hyperparameters:
+    """A run that names no gate is gated at the quality floor: one setting decides both which model
+    becomes champion and when the quality watch alerts, so a promoted model never starts an alert."""
+    return params if params.dice_threshold is not None else params.model_copy(update={"dice_threshold": floor})
 
 
 def entrypoint(params: Hyperparameters, data: str, model_repo: str, run_id: str) -> str:

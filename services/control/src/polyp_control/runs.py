@@ -16,7 +16,7 @@ from polyp_core.job import summary_from_output
 from . import db
 from .alerts import Alert
 from .errors import NotFound, Unavailable
-from .jobs import ACTIVE, Hyperparameters, RayJobs, entrypoint
+from .jobs import ACTIVE, Hyperparameters, RayJobs, entrypoint, with_gate
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class RunService:
                       schedule_id: str | None = None, attempt: int = 1) -> tuple[Run, bool]:
         """Record and submit a run. Returns (run, created); a repeated Idempotency-Key returns the first run."""
         run_id = uuid.uuid4().hex[:16]
+        params = with_gate(params, self.settings.dice_floor)
         row = {"id": run_id, "status": "submitting", "params": params.model_dump(), "schedule_id": schedule_id,
                "attempt": attempt, "idempotency_key": idempotency_key, "created_at": time.time()}
 
