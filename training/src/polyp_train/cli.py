@@ -19,6 +19,7 @@ from polyp_core.job import TrainingParameters, option, validation_message
 from polyp_core.repository import DEFAULT_MODEL_NAME
 
 from .errors import EXIT_CANCELLED, PolypTrainError
+from .prepare import DEFAULT_VAL_FRACTION
 from .presets import PRESETS, preset_in
 
 
@@ -61,7 +62,7 @@ def _add_training_args(p: argparse.ArgumentParser, preset: dict) -> None:
                    help="cuda: one GPU per Ray worker (same as --gpu)")
     p.add_argument("--cpus-per-worker", type=_positive(int), help="default: the cluster's CPUs / workers")
     p.add_argument("--gpu", action="store_true", help="one GPU per worker")
-    p.add_argument("--val-fraction", type=_fraction, default=0.2)
+    p.add_argument("--val-fraction", type=_fraction, default=DEFAULT_VAL_FRACTION)
     p.add_argument("--model-repo", help="Triton model repository (folder or s3://); omit to skip export")
     p.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered model and Triton model name")
     p.add_argument("--experiment", default="polyp-segmentation")
@@ -191,7 +192,7 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     evaluate.add_argument("--split", choices=["val", "all"], default="val",
                           help="val: the held-out frames of training's split (default); all: every frame")
     evaluate.add_argument("--val-fraction", type=_fraction,
-                          help="as the model was trained with (default: its MLflow run's, else 0.2)")
+                          help=f"as the model was trained with (default: its MLflow run's, else {DEFAULT_VAL_FRACTION})")
     evaluate.add_argument("--bad-pairs", choices=["fail", "skip"], default="fail")
     evaluate.add_argument("--out", help="folder for model_card.md and model_card.json")
     evaluate.set_defaults(func=_evaluate)

@@ -26,7 +26,7 @@ from polyp_core.repository import INPUT_NAME, MODEL_FILE, newest_version
 from .data import Sample
 from .errors import DatasetError, ExportError
 from .hardware import describe as hardware
-from .prepare import PreparedData
+from .prepare import DEFAULT_VAL_FRACTION, PreparedData
 
 CITATIONS = {
     "kvasir": 'Jha D. et al. "Kvasir-SEG: A Segmented Polyp Dataset." MMM 2020, LNCS 11962, pp. 451-462. '
@@ -189,7 +189,7 @@ def run_evaluation(model: str, sources: list[str], model_name: str, version: str
 
     with tempfile.TemporaryDirectory() as tmp:
         under_test = resolve_model(model, model_name, version, Path(tmp))
-        fraction = val_fraction or float(under_test.details.get("val_fraction") or 0.2)
+        fraction = val_fraction or float(under_test.details.get("val_fraction") or DEFAULT_VAL_FRACTION)
         prepared = prepare(sources, cache_dir, fraction, skip_bad)
         samples = prepared.val if split == "val" else prepared.train + prepared.val
         metrics, scores, seconds = evaluate(under_test, samples)

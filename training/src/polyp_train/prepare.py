@@ -17,6 +17,7 @@ from .errors import DatasetError
 from .splits import DatasetSplit, fingerprint, sequence_map, split_dataset
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+DEFAULT_VAL_FRACTION = 0.2  # training's default, so evaluate and dataset push see the same held-out frames
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from polyp_core.job import DEFAULTS  # noqa: E402
 
 from . import storage  # noqa: E402
 from .model import ModelSpec  # noqa: E402
+from .prepare import DEFAULT_VAL_FRACTION  # noqa: E402
 
 
 @dataclass
@@ -25,7 +26,7 @@ class TrainConfig:
     spec: ModelSpec = field(default_factory=ModelSpec)
     batch_size: int = DEFAULTS.batch_size
     lr: float = DEFAULTS.lr
-    val_fraction: float = 0.2
+    val_fraction: float = DEFAULT_VAL_FRACTION
     skip_bad_pairs: bool = False  # leave out (and report) bad pairs instead of failing the run
     precision: str = "fp32"       # fp32 | bf16 (CPUs with AVX-512 BF16 / AMX, GPUs) | fp16 (GPUs): autocast
     channels_last: bool = False   # NHWC tensors: faster convolutions on CPUs (oneDNN) and tensor cores
