@@ -22,7 +22,7 @@ help:
 	@echo "make fixtures  upstream charts, CRD schemas, Kvasir-SEG frames the tests read: ../shared, the cache or download"
 	@echo "make validate  render dev, staging and prod as Argo CD would and validate every object"
 	@echo "make cluster   a local Kubernetes control plane with kwok nodes (no Docker); make cluster-down stops it"
-	@echo "make tools     install pinned helm, kubeconform, actionlint (go install); promtool, redis-server, chromium (apt)"
+	@echo "make tools     install pinned helm, kubeconform, actionlint (go install); promtool, redis-server, chromium, bsdtar (apt)"
 	@echo "make lint      ruff, shellcheck and actionlint"
 	@echo "make images    build the platform's images (needs a Docker engine; CI builds them)"
 
@@ -36,7 +36,8 @@ $(TOOLS_BIN)/kubeconform:
 $(TOOLS_BIN)/actionlint:
 	go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 
-# Debian packages the tests run for real: promtool (prometheus), redis-server, chromium (browser test).
+# Debian packages the tests run for real: promtool (prometheus), redis-server, chromium (browser test),
+# bsdtar (libarchive-tools: unpacks CVC-ClinicDB's RAR release for `make fixtures`, and its tests).
 # `env VAR=...`: with SUDO empty (root) a bare `VAR=... apt-get` after $$SUDO would be taken as the command name.
 .PHONY: system-packages
 system-packages:
@@ -44,6 +45,7 @@ system-packages:
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v bsdtar >/dev/null || missing="$$missing libarchive-tools"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  echo "installing Debian packages:$$missing"; \

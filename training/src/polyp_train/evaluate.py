@@ -28,10 +28,10 @@ from .errors import DatasetError, ExportError
 from .hardware import describe as hardware
 from .prepare import DEFAULT_VAL_FRACTION, PreparedData
 
-CITATIONS = {
-    "kvasir": 'Jha D. et al. "Kvasir-SEG: A Segmented Polyp Dataset." MMM 2020, LNCS 11962, pp. 451-462. '
+CITATIONS = {  # by a word in the dataset's source (its name or path)
+    ("kvasir",): 'Jha D. et al. "Kvasir-SEG: A Segmented Polyp Dataset." MMM 2020, LNCS 11962, pp. 451-462. '
               "doi:10.1007/978-3-030-37734-2_37 (research and educational use only)",
-    "cvc": 'Bernal J. et al. "WM-DOVA maps for accurate polyp highlighting in colonoscopy: Validation vs. saliency '
+    ("cvc", "clinicdb"): 'Bernal J. et al. "WM-DOVA maps for accurate polyp highlighting in colonoscopy: Validation vs. saliency '
            'maps from physicians." Computerized Medical Imaging and Graphics 43:99-111, 2015 (research and educational use only)',
 }
 
@@ -140,8 +140,8 @@ def _from_registry(reference: str, workdir: Path) -> ModelUnderTest:
 
 def model_card(model: ModelUnderTest, prepared: PreparedData, split: str, metrics: dict[str, dict], seconds: float,
                sources: list[str]) -> dict:
-    citations = sorted({text for key, text in CITATIONS.items()
-                        for source in sources if key in source.lower()})
+    citations = sorted({text for words, text in CITATIONS.items()
+                        for source in sources if any(word in source.lower() for word in words)})
     return {
         "model": {"name": model.name, "version": model.version, "file": str(model.onnx), "mlflow_run": model.run_id},
         "training": model.details,
