@@ -32,6 +32,7 @@ def test_app_of_apps_and_root_charts_lint_strictly(repo_root, env):
     ("control-service", {"image": {"tag": "latest"}}, "image.tag"),
     ("control-service", {"alerts": {"diceFloor": 1.5}}, "diceFloor"),
     ("control-service", {"replicas": 2}, "replicas"),                   # typo of replicaCount
+    ("control-service", {"config": {"trainingData": "kvasir=/data/kvasir"}}, "trainingData"),  # a pod-local path
     ("frontend", {"image": {"tag": "main"}}, "image.tag"),
     ("inference", {"model": {"version": "v2"}}, "model.version"),
     ("inference", {"triton": {"image": {"tag": "latest"}}}, "triton.image.tag"),
@@ -42,6 +43,13 @@ def test_values_schema_rejects_bad_values(repo_root, chart, values, complaint):
     with pytest.raises(ToolError) as failure:
         helm_template(repo_root / "charts" / chart, chart, "polyp", values=values)
     assert complaint.split(".")[-1] in str(failure.value)
+
+
+def test_training_data_may_name_several_datasets(repo_root):
+    both = "kvasir=s3://datasets/kvasir-seg clinicdb=s3://datasets/cvc-clinicdb"
+    rendered = helm_template(repo_root / "charts" / "control-service", "control-service", "polyp",
+                             values={"config": {"trainingData": both}})
+    assert both in str(rendered)
 
 
 def test_apps_chart_demands_repo_and_environment(repo_root):

@@ -9,14 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import polyp_fixtures
 from polyp_dev.net import ServerDidNotStart, free_port, wait_for_port
-
-
-@pytest.fixture(scope="session")
-def kvasir_samples() -> Path:
-    """The five real Kvasir-SEG frames and masks (a fixture group: ../shared or the checked download)."""
-    return polyp_fixtures.path("samples/kvasir-seg")
 
 
 @pytest.fixture(scope="session")

@@ -27,15 +27,18 @@ def _parsed(params: TrainingParameters):
     assert command[0] == "polyp-train"
     config, options = _configs(build_parser().parse_args(command[1:]))
     return (config.epochs, config.workers, config.batch_size, config.lr, config.spec, config.seed,
+            config.precision, config.channels_last, config.time_budget_min,
             options.dice_threshold, options.model_repo, config.data, config.name)
 
 
 @pytest.mark.parametrize("params", [DEFAULTS, TrainingParameters(
-    epochs=3, workers=1, batch_size=4, lr=0.01, arch="FPN", encoder="resnet18", size=128, seed=7, dice_threshold=0.6)])
+    epochs=3, workers=2, batch_size=4, lr=0.01, arch="FPN", encoder="resnet34", size=128, seed=7, precision="fp32",
+    channels_last=False, time_budget_min=2.5, dice_threshold=0.6)])
 def test_the_control_services_command_means_the_same_to_polyp_train(params):
     """The job contract end to end: what the API accepted is what the training run gets."""
     assert _parsed(params) == (params.epochs, params.workers, params.batch_size, params.lr,
-                               ModelSpec(params.arch, params.encoder, params.size), params.seed, params.dice_threshold,
+                               ModelSpec(params.arch, params.encoder, params.size), params.seed,
+                               params.precision, params.channels_last, params.time_budget_min, params.dice_threshold,
                                "/models", ["/data/kvasir"], "run-1")
 
 
@@ -44,6 +47,8 @@ def test_polyp_train_defaults_are_the_contracts():
     assert (config.epochs, config.workers, config.batch_size, config.lr, config.seed, options.dice_threshold) == (
         DEFAULTS.epochs, DEFAULTS.workers, DEFAULTS.batch_size, DEFAULTS.lr, DEFAULTS.seed, DEFAULTS.dice_threshold)
     assert config.spec == ModelSpec(DEFAULTS.arch, DEFAULTS.encoder, DEFAULTS.size)
+    assert (config.precision, config.channels_last, config.time_budget_min) == (
+        DEFAULTS.precision, DEFAULTS.channels_last, DEFAULTS.time_budget_min)
 
 
 def test_make_synthetic(tmp_path):
@@ -130,11 +135,21 @@ def test_a_preset_sets_the_recipe_and_explicit_options_win():
     config, _ = _configs(build_parser("cpu-fast").parse_args(
         ["train", "--preset", "cpu-fast", "--data", "/d", "--encoder", "resnet34"]))
     assert (config.spec.encoder, config.spec.size, config.workers) == ("resnet34", 192, 1)
-    assert (config.precision, config.channels_last, config.time_budget_min) == ("bf16", True, 60.0)
-    plain, _ = _configs(build_parser().parse_args(["train", "--data", "/d"]))
+    assert (config.precision, config.channels_last, config.time_budget_min) == ("auto", True, 60.0)
+    plain, _ = _configs(build_parser().parse_args(["train", "--data", "/d", "--no-channels-last", "--precision", "fp32"]))
     assert (plain.precision, plain.channels_last, plain.time_budget_min) == ("fp32", False, None)
 
 
 def test_an_unknown_preset_is_refused():
     result = run_cli("train", "--preset", "fastest", "--data", "/d")
     assert result.returncode == 2 and "invalid choice: 'fastest'" in result.stderr
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch):
+    from polyp_train import hardware
+
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: True)
+    assert hardware.autocast_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: False)
+    assert hardware.autocast_precision("auto", "cpu") == "fp32"
+    assert hardware.autocast_precision("fp16", "cpu") == "fp16", "an explicit choice is kept"

@@ -15,14 +15,18 @@ SUMMARY = RunSummary(run_id="abc", version="3", val_dice=0.81, val_iou=0.7, cham
 
 
 def test_train_command_carries_every_parameter_as_an_option():
-    params = TrainingParameters(epochs=3, lr=0.01, size=128, arch="FPN")
+    params = TrainingParameters(epochs=3, lr=0.01, size=128, arch="FPN", time_budget_min=30)
     args = shlex.split(train_command(params, "/data/kvasir", "s3://models/triton", "run-1"))
     assert args[:2] == ["polyp-train", "train"]
+    assert "--channels-last" in args  # a switch: present for True, --no-channels-last for False
+    args.remove("--channels-last")
     options = dict(zip(args[2::2], args[3::2], strict=True))
     assert options["--data"] == "/data/kvasir" and options["--model-repo"] == "s3://models/triton"
     assert options["--name"] == "run-1"
-    for name in TrainingParameters.model_fields:
+    for name in set(TrainingParameters.model_fields) - {"channels_last"}:
         assert options["--" + name.replace("_", "-")] == str(getattr(params, name))
+    assert "--no-channels-last" in train_command(params.model_copy(update={"channels_last": False}), "/d", "/r", "n")
+    assert "--time-budget-min" not in train_command(DEFAULTS, "/d", "/r", "n"), "no budget: the option is left out"
 
 
 def test_a_dataset_path_cannot_inject_shell_words():
@@ -31,7 +35,8 @@ def test_a_dataset_path_cannot_inject_shell_words():
 
 
 @pytest.mark.parametrize("bad, field", [({"epochs": 0}, "epochs"), ({"size": 100}, "size"), ({"arch": "Resnet"}, "arch"),
-                                        ({"lr": 0}, "lr"), ({"colour": "red"}, "colour")])
+                                        ({"lr": 0}, "lr"), ({"colour": "red"}, "colour"),
+                                        ({"precision": "int4"}, "precision"), ({"time_budget_min": 0}, "time_budget_min")])
 def test_out_of_contract_parameters_are_named(bad, field):
     with pytest.raises(ValidationError) as caught:
         TrainingParameters(**bad)

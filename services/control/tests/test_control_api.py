@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shlex
 
 import pytest
 from control_helpers import TOKEN, auth, read_auth
@@ -198,3 +199,19 @@ def test_a_run_without_a_gate_is_gated_at_the_quality_floor(client, settings):
     assert explicit["params"]["dice_threshold"] == 0.3
     command = entrypoint(Hyperparameters(**run["params"]), "/data", "/repo", "r1")
     assert "--dice-threshold 0.7" in command
+
+
+def test_training_data_may_name_several_datasets_and_a_run_may_pick_one(client):
+    """TRAINING_DATA `kvasir=… clinicdb=…` trains on both together; a run's `data` replaces it."""
+    from polyp_control.jobs import Hyperparameters, entrypoint
+
+    training_data = "kvasir=s3://datasets/kvasir clinicdb=s3://datasets/cvc"
+    both = shlex.split(entrypoint(Hyperparameters(dice_threshold=0.7), training_data, "/r", "r1"))
+    assert [both[i + 1] for i, word in enumerate(both) if word == "--data"] == [
+        "kvasir=s3://datasets/kvasir", "clinicdb=s3://datasets/cvc"]
+    one = client.post("/v1/runs", json={"epochs": 1, "data": "kvasir=/data/kvasir"}, headers=auth())
+    assert one.status_code == 201, one.text
+    command = shlex.split(entrypoint(Hyperparameters(**one.json()["params"]), "a=/x b=/y", "/r", "r2"))
+    assert command.count("--data") == 1 and "kvasir=/data/kvasir" in command
+    bad = client.post("/v1/runs", json={"data": "kvasir=/data; rm -rf /"}, headers=auth())
+    assert bad.status_code == 422 and "data" in bad.text

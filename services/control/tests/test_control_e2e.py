@@ -1,10 +1,16 @@
-"""The local loop end to end: trigger -> Ray job trains -> model registered -> freshness alert resolves -> SSE."""
+"""The local loop end to end, as `make up` runs it: trigger with the defaults -> Ray job trains -> the model
+passes the quality gate and is published -> freshness alert resolves over SSE -> polyp-train evaluate scores
+the served model on real frames."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from control_helpers import TOKEN, read_auth
@@ -15,15 +21,17 @@ from polyp_dev.net import free_port
 pytestmark = [pytest.mark.ray, pytest.mark.training]
 
 
-def test_trigger_train_register_and_the_freshness_alert_resolves_over_sse(control_server, tmp_path, monkeypatch):
+def test_the_first_default_run_passes_the_gate_resolves_freshness_and_can_be_evaluated(
+        control_server, kvasir_samples, tmp_path, monkeypatch):
     import aiohttp
 
     # As under `.venv/bin/pytest` with no venv on PATH: the job must still find polyp-train.
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.delenv("TRAINING_DATA", raising=False)
 
-    from polyp_train.synthetic import make_dataset
+    from polyp_dev.up import ensure_dataset
 
-    data = make_dataset(tmp_path / "data", n=12, size=96, seed=5)
+    data = ensure_dataset(tmp_path / "home")  # make up's synthetic dataset
     mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with LocalRayHead(free_port(), log=tmp_path / "ray.log") as ray:
         server = control_server(RAY_ADDRESS=ray.address, TRAINING_DATA=str(data), MLFLOW_TRACKING_URI=mlflow_uri,
@@ -48,9 +56,8 @@ def test_trigger_train_register_and_the_freshness_alert_resolves_over_sse(contro
                     if any(e["type"] == "model_stale" and e["state"] == "firing" for e in events):
                         break
                     await asyncio.sleep(0.2)
-                async with session.post(f"{server.url}/v1/runs", headers=headers, json={
-                        "epochs": 1, "workers": 1, "size": 64, "encoder": "resnet18", "batch_size": 4,
-                        "dice_threshold": 0.0}) as response:
+                # Every parameter at its default, the gate at the service's quality floor: a newcomer's first run.
+                async with session.post(f"{server.url}/v1/runs", headers=headers, json={}) as response:
                     assert response.status == 201, await response.text()
                     run = await response.json()
                 deadline = time.time() + 420
@@ -69,8 +76,21 @@ def test_trigger_train_register_and_the_freshness_alert_resolves_over_sse(contro
                 return run, latest, events
 
         run, latest, events = asyncio.run(scenario())
+    assert run["params"]["dice_threshold"] == 0.70, "gated at the quality floor (DICE_FLOOR)"
+    assert run["result"]["champion"] and run["result"]["val_dice"] >= 0.70, run["result"]["gate_reason"]
     assert run["result"]["version"] == latest["version"] == "1"
     assert latest["dataset_fingerprint"] == run["result"]["dataset_fingerprint"]
     kinds = [(e["type"], e["state"]) for e in events]
     assert kinds.index(("model_stale", "firing")) < kinds.index(("model_stale", "resolved"))
     assert (tmp_path / "repo" / "polyp-segmenter" / "1" / "model.onnx").is_file()
+
+    # The published (served) version, scored on real Kvasir-SEG frames with a model card.
+    evaluation = subprocess.run(
+        ["polyp-train", "evaluate", "--model", str(tmp_path / "repo"), "--data", f"kvasir={kvasir_samples}",
+         "--split", "all", "--out", str(tmp_path / "card")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
+    assert evaluation.returncode == 0, evaluation.stderr
+    summary = json.loads(evaluation.stdout.strip().splitlines()[-1])
+    assert summary["model"]["version"] == "1" and summary["metrics"]["kvasir"]["images"] == 5
+    assert 0 <= summary["metrics"]["kvasir"]["mean_dice"] <= 1
+    assert (tmp_path / "card" / "model_card.md").is_file()

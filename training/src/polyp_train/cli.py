@@ -11,11 +11,12 @@ import argparse
 import json
 import os
 import sys
+import typing
 
 from pydantic import ValidationError
 
 from polyp_core.home import polyp_home
-from polyp_core.job import TrainingParameters, option, validation_message
+from polyp_core.job import PRECISIONS, TrainingParameters, option, validation_message
 from polyp_core.repository import DEFAULT_MODEL_NAME
 
 from .errors import EXIT_CANCELLED, PolypTrainError
@@ -50,14 +51,15 @@ def _add_training_args(p: argparse.ArgumentParser, preset: dict) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named recipe (see polyp_train.presets); options given win")
     for name, info in TrainingParameters.model_fields.items():
         default = preset.get(name, info.default)
-        p.add_argument(option(name), type=type(info.default), default=default,
-                       help=f"{info.description or name.replace('_', ' ')} (default {default})")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=preset.get("precision", "fp32"),
-                   help="autocast: bf16 on CPUs with AVX-512 BF16/AMX or GPUs, fp16 on GPUs (default fp32)")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=preset.get("channels_last", False),
-                   help="NHWC tensors (faster convolutions on CPUs and tensor cores)")
-    p.add_argument("--time-budget-min", type=_positive(float), default=preset.get("time_budget_min"),
-                   help="stop after the epoch that reaches this many minutes; the learning rate anneals over it")
+        help_text = f"{info.description or name.replace('_', ' ')} (default {default})"
+        if isinstance(info.default, bool):
+            p.add_argument(option(name), action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        elif name == "precision":
+            p.add_argument(option(name), choices=PRECISIONS, default=default, help=help_text)
+        else:  # an optional field (default None) takes the type it holds when given
+            kind = type(info.default) if info.default is not None else next(
+                t for t in typing.get_args(info.annotation) if t is not type(None))
+            p.add_argument(option(name), type=kind, default=default, help=help_text)
     p.add_argument("--device", choices=["cpu", "cuda"], default=preset.get("device", "cpu"),
                    help="cuda: one GPU per Ray worker (same as --gpu)")
     p.add_argument("--cpus-per-worker", type=_positive(int), help="default: the cluster's CPUs / workers")
@@ -84,8 +86,8 @@ def _configs(args):
     config = TrainConfig(
         data=args.data, epochs=job.epochs, workers=job.workers, spec=ModelSpec(job.arch, job.encoder, job.size),
         batch_size=job.batch_size, lr=job.lr, val_fraction=args.val_fraction, seed=job.seed,
-        skip_bad_pairs=args.bad_pairs == "skip", precision=args.precision, channels_last=args.channels_last,
-        time_budget_min=args.time_budget_min,
+        skip_bad_pairs=args.bad_pairs == "skip", precision=job.precision, channels_last=job.channels_last,
+        time_budget_min=job.time_budget_min,
         cpus_per_worker=args.cpus_per_worker, gpu=args.gpu or args.device == "cuda", storage_path=args.storage_path,
         name=args.name)
     options = RunOptions(args.experiment, args.model_name, job.dice_threshold, args.model_repo, args.ray_address)

@@ -22,3 +22,24 @@ def describe() -> str:
     except ImportError:
         pass
     return text
+
+
+def cpu_has_bf16() -> bool:
+    """AVX-512 BF16 or AMX: the CPUs on which bfloat16 autocast speeds training up (elsewhere it is emulated)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines()
+                  if line.startswith("flags")), [])
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+
+
+def autocast_precision(requested: str, device_type: str) -> str:
+    """What `auto` means on this device: bf16 where the hardware does it natively, else fp32."""
+    if requested != "auto":
+        return requested
+    if device_type == "cuda":
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_bf16() else "fp32"

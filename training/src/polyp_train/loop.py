@@ -13,6 +13,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
 
 from .dataset import SegmentationDataset
+from .hardware import autocast_precision
 from .metrics import dice_bce_loss, per_image_scores
 from .model import ModelSpec, build_model
 from .prepare import prepare
@@ -94,7 +95,7 @@ def train_loop_per_worker(config: dict) -> None:
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(max(1, int(config["threads"])))
     torch.manual_seed(config["seed"] + rank)
-    precision, channels_last = config.get("precision", "fp32"), config.get("channels_last", False)
+    channels_last = config.get("channels_last", False)
     budget_s = config.get("time_budget_s")  # the run stops after the epoch that reaches it
 
     spec = ModelSpec(config["arch"], config["encoder"], config["size"])
@@ -114,6 +115,9 @@ def train_loop_per_worker(config: dict) -> None:
         model = model.to(memory_format=torch.channels_last)
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
+    precision = autocast_precision(config.get("precision", "fp32"), device.type)
+    if rank == 0:
+        print(f"autocast precision: {precision} (asked: {config.get('precision', 'fp32')})", flush=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=1e-4)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     logger = _epoch_logger(config) if rank == 0 else None

@@ -28,8 +28,8 @@ class TrainConfig:
     lr: float = DEFAULTS.lr
     val_fraction: float = DEFAULT_VAL_FRACTION
     skip_bad_pairs: bool = False  # leave out (and report) bad pairs instead of failing the run
-    precision: str = "fp32"       # fp32 | bf16 (CPUs with AVX-512 BF16 / AMX, GPUs) | fp16 (GPUs): autocast
-    channels_last: bool = False   # NHWC tensors: faster convolutions on CPUs (oneDNN) and tensor cores
+    precision: str = DEFAULTS.precision          # auto | fp32 | bf16 | fp16: autocast (see hardware.autocast_precision)
+    channels_last: bool = DEFAULTS.channels_last  # NHWC tensors: faster convolutions on CPUs (oneDNN) and tensor cores
     time_budget_min: float | None = None  # stop after the epoch that reaches it; the LR schedule spans it
     snapshots: dict | None = None  # {"dir": local folder, "minutes": [15, 30]}: weights when each is reached
     seed: int = DEFAULTS.seed

@@ -19,17 +19,20 @@ from polyp_core.home import polyp_home
 
 from .local_ray import LocalRayHead
 
+# Enough synthetic frames for the default recipe (polyp_core.job) to pass the quality gate in its first run.
+SYNTHETIC_FRAMES = 160
+
 
 def ensure_dataset(home: Path) -> str:
     configured = os.environ.get("TRAINING_DATA")
     if configured:
         return configured
     data = home / "data" / "synthetic"
-    if not (data / "images").is_dir():
+    if len(list(data.glob("images/*.jpg"))) < SYNTHETIC_FRAMES:  # none yet, or an older, smaller set
         from polyp_train.synthetic import make_dataset
 
         print(f"creating a synthetic dataset in {data} (set TRAINING_DATA to use your own)", flush=True)
-        make_dataset(data, n=48, size=192, seed=0)
+        make_dataset(data, n=SYNTHETIC_FRAMES, size=192, seed=0)
     return str(data)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 
 from pydantic import Field
 
@@ -17,7 +18,8 @@ ACTIVE = ("submitting", "pending", "running")
 class Hyperparameters(TrainingParameters):
     """A run's parameters as the API takes them: the training-job contract plus an optional dataset."""
 
-    data: str | None = Field(None, pattern=r"^(s3://|/)[^\s;|&$`]+$", description="dataset folder or s3:// prefix")
+    data: str | None = Field(None, pattern=r"^([a-z0-9_-]+=)?(s3://|/)[^\s;|&$`]+$",
+                             description="one dataset, [NAME=]folder or s3:// prefix (default: the service's TRAINING_DATA)")
     dice_threshold: float | None = Field(
         None, ge=0, le=1, description="quality gate: minimum validation Dice (default: the service's quality floor, "
                                       "DICE_FLOOR, below which its quality watch alerts)")
@@ -30,8 +32,9 @@ def with_gate(params: Hyperparameters, floor: float) -> Hyperparameters:
 
 
 def entrypoint(params: Hyperparameters, data: str, model_repo: str, run_id: str) -> str:
+    """`data` is TRAINING_DATA: one source or several separated by spaces (`kvasir=s3://… clinicdb=s3://…`)."""
     contract = TrainingParameters.model_validate(params.model_dump(exclude={"data"}))
-    return train_command(contract, params.data or data, model_repo, f"run-{run_id}")
+    return train_command(contract, params.data or shlex.split(data), model_repo, f"run-{run_id}")
 
 
 class RayJobs:
