@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from polyp_gitops.render import helm_template
@@ -35,6 +37,7 @@ def test_app_of_apps_and_root_charts_lint_strictly(repo_root, env):
     ("control-service", {"config": {"trainingData": "kvasir=/data/kvasir"}}, "trainingData"),  # a pod-local path
     ("frontend", {"image": {"tag": "main"}}, "image.tag"),
     ("inference", {"model": {"version": "v2"}}, "model.version"),
+    ("inference", {"model": {"sha256": "abc123"}}, "model.sha256"),
     ("inference", {"triton": {"image": {"tag": "latest"}}}, "triton.image.tag"),
     ("training", {"storage": {"checkpointUri": "/data"}}, "checkpointUri"),
     ("database", {"instances": 0}, "instances"),
@@ -67,6 +70,53 @@ def test_prod_runs_highly_available(rendered):
     assert objects[("Cluster", "platform-db")]["spec"]["instances"] == 3
     assert ("PodDisruptionBudget", "control-service") not in {
         (o["kind"], o["metadata"]["name"]) for o in rendered["dev"].all_objects()}
+
+
+def _triton_start(repo_root, values: dict) -> str:
+    [runtime] = [o for o in helm_template(repo_root / "charts" / "inference", "inference", "polyp", values=values)
+                 if o["kind"] == "ServingRuntime"]
+    [container] = runtime["spec"]["containers"]
+    assert container["command"] == ["/bin/sh", "-c"]
+    return container["args"][0]
+
+
+def _run_start(script: str, store, tmp_path) -> subprocess.CompletedProcess:
+    """The container's start script under a real sh, a fake tritonserver printing its arguments."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "tritonserver").write_text('#!/bin/sh\necho "tritonserver $*"\n')
+    (bin_dir / "tritonserver").chmod(0o755)
+    return subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=30,
+                          env={"PATH": f"{bin_dir}:/usr/bin:/bin", "MODEL_STORE": str(store)})
+
+
+def test_triton_starts_only_on_the_pinned_published_version(repo_root, tmp_path):
+    """model.version selects configs/pin-N.pbtxt (written by export); a pin that is not published, or
+    bytes other than model.sha256, keep Triton from starting rather than serving the newest version."""
+    import hashlib
+
+    from polyp_core.repository import pin_config_name, triton_config
+    from polyp_dev.onnx_models import constant_model
+    from polyp_train.export import publish
+
+    store = tmp_path / "store"
+    config = triton_config("polyp-segmenter", 64, "constant")
+    for version in (1, 2):
+        model = constant_model(tmp_path / f"v{version}.onnx", logit=float(version))
+        publish(str(store), "polyp-segmenter", version, model.read_bytes(), config)
+    started = _run_start(_triton_start(repo_root, {"model": {"version": "1"}}), store, tmp_path)
+    assert started.returncode == 0, started.stderr
+    assert f"--model-config-name={pin_config_name(1)}" in started.stdout and f"--model-store={store}" in started.stdout
+
+    ahead = _run_start(_triton_start(repo_root, {"model": {"version": "3"}}), store, tmp_path)
+    assert ahead.returncode == 1 and "version 3 is pinned but not published" in ahead.stderr
+    assert "tritonserver" not in ahead.stdout
+
+    digest = hashlib.sha256((store / "polyp-segmenter" / "2" / "model.onnx").read_bytes()).hexdigest()
+    same = _run_start(_triton_start(repo_root, {"model": {"version": "2", "sha256": digest}}), store, tmp_path)
+    assert same.returncode == 0 and "--model-config-name=pin-2" in same.stdout
+    other = _run_start(_triton_start(repo_root, {"model": {"version": "1", "sha256": digest}}), store, tmp_path)
+    assert other.returncode == 1 and "is not the pinned artifact" in other.stderr
 
 
 def test_inference_canary_only_where_kserve_can_split_traffic(repo_root):

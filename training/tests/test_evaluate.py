@@ -12,31 +12,16 @@ import subprocess
 import sys
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 from PIL import Image
 
 from polyp_core.preprocess import binary_mask
-from polyp_core.repository import INPUT_NAME, MODEL_FILE, OUTPUT_NAME
+from polyp_core.repository import MODEL_FILE
+from polyp_dev.onnx_models import constant_model
 from polyp_train.evaluate import ModelUnderTest, card_markdown, evaluate, model_card
 from polyp_train.prepare import prepare
 
 SIZE = 64
-
-
-def constant_model(path, logit: float):
-    """image (N,3,S,S) -> logits (N,1,S,S) = 0 * image + logit, as a 1x1 convolution."""
-    weight = helper.make_tensor("w", TensorProto.FLOAT, [1, 3, 1, 1], [0.0, 0.0, 0.0])
-    bias = helper.make_tensor("b", TensorProto.FLOAT, [1], [logit])
-    graph = helper.make_graph(
-        [helper.make_node("Conv", [INPUT_NAME, "w", "b"], [OUTPUT_NAME])], "constant",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", 1, SIZE, SIZE])],
-        initializer=[weight, bias])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
 
 
 def by_hand(kvasir_samples) -> dict[str, tuple[float, float]]:

@@ -67,7 +67,10 @@ def test_local_publish_is_atomic_and_versions_are_immutable(tmp_path, model_and_
     model_dir = tmp_path / "polyp-segmenter"
     assert target == str(model_dir / "3") and (model_dir / "3" / "model.onnx").read_bytes() == onnx_bytes
     assert (model_dir / "config.pbtxt").read_text() == config
-    assert sorted(p.name for p in model_dir.iterdir()) == ["3", "config.pbtxt"]  # no staging left behind
+    assert sorted(p.name for p in model_dir.iterdir()) == ["3", "config.pbtxt", "configs"]  # no staging left behind
+    pin = (model_dir / "configs" / "pin-3.pbtxt").read_text()
+    assert "version_policy: { specific: { versions: [ 3 ] } }" in pin and "latest" not in pin
+    assert pin.replace("specific: { versions: [ 3 ] }", "latest: { num_versions: 1 }") == config
     with pytest.raises(ExportError, match="immutable"):
         publish(str(tmp_path), "polyp-segmenter", 3, onnx_bytes, config)
 
@@ -77,7 +80,7 @@ def test_local_publish_is_atomic_and_versions_are_immutable(tmp_path, model_and_
     monkeypatch.setattr(os, "rename", interrupted)
     with pytest.raises(ExportError, match="disk full"):
         publish(str(tmp_path), "polyp-segmenter", 4, onnx_bytes, config)
-    assert sorted(p.name for p in model_dir.iterdir()) == ["3", "config.pbtxt"]  # version 4 never appeared
+    assert sorted(p.name for p in model_dir.iterdir()) == ["3", "config.pbtxt", "configs"]  # version 4 never appeared
 
 
 def test_s3_publish_writes_one_object_per_version(s3_server, model_and_onnx):
@@ -86,8 +89,8 @@ def test_s3_publish_writes_one_object_per_version(s3_server, model_and_onnx):
     config = triton_config("polyp-segmenter", SPEC)
     target = publish("s3://export-test/triton", "polyp-segmenter", 1, onnx_bytes, config)
     assert target == "s3://export-test/triton/polyp-segmenter/1"
-    assert sorted(storage.list_objects("s3://export-test/triton")) == ["polyp-segmenter/1/model.onnx",
-                                                                  "polyp-segmenter/config.pbtxt"]
+    assert sorted(storage.list_objects("s3://export-test/triton")) == [
+        "polyp-segmenter/1/model.onnx", "polyp-segmenter/config.pbtxt", "polyp-segmenter/configs/pin-1.pbtxt"]
     body = storage.s3_client().get_object(Bucket="export-test", Key="triton/polyp-segmenter/1/model.onnx")["Body"].read()
     assert body == onnx_bytes
     with pytest.raises(ExportError, match="immutable"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -25,13 +27,14 @@ def tiny_config(data: str, tmp_path, **overrides) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def local_run(synthetic, ray_local, tmp_path_factory):
-    """One run on local folders with the gate at 0, so it becomes champion and is exported."""
+    """One run on local folders with the gate at 0, so it becomes champion and is exported (fp32 only:
+    test_int8_is_published_as_the_next_version_only_when_its_dice_holds runs that step itself)."""
     tmp = tmp_path_factory.mktemp("local-run")
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         mp.setenv("POLYP_HOME", str(tmp / "home"))
         summary = train(tiny_config(str(synthetic), tmp),
-                        RunOptions(dice_threshold=0.0, model_repo=str(tmp / "repo")))
+                        RunOptions(dice_threshold=0.0, model_repo=str(tmp / "repo"), int8=False))
         client, _ = connect("polyp-segmentation")
         yield summary, client, tmp
 
@@ -66,8 +69,10 @@ def test_version_registered_champion_and_exported(local_run):
     assert str(version.version) == "1" and version.tags["quality_gate"] == "passed"
     assert version.tags["dataset_fingerprint"] == summary.dataset_fingerprint
     model_dir = tmp / "repo" / "polyp-segmenter"
-    assert sorted(p.name for p in model_dir.iterdir()) == ["1", "config.pbtxt"]
-    assert summary.parity_max_abs_diff < 1e-3
+    assert sorted(p.name for p in model_dir.iterdir()) == ["1", "config.pbtxt", "configs"]
+    assert summary.parity_max_abs_diff < 1e-3 and summary.int8_version is None
+    assert version.tags["precision"] == "fp32"
+    assert version.tags["onnx_sha256"] == hashlib.sha256((model_dir / "1" / "model.onnx").read_bytes()).hexdigest()
 
 
 def test_exported_model_segments_a_real_frame(local_run, kvasir_samples):
@@ -116,10 +121,11 @@ def test_s3_dataset_checkpoints_and_model_repository(synthetic, ray_local, s3_se
         client.create_bucket(Bucket=bucket)
     storage.upload_dir(synthetic, "s3://datasets/kvasir-synthetic")
     config = tiny_config("s3://datasets/kvasir-synthetic", tmp_path, epochs=1, storage_path="s3://ray/checkpoints")
-    summary = train(config, RunOptions(dice_threshold=0.0, model_repo="s3://models/triton"))
+    summary = train(config, RunOptions(dice_threshold=0.0, model_repo="s3://models/triton", int8=False))
     assert summary.published == f"s3://models/triton/polyp-segmenter/{summary.version}"
     assert sorted(storage.list_objects("s3://models/triton")) == [
-        f"polyp-segmenter/{summary.version}/model.onnx", "polyp-segmenter/config.pbtxt"]
+        f"polyp-segmenter/{summary.version}/model.onnx", "polyp-segmenter/config.pbtxt",
+        f"polyp-segmenter/configs/pin-{summary.version}.pbtxt"]
     checkpoints = storage.list_objects("s3://ray/checkpoints")
     assert any(key.endswith("model.pt") for key in checkpoints), checkpoints
 
@@ -163,3 +169,36 @@ def test_the_learning_rate_warms_up_then_anneals_to_zero():
     assert cosine_lr(1.0, 0.0) < cosine_lr(1.0, 0.03) == pytest.approx(1.0)
     assert cosine_lr(1.0, 0.5) == pytest.approx(0.5, abs=0.03) and cosine_lr(1.0, 1.0) == pytest.approx(0.0, abs=1e-9)
     assert cosine_lr(1.0, 2.0) == pytest.approx(0.0, abs=1e-9), "past the budget it stays at zero"
+
+
+def test_int8_is_published_as_the_next_version_only_when_its_dice_holds(local_run, synthetic, monkeypatch):
+    """Real quantization and scoring of the run's fp32 model; the tolerance decides (last in this module:
+    it moves the champion alias)."""
+    import onnx
+
+    from polyp_train import quantize
+    from polyp_train.pipeline import publish_int8
+    from polyp_train.prepare import prepare
+
+    summary, client, tmp = local_run
+    prepared = prepare([str(synthetic)], tmp / "int8-cache", 0.25)
+    fp32 = (tmp / "repo" / "polyp-segmenter" / "1" / "model.onnx").read_bytes()
+    options = RunOptions(dice_threshold=0.0, model_repo=str(tmp / "repo"))
+
+    monkeypatch.setattr(quantize, "MAX_DICE_LOSS", -1.0)  # no INT8 model can hold its Dice
+    assert publish_int8(client, summary.run_id, options, "1", fp32, TINY, prepared) is None
+    assert client.get_model_version("polyp-segmenter", "1").tags["int8"].startswith("not published: validation")
+    before = {p.name for p in (tmp / "repo" / "polyp-segmenter").iterdir()}
+
+    monkeypatch.setattr(quantize, "MAX_DICE_LOSS", 1.0)  # any INT8 model does
+    version = publish_int8(client, summary.run_id, options, "1", fp32, TINY, prepared)
+    assert {p.name for p in (tmp / "repo" / "polyp-segmenter").iterdir()} - before == {version}
+    tags = client.get_model_version("polyp-segmenter", version).tags
+    assert (tags["precision"], tags["quantized_from"]) == ("int8", "1") and "INT8" in tags["int8_verdict"]
+    assert tags["dataset_fingerprint"] == summary.dataset_fingerprint
+    assert str(client.get_model_version_by_alias("polyp-segmenter", CHAMPION).version) == version, "served next"
+    published = onnx.load(str(tmp / "repo" / "polyp-segmenter" / version / "model.onnx"))
+    assert "QuantizeLinear" in {node.op_type for node in published.graph.node}
+    metrics = client.get_run(summary.run_id).data.metrics
+    name = prepared.splits[0].name
+    assert {f"val_dice_original_res.{name}.fp32", f"val_dice_original_res.{name}.int8"} <= set(metrics)

@@ -1,7 +1,7 @@
 """Reading, splitting and evaluating on small real subsets: 30 Kvasir-SEG pairs and 24 CVC-ClinicDB
 pairs from four of its video sequences, with the release's README (fixture groups data/kvasir-seg
-and data/cvc-clinicdb). Each group is linked into a folder of its own, so the tests see exactly
-the listed files (../shared/data holds all of them).
+and data/cvc-clinicdb). Each group is linked into a folder of its own (polyp_fixtures.linked), so the
+tests see exactly the listed files (../shared/data holds all of them).
 
 Data: Kvasir-SEG (Jha et al., MMM 2020, doi:10.1007/978-3-030-37734-2_37); CVC-ClinicDB (Bernal et
 al., Computerized Medical Imaging and Graphics 43:99-111, 2015). Research and education only.
@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_evaluate import constant_model
 
 import polyp_fixtures
 from polyp_core.preprocess import binary_mask
+from polyp_dev.onnx_models import constant_model
 from polyp_train import data
 from polyp_train.evaluate import ModelUnderTest, card_markdown, evaluate, model_card
 from polyp_train.prepare import prepare
@@ -26,21 +26,11 @@ from polyp_train.splits import CVC_README, sequence_map
 CVC_SEQUENCES = {"1": range(1, 7), "4": range(68, 74), "10": range(200, 206), "29": range(607, 613)}
 
 
-def linked(group: str, folder: Path) -> Path:
-    """The group's listed files, and only those, under `folder` (symbolic links to where they were found)."""
-    root = polyp_fixtures.path(group)
-    for file in polyp_fixtures.files(group):
-        link = folder / file.relative_to(root)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(file)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def real(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("real")
-    return {"kvasir": linked("data/kvasir-seg", base / "kvasir-seg"),
-            "clinicdb": linked("data/cvc-clinicdb", base / "cvc-clinicdb")}
+    return {"kvasir": polyp_fixtures.linked("data/kvasir-seg", base / "kvasir-seg"),
+            "clinicdb": polyp_fixtures.linked("data/cvc-clinicdb", base / "cvc-clinicdb")}
 
 
 def test_both_datasets_read_with_their_original_sizes_and_binary_masks(real):

@@ -11,10 +11,12 @@ import pytest
 from PIL import Image
 from serving_helpers import MODEL, SIZE, export_version
 
+from polyp_core.repository import pin_config_name
 from polyp_dev.local_triton import TritonServer, mirror_repository
 from polyp_inference.backends import OnnxRuntimeBackend, TritonBackend
 from polyp_inference.client import InferenceClient
 from polyp_inference.errors import ServingUnavailable
+from polyp_inference.postprocess import DEFAULT_MIN_AREA
 
 
 def run(coroutine):
@@ -55,7 +57,8 @@ def test_real_frames_come_back_at_their_original_size(kind, triton, exported, re
         mask = Image.open(io.BytesIO(prediction.mask_png))
         assert mask.size == size == (prediction.width, prediction.height), stem
         assert 0.0 <= prediction.area_fraction <= 1.0 and prediction.version == "1"
-        assert np.isclose(sum(b.area_fraction for b in prediction.boxes), prediction.area_fraction)
+        assert sum(b.area_fraction for b in prediction.boxes) <= prediction.area_fraction + 1e-9
+        assert all(b.area_fraction >= DEFAULT_MIN_AREA for b in prediction.boxes), "speckle gets no box"
 
 
 @pytest.mark.triton
@@ -100,6 +103,41 @@ def test_triton_serves_a_newer_version_after_its_repository_poll(model_repo, tmp
         second = run(until_version_2())
         run(client.close())
     assert first.version == "1" and second.mask_png != first.mask_png
+
+
+@pytest.mark.triton
+def test_a_pinned_triton_serves_exactly_its_version_after_a_newer_one_is_published(model_repo, real_frames, tmp_path):
+    """The environment's pin (charts/inference: --model-config-name=pin-N): a newer version never answers."""
+    mirror = tmp_path / "mirror"
+    mirror_repository(model_repo, mirror)
+    with TritonServer(mirror, config_name=pin_config_name(1)) as server:
+        server.wait_for_version(MODEL, 1)
+        export_version(model_repo, 2, seed=2)
+        assert mirror_repository(model_repo, mirror) == [(MODEL, 2)]
+        unpinned_client = InferenceClient(TritonBackend(server.url, MODEL))  # names no version: the policy decides
+
+        async def answers_for(seconds: float) -> set[str]:
+            versions = set()
+            for _ in range(int(seconds / 0.25)):  # Triton polls the repository every second
+                versions.add((await unpinned_client.predict(real_frames[0][1], "image/jpeg")).version)
+                await asyncio.sleep(0.25)
+            return versions
+
+        assert run(answers_for(4)) == {"1"}
+        with pytest.raises(ServingUnavailable, match="version 2|unavailable|not found"):
+            run(InferenceClient(TritonBackend(server.url, MODEL, version=2)).predict(real_frames[0][1], "image/jpeg"))
+        run(unpinned_client.close())
+
+
+def test_a_pinned_onnxruntime_backend_keeps_its_version_and_waits_for_an_unpublished_one(model_repo, real_frames):
+    pinned = InferenceClient(OnnxRuntimeBackend(model_repo, MODEL, version=1))
+    export_version(model_repo, 2, seed=2)
+    assert run(pinned.predict(real_frames[0][1], "image/jpeg")).version == "1"
+    assert run(InferenceClient(OnnxRuntimeBackend(model_repo, MODEL)).predict(real_frames[0][1], "image/jpeg")).version == "2"
+    ahead = OnnxRuntimeBackend(model_repo, MODEL, version=3)
+    assert run(ahead.ready()) is False
+    with pytest.raises(ServingUnavailable, match="pinned version 3 .* is not published"):
+        run(ahead.model_info())
 
 
 def test_onnxruntime_without_any_published_version_is_unavailable(tmp_path):

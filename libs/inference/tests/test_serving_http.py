@@ -49,6 +49,25 @@ def test_predict_returns_mask_area_boxes_and_version(exported):
     assert Image.open(io.BytesIO(base64.b64decode(body["mask_png_base64"]))).size == (64, 48)
 
 
+def test_a_client_gets_only_the_outputs_it_asks_for(exported):
+    client = app_for(OnnxRuntimeBackend(exported, MODEL))
+    upload = {"file": ("frame.jpg", jpeg(), "image/jpeg")}
+    boxes_only = client.post("/predict", params={"outputs": "boxes"}, files=upload).json()
+    assert boxes_only["mask_png_base64"] is None and isinstance(boxes_only["boxes"], list)
+    mask_only = client.post("/predict", params={"outputs": "mask"}, files=upload).json()
+    assert mask_only["boxes"] is None and mask_only["mask_png_base64"]
+    both = client.post("/predict", params=[("outputs", "mask"), ("outputs", "boxes")], files=upload).json()
+    assert both["mask_png_base64"] == mask_only["mask_png_base64"] and both["area_fraction"] == mask_only["area_fraction"]
+
+
+@pytest.mark.parametrize("params, field", [({"outputs": "heatmap"}, "outputs"), ({"min_area": 2}, "min_area"),
+                                           ({"min_area": -0.1}, "min_area")])
+def test_bad_output_options_are_422_naming_the_parameter(exported, params, field):
+    response = app_for(OnnxRuntimeBackend(exported, MODEL)).post(
+        "/predict", params=params, files={"file": ("frame.jpg", jpeg(), "image/jpeg")})
+    assert response.status_code == 422 and field in response.text
+
+
 @pytest.mark.parametrize("upload, status, message", [
     (("a.gif", b"GIF89a....", "image/gif"), 415, "unsupported media type 'image/gif'"),
     (("a.jpg", b"\xff\xd8garbage", "image/jpeg"), 422, "cannot decode the upload as image/jpeg"),

@@ -73,6 +73,20 @@ def test_segment_restores_original_size_and_boxes_each_polyp():
     assert png.size == (100, 50) and png.mode == "L"
 
 
+def test_regions_below_the_minimum_area_get_no_box_but_stay_in_the_mask():
+    box = Letterbox.for_shape(height=64, width=64, size=64)
+    logits = np.full((64, 64), -10.0, dtype=np.float32)
+    logits[4:20, 4:20] = 10.0   # 256 px: 6.25 % of the image
+    logits[40:42, 40:42] = 10.0  # 4 px: 0.1 %, speckle
+    everything = segment(logits, box)
+    assert len(everything.boxes) == 2
+    filtered = segment(logits, box, min_area=0.01)
+    assert [(b.width, b.height) for b in filtered.boxes] == [(16, 16)]
+    assert filtered.area_fraction == everything.area_fraction == pytest.approx(260 / 4096)
+    assert np.array_equal(filtered.mask, everything.mask)
+    assert segment(logits, box, with_boxes=False).boxes == []
+
+
 def test_no_polyp_gives_no_boxes():
     result = segment(np.full((32, 32), -5.0, dtype=np.float32), Letterbox.for_shape(32, 32, 32))
     assert result.boxes == [] and result.area_fraction == 0.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import shlex
+from pathlib import Path
 
 import pytest
 from control_helpers import TOKEN, auth, read_auth
@@ -159,6 +160,21 @@ def test_predict_errors(client):
     assert client.post("/v1/predict", files={"file": ("a.txt", b"hello", "text/plain")}).status_code == 415
     no_model = client.post("/v1/predict", files={"file": ("a.png", _png(), "image/png")})
     assert no_model.status_code == 503 and "Retry-After" in no_model.headers
+
+
+def test_model_version_pins_what_predict_serves(settings):
+    """MODEL_VERSION=N: /v1/predict answers with N though a newer version is published; unset: the newest."""
+    from polyp_core.repository import MODEL_FILE
+    from polyp_dev.onnx_models import constant_model
+
+    repo = Path(settings.model_repo)
+    for version in (1, 2):
+        constant_model(repo / "polyp-segmenter" / str(version) / MODEL_FILE, logit=float(version))
+    pinned = settings.model_copy(update={"model_version": 1})
+    for configured, served in ((pinned, "1"), (settings, "2")):
+        with TestClient(create_app(configured)) as client:
+            answer = client.post("/v1/predict", files={"file": ("a.png", _png(), "image/png")}, headers=read_auth())
+            assert answer.status_code == 200 and answer.json()["version"] == served, answer.text
 
 
 def _png() -> bytes:

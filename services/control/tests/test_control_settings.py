@@ -26,3 +26,6 @@ def test_environment_names_and_laptop_defaults(monkeypatch, tmp_path):
     assert configured.database_url == "postgresql+psycopg://db/control"
     assert configured.cors_origins == ["http://page.example", "https://alerts.example"]
     assert configured.api_token is None and configured.model_stale_hours == 12.5
+    assert configured.model_version is None
+    monkeypatch.setenv("MODEL_VERSION", "3")
+    assert Settings().model_version == 3

@@ -75,26 +75,31 @@ def triton_config(model_name: str, spec: ModelSpec, max_batch_size: int = 16) ->
 
 
 def publish(repo: str, model_name: str, version: int, onnx_bytes: bytes, config: str) -> str:
-    """Write config.pbtxt and the version folder; the version appears whole or not at all. Returns its URI."""
+    """Write config.pbtxt, the version's pinned configuration (configs/pin-N.pbtxt) and the version
+    folder; the version appears whole or not at all, after its pin. Returns its URI."""
     if int(version) < 1:
         raise ExportError(f"Triton versions are positive integers, got {version}")
     target = f"{repo.rstrip('/')}/{model_name}/{int(version)}"
     if storage.exists(target):
         raise ExportError(f"{target} exists already: published versions are immutable")
+    pin = repository.pinned_config(config, version)
     if storage.is_s3(repo):
         storage.put_bytes(f"{repo.rstrip('/')}/{model_name}/{CONFIG_FILE}", config.encode())
+        storage.put_bytes(f"{repo.rstrip('/')}/{repository.pin_config_path(model_name, version)}", pin.encode())
         storage.put_bytes(f"{target}/{MODEL_FILE}", onnx_bytes)
         return target
     model_dir = Path(repo) / model_name
-    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / repository.CONFIGS_DIR).mkdir(parents=True, exist_ok=True)
     # Triton reads only numeric version folders, so the hidden staging folder is never loaded.
     staging = model_dir / f".staging-{version}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
         (staging / MODEL_FILE).write_bytes(onnx_bytes)
-        config_tmp = model_dir / f".config-{uuid.uuid4().hex[:8]}"
-        config_tmp.write_text(config)
-        os.replace(config_tmp, model_dir / CONFIG_FILE)
+        for text, final in ((pin, Path(repo) / repository.pin_config_path(model_name, version)),
+                            (config, model_dir / CONFIG_FILE)):
+            temporary = model_dir / f".config-{uuid.uuid4().hex[:8]}"
+            temporary.write_text(text)
+            os.replace(temporary, final)
         os.rename(staging, model_dir / str(int(version)))
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from .export import check_parity, export_onnx, publish, triton_config
 from .hardware import describe as hardware
 from .plots import learning_curves, overlay, overlay_grid
 from .prepare import PreparedData, prepare
-from .tracking import connect, git_commit, quality_gate, tracking_uri
+from .tracking import CHAMPION, connect, git_commit, quality_gate, tracking_uri
 from .trainer import TrainConfig, TrainOutcome, ensure_ray, make_trainer, outcome_of
 
 
@@ -29,6 +30,7 @@ class RunOptions:
     dice_threshold: float = 0.5
     model_repo: str | None = None  # Triton repository: folder or s3://; None skips export
     ray_address: str | None = None
+    int8: bool = True  # also publish an INT8 version when its validation Dice is within 0.01 of fp32 (quantize.py)
 
 
 def prepare_dataset(config: TrainConfig) -> PreparedData:
@@ -67,13 +69,14 @@ def _validation_batch(val: list[datasets.Sample], size: int, limit: int = 8):
 
 
 def finish_run(client, run_id: str, outcome: TrainOutcome, config: TrainConfig, options: RunOptions,
-               val: list[datasets.Sample], fingerprint: str) -> RunSummary:
+               prepared: PreparedData) -> RunSummary:
     """Artifacts, registration, quality gate and export for a finished training run."""
     import mlflow
     import torch
 
     from .loop import load_checkpoint
 
+    val, fingerprint = prepared.val, prepared.fingerprint
     with outcome.best_checkpoint.as_directory() as folder:
         model, spec = load_checkpoint(Path(folder))
     pairs, inputs = _validation_batch(val, spec.size)
@@ -103,7 +106,7 @@ def finish_run(client, run_id: str, outcome: TrainOutcome, config: TrainConfig, 
     print(f"registered {options.model_name} version {version}: quality gate "
           f"{'passed' if decision.promoted else 'rejected'} ({decision.reason})", flush=True)
 
-    published, parity = None, None
+    published, parity, int8_version = None, None, None
     # Serving takes the newest published version, so only a version that passed the gate is published.
     if options.model_repo and not decision.promoted:
         print(f"not exported to {options.model_repo}: the quality gate rejected version {version}", flush=True)
@@ -113,12 +116,51 @@ def finish_run(client, run_id: str, outcome: TrainOutcome, config: TrainConfig, 
         client.log_metric(run_id, "onnx_parity_max_abs_diff", parity.max_abs_diff)
         published = publish(options.model_repo, options.model_name, int(version), onnx_bytes,
                             triton_config(options.model_name, spec))
-        client.set_model_version_tag(options.model_name, version, "triton_repository", published)
+        record_published(client, options.model_name, version, published, onnx_bytes, "fp32")
         print(f"exported version {version} to {published} ({parity})", flush=True)
+        if options.int8:
+            int8_version = publish_int8(client, run_id, options, version, onnx_bytes, spec, prepared)
     return RunSummary(run_id=run_id, model_name=options.model_name, version=version, val_dice=best["val_dice"],
                       val_iou=best["val_iou"], champion=decision.promoted, gate_reason=decision.reason,
                       dataset_fingerprint=fingerprint, published=published,
-                      parity_max_abs_diff=parity.max_abs_diff if parity else None)
+                      parity_max_abs_diff=parity.max_abs_diff if parity else None, int8_version=int8_version)
+
+
+def record_published(client, model_name: str, version: str, published: str, onnx_bytes: bytes, precision: str) -> None:
+    """What serving and a pin need to know about a published version (onnx_sha256: charts/inference model.sha256)."""
+    for key, value in (("triton_repository", published), ("precision", precision),
+                       ("onnx_sha256", hashlib.sha256(onnx_bytes).hexdigest())):
+        client.set_model_version_tag(model_name, version, key, value)
+
+
+def publish_int8(client, run_id: str, options: RunOptions, version: str, onnx_bytes: bytes, spec,
+                 prepared: PreparedData) -> str | None:
+    """Quantize the published fp32 version; if its validation Dice holds, register and publish the INT8
+    model as the next version (tags: precision, quantized_from, both Dice) and make it the champion, so
+    serving takes it. Returns its version, or None when quantization would cost Dice."""
+    from .quantize import quantized_candidate
+
+    candidate = quantized_candidate(onnx_bytes, spec.size, prepared.train, prepared.val)
+    for name in candidate.dice_fp32:
+        client.log_metric(run_id, f"val_dice_original_res.{name}.fp32", candidate.dice_fp32[name])
+        client.log_metric(run_id, f"val_dice_original_res.{name}.int8", candidate.dice_int8[name])
+    print(candidate.verdict(), flush=True)
+    if not candidate.accepted:
+        client.set_model_version_tag(options.model_name, version, "int8", f"not published: {candidate.verdict()}")
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "model.onnx").write_bytes(candidate.onnx)
+        client.log_artifact(run_id, str(Path(tmp) / "model.onnx"), "model_int8")
+    source = client.get_model_version(options.model_name, version)
+    int8 = client.create_model_version(options.model_name, f"{client.get_run(run_id).info.artifact_uri}/model_int8",
+                                       run_id=run_id, tags={**source.tags, "quantized_from": version,
+                                                            "int8_verdict": candidate.verdict()})
+    published = publish(options.model_repo, options.model_name, int(int8.version), candidate.onnx,
+                        triton_config(options.model_name, spec))
+    record_published(client, options.model_name, int8.version, published, candidate.onnx, "int8")
+    client.set_registered_model_alias(options.model_name, CHAMPION, int8.version)
+    print(f"exported INT8 version {int8.version} (from {version}) to {published}", flush=True)
+    return str(int8.version)
 
 
 def train(config: TrainConfig, options: RunOptions) -> RunSummary:
@@ -134,7 +176,7 @@ def train(config: TrainConfig, options: RunOptions) -> RunSummary:
     _log_split(client, run_id, prepared)
     try:
         outcome = outcome_of(make_trainer(config, {"tracking_uri": tracking_uri(), "run_id": run_id}).fit())
-        summary = finish_run(client, run_id, outcome, config, options, prepared.val, fingerprint)
+        summary = finish_run(client, run_id, outcome, config, options, prepared)
     except BaseException as exc:
         client.set_terminated(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise

@@ -15,6 +15,7 @@ from . import data as datasets
 from .errors import ExportError
 from .export import check_parity, export_onnx, publish, triton_config
 from .model import ModelSpec
+from .pipeline import record_published
 from .tracking import connect
 
 
@@ -52,5 +53,5 @@ def export_registered(model_name: str, version: str | None, alias: str | None, r
     onnx_bytes = export_onnx(model, spec)
     parity = check_parity(model, onnx_bytes, inputs)
     published = publish(repo, model_name, int(found.version), onnx_bytes, triton_config(model_name, spec))
-    client.set_model_version_tag(model_name, found.version, "triton_repository", published)
+    record_published(client, model_name, found.version, published, onnx_bytes, "fp32")
     return ExportSummary(model_name, str(found.version), published, parity.max_abs_diff)

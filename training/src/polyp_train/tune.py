@@ -83,7 +83,7 @@ def tune(config: TrainConfig, options: RunOptions, trials: int) -> RunSummary:
             metrics=json.loads(best.metrics["best_metrics"]), best_metrics=json.loads(best.metrics["best_metrics"]),
             best_checkpoint=Checkpoint(best.metrics["checkpoint_path"], filesystem=filesystem),
             history=json.loads(best.metrics["history"]))
-        summary = finish_run(client, best.metrics["run_id"], outcome, config, options, prepared.val, fingerprint)
+        summary = finish_run(client, best.metrics["run_id"], outcome, config, options, prepared)
     except BaseException:
         client.set_terminated(parent.info.run_id, "FAILED")
         raise

@@ -90,6 +90,7 @@ class RunSummary(BaseModel):
     dataset_fingerprint: str
     published: str | None
     parity_max_abs_diff: float | None
+    int8_version: str | None = None  # the INT8 version published from this one (quantized, Dice within 0.01)
 
     def json_line(self) -> str:
         return self.model_dump_json()

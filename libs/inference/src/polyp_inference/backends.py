@@ -36,23 +36,33 @@ class ModelChanged(Exception):
 
 
 class OnnxRuntimeBackend:
-    """The embedded default: ONNX Runtime over a local model repository, reloaded when a newer version appears."""
+    """The embedded default: ONNX Runtime over a local model repository, reloaded when a newer version
+    appears; with `version`, exactly that version (a pin), whatever is published later."""
 
     kind = "onnxruntime"
 
-    def __init__(self, repo: str | Path, model: str, threads: int | None = None):
-        self.repo, self.model, self.threads = Path(repo), model, threads
+    def __init__(self, repo: str | Path, model: str, threads: int | None = None, version: int | None = None):
+        self.repo, self.model, self.threads, self.version = Path(repo), model, threads, version
         self._lock = threading.Lock()
         self._loaded: tuple[ModelInfo, object] | None = None
 
-    def _session(self) -> tuple[ModelInfo, object]:
+    def _served_version(self) -> int:
+        if self.version is not None:
+            if self.version not in repository.published_versions(self.repo, self.model):
+                raise ServingUnavailable(f"the pinned version {self.version} of model {self.model!r} is not published "
+                                         f"in {self.repo}", retry_after=30)
+            return self.version
         newest = repository.newest_version(self.repo, self.model)
         if newest is None:
             raise ServingUnavailable(f"model {self.model!r} has no published version in {self.repo} yet: "
                                      "train one first", retry_after=30)
+        return newest
+
+    def _session(self) -> tuple[ModelInfo, object]:
+        served = self._served_version()
         with self._lock:
-            if self._loaded is None or self._loaded[0].version != str(newest):
-                self._loaded = self._load(newest)
+            if self._loaded is None or self._loaded[0].version != str(served):
+                self._loaded = self._load(served)
             return self._loaded
 
     def _load(self, version: int) -> tuple[ModelInfo, object]:
@@ -79,7 +89,11 @@ class OnnxRuntimeBackend:
         return await asyncio.to_thread(run)
 
     async def ready(self) -> bool:
-        return repository.newest_version(self.repo, self.model) is not None
+        try:
+            self._served_version()
+        except ServingUnavailable:
+            return False
+        return True
 
     async def close(self) -> None:
         pass
@@ -88,15 +102,18 @@ class OnnxRuntimeBackend:
 class TritonBackend:
     """Triton / KServe v2 over HTTP through tritonclient's asyncio client, with a timeout and bounded retries.
 
-    No version is named in requests: Triton's version policy (latest 1) picks the newest it has loaded.
+    Without `version`, requests name none and Triton's version policy (latest 1) picks the newest it has
+    loaded; with it (a pin) every request names that version, so no other version can answer.
     """
 
     kind = "triton"
 
-    def __init__(self, url: str, model: str, timeout_s: float = 10.0, retries: int = 2, backoff_s: float = 0.2):
+    def __init__(self, url: str, model: str, timeout_s: float = 10.0, retries: int = 2, backoff_s: float = 0.2,
+                 version: int | None = None):
         self.url = url.removeprefix("http://").removeprefix("https://").rstrip("/")
         self.ssl = url.startswith("https://")
         self.model, self.timeout_s, self.retries, self.backoff_s = model, timeout_s, retries, backoff_s
+        self.version = "" if version is None else str(version)  # tritonclient's "any version"
         self._client = None
         self._loop = None
         self._info: ModelInfo | None = None
@@ -131,7 +148,8 @@ class TritonBackend:
     async def model_info(self, refresh: bool = False) -> ModelInfo:
         """Names and input size from the server, cached for a few seconds so a new version is noticed."""
         if refresh or self._info is None or time.monotonic() - self._info_at > METADATA_TTL_S:
-            meta = await self.call(f"describe model {self.model!r}", lambda c: c.get_model_metadata(self.model))
+            meta = await self.call(f"describe model {self.model!r}",
+                                   lambda c: c.get_model_metadata(self.model, model_version=self.version))
             [model_input], [model_output] = meta["inputs"], meta["outputs"]
             versions = sorted(meta.get("versions") or ["0"], key=lambda v: int(v) if v.isdigit() else -1)
             self._info = ModelInfo(self.model, versions[-1], model_input["name"], model_output["name"],
@@ -145,13 +163,13 @@ class TritonBackend:
         request = triton.InferInput(info.input_name, list(batch.shape), "FP32")
         request.set_data_from_numpy(batch, binary_data=True)
         output = triton.InferRequestedOutput(info.output_name, binary_data=True)
-        result = await self.call("run inference", lambda c: c.infer(self.model, [request], outputs=[output],
-                                                                     timeout=int(self.timeout_s * 1e6)))
+        result = await self.call("run inference", lambda c: c.infer(self.model, [request], model_version=self.version,
+                                                                     outputs=[output], timeout=int(self.timeout_s * 1e6)))
         return result.as_numpy(info.output_name), str(result.get_response().get("model_version", info.version))
 
     async def ready(self) -> bool:
         try:
-            return bool(await self.call("report readiness", lambda c: c.is_model_ready(self.model)))
+            return bool(await self.call("report readiness", lambda c: c.is_model_ready(self.model, self.version)))
         except ServingUnavailable:
             return False
 

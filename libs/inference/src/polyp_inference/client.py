@@ -13,7 +13,9 @@ from polyp_core.preprocess import preprocess
 
 from .backends import ModelChanged, OnnxRuntimeBackend, TritonBackend
 from .image import MAX_BYTES, decode
-from .postprocess import Box, segment
+from .postprocess import DEFAULT_MIN_AREA, Box, segment
+
+OUTPUTS = ("mask", "boxes")  # what a prediction can carry besides its area; a client may ask for less
 
 
 @dataclass
@@ -23,29 +25,38 @@ class Prediction:
     width: int
     height: int
     area_fraction: float
-    boxes: list[Box]
-    mask_png: bytes = field(repr=False)
+    boxes: list[Box] | None  # None: not asked for
+    mask_png: bytes | None = field(repr=False)
     latency_ms: float
 
     def as_json(self) -> dict:
-        """The JSON body /predict answers with; the mask travels as base64 PNG."""
+        """The JSON body /predict answers with; the mask travels as base64 PNG (null when not asked for)."""
         return {
             "model": self.model, "version": self.version, "width": self.width, "height": self.height,
-            "area_fraction": self.area_fraction, "boxes": [vars(box) for box in self.boxes],
-            "latency_ms": self.latency_ms, "mask_png_base64": base64.b64encode(self.mask_png).decode(),
+            "area_fraction": self.area_fraction,
+            "boxes": None if self.boxes is None else [vars(box) for box in self.boxes],
+            "latency_ms": self.latency_ms,
+            "mask_png_base64": None if self.mask_png is None else base64.b64encode(self.mask_png).decode(),
         }
 
 
-def make_backend(model: str, triton_url: str | None, repo: str | Path, timeout_s: float = 10.0):
-    """Triton at triton_url (KServe in a cluster) when given, else in-process ONNX Runtime over the local repository."""
-    return TritonBackend(triton_url, model, timeout_s=timeout_s) if triton_url else OnnxRuntimeBackend(repo, model)
+def make_backend(model: str, triton_url: str | None, repo: str | Path, timeout_s: float = 10.0,
+                 version: int | None = None):
+    """Triton at triton_url (KServe in a cluster) when given, else in-process ONNX Runtime over the local
+    repository; `version` pins the served version (None: the newest)."""
+    if triton_url:
+        return TritonBackend(triton_url, model, timeout_s=timeout_s, version=version)
+    return OnnxRuntimeBackend(repo, model, version=version)
 
 
 class InferenceClient:
     def __init__(self, backend: OnnxRuntimeBackend | TritonBackend, max_bytes: int = MAX_BYTES, threshold: float = 0.5):
         self.backend, self.max_bytes, self.threshold = backend, max_bytes, threshold
 
-    async def predict(self, data: bytes, content_type: str | None) -> Prediction:
+    async def predict(self, data: bytes, content_type: str | None, outputs: frozenset[str] = frozenset(OUTPUTS),
+                      min_area: float = DEFAULT_MIN_AREA) -> Prediction:
+        """Segment one upload; `outputs` names what to return (the area always comes), `min_area` the
+        smallest region (share of the image) that gets a box."""
         started = time.perf_counter()
         image = decode(data, content_type, self.max_bytes)
         info = await self.backend.model_info()
@@ -56,9 +67,10 @@ class InferenceClient:
             info = await self.backend.model_info(refresh=True)
             pixels, box = preprocess(image, info.size)
             logits, version = await self.backend.infer(pixels[None], info)
-        result = segment(np.asarray(logits)[0, 0], box, self.threshold)
-        return Prediction(info.name, version, image.width, image.height, result.area_fraction, result.boxes,
-                          result.mask_png(), (time.perf_counter() - started) * 1000)
+        result = segment(np.asarray(logits)[0, 0], box, self.threshold, min_area, with_boxes="boxes" in outputs)
+        return Prediction(info.name, version, image.width, image.height, result.area_fraction,
+                          result.boxes if "boxes" in outputs else None,
+                          result.mask_png() if "mask" in outputs else None, (time.perf_counter() - started) * 1000)
 
     async def ready(self) -> bool:
         return await self.backend.ready()

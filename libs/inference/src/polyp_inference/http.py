@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, HTTPException, UploadFile
+from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 from pydantic import BaseModel, Field
 
-from .client import InferenceClient
+from .client import OUTPUTS, InferenceClient
 from .errors import ImageTooLarge, InferenceError, ServingUnavailable
+from .postprocess import DEFAULT_MIN_AREA
 
 
 class BoxOut(BaseModel):
@@ -24,10 +25,12 @@ class PredictionOut(BaseModel):
     version: str = Field(description="the model version that answered")
     width: int
     height: int
-    area_fraction: float = Field(description="share of the image predicted as polyp")
-    boxes: list[BoxOut] = Field(description="one box per connected polyp region, largest first")
+    area_fraction: float = Field(description="share of the image predicted as polyp (the whole mask)")
+    boxes: list[BoxOut] | None = Field(description="one box per connected polyp region of at least min_area, "
+                                                   "largest first; null unless outputs includes boxes")
     latency_ms: float
-    mask_png_base64: str = Field(description="the mask at the image's original size, 0 or 255, PNG")
+    mask_png_base64: str | None = Field(description="the mask at the image's original size, 0 or 255, PNG; "
+                                                    "null unless outputs includes mask")
 
 
 ERRORS = {
@@ -51,7 +54,13 @@ def predict_router(client: InferenceClient, dependencies: list | None = None, ma
 
     @router.post("/predict", response_model=PredictionOut, responses=ERRORS,
                  summary="Segment polyps in an endoscopy image")
-    async def predict(file: Annotated[UploadFile, File(description="JPEG or PNG")]) -> dict:
+    async def predict(
+        file: Annotated[UploadFile, File(description="JPEG or PNG")],
+        outputs: Annotated[list[Literal[OUTPUTS]], Query(
+            description="what to return besides the area: mask, boxes or both (repeat the parameter)")] = OUTPUTS,
+        min_area: Annotated[float, Query(ge=0, le=1, description="smallest region, as a share of the image, "
+                                         "that gets a box (smaller ones are speckle)")] = DEFAULT_MIN_AREA,
+    ) -> dict:
         nonlocal in_flight
         if max_concurrent and in_flight >= max_concurrent:
             raise HTTPException(429, f"{in_flight} predictions are running on this replica (limit {max_concurrent}); "
@@ -61,7 +70,7 @@ def predict_router(client: InferenceClient, dependencies: list | None = None, ma
             data = await file.read(client.max_bytes + 1)  # never hold more than the limit
             if len(data) > client.max_bytes:
                 raise ImageTooLarge(f"image is larger than the limit of {client.max_bytes} bytes")
-            return (await client.predict(data, file.content_type)).as_json()
+            return (await client.predict(data, file.content_type, frozenset(outputs), min_area)).as_json()
         except InferenceError as error:
             raise to_http(error) from error
         finally:

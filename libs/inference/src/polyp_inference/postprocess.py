@@ -1,4 +1,9 @@
-"""Model logits -> what a user sees: a mask at the original size, the polyp area, one box per polyp."""
+"""Model logits -> what a user sees: a mask at the original size, the polyp area, one box per polyp.
+
+Connected regions smaller than ``min_area`` (a share of the image) get no box: they are speckle, not
+polyps (an untrained model's mask of a 622x529 frame had 89 regions, 80 of them under 100 pixels).
+The mask and its area are the model's, unfiltered.
+"""
 
 from __future__ import annotations
 
@@ -29,23 +34,34 @@ class Segmentation:
 
     def mask_png(self) -> bytes:
         out = io.BytesIO()
-        Image.fromarray(self.mask, mode="L").save(out, format="PNG", optimize=False)
+        # A two-valued mask compresses nearly as well at level 1 as at the default 6, in a third of the time.
+        Image.fromarray(self.mask, mode="L").save(out, format="PNG", optimize=False, compress_level=1)
         return out.getvalue()
+
+
+DEFAULT_MIN_AREA = 0.001  # 0.1 % of the image: 329 pixels of a 622x529 Kvasir-SEG frame
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
 
 
-def segment(logits: np.ndarray, box: Letterbox, threshold: float = 0.5) -> Segmentation:
-    """logits: size x size for one image."""
+def segment(logits: np.ndarray, box: Letterbox, threshold: float = 0.5, min_area: float = 0.0,
+            with_boxes: bool = True) -> Segmentation:
+    """logits: size x size for one image. Boxes for regions of at least min_area of the image (if asked)."""
     mask = restore_mask(sigmoid(logits.astype(np.float32)), box, threshold)
-    total = mask.size
-    labels, _ = ndimage.label(mask > 0)
+    polyp = mask > 0
+    return Segmentation(mask, float(polyp.mean()), region_boxes(polyp, min_area) if with_boxes else [])
+
+
+def region_boxes(polyp: np.ndarray, min_area: float) -> list[Box]:
+    """One box per connected region of at least min_area of the image, largest first."""
+    labels, count = ndimage.label(polyp)
+    pixels = np.bincount(labels.ravel(), minlength=count + 1)
     boxes = []
-    for index, found in enumerate(ndimage.find_objects(labels), start=1):
-        rows, cols = found
-        pixels = int((labels[found] == index).sum())
-        boxes.append(Box(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start, pixels / total))
+    for index, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
+        share = pixels[index] / polyp.size
+        if share >= min_area:
+            boxes.append(Box(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start, float(share)))
     boxes.sort(key=lambda b: b.area_fraction, reverse=True)
-    return Segmentation(mask, float((mask > 0).sum() / total), boxes)
+    return boxes

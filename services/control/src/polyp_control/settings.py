@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = MAX_BYTES
     max_concurrent_predictions: int = Field(4, ge=1, description="per replica; more at once get 429")
     model_name: str = DEFAULT_MODEL_NAME
+    model_version: int | None = Field(None, ge=1, description="serve exactly this version (a pin); unset: the newest")
     cors_origins: Annotated[list[str], NoDecode] = []  # CORS_ORIGINS: comma-separated
     # Watches
     model_stale_hours: float = 36
@@ -60,7 +61,8 @@ class Settings(BaseSettings):
     def _split_origins(cls, value):
         return [o.strip() for o in value.split(",") if o.strip()] if isinstance(value, str) else value
 
-    @field_validator("api_token", "api_read_token", "redis_url", "inference_url", "static_dir", mode="before")
+    @field_validator("api_token", "api_read_token", "redis_url", "inference_url", "static_dir", "model_version",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, value):
         return value or None

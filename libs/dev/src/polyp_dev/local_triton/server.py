@@ -30,6 +30,9 @@ def mirror_repository(source: Path, target: Path) -> list[tuple[str, int]]:
         out.mkdir(parents=True, exist_ok=True)
         config = _python_backend_config((model_dir / repository.CONFIG_FILE).read_text())
         (out / repository.CONFIG_FILE).write_text(config)
+        for pinned in sorted((model_dir / repository.CONFIGS_DIR).glob("*.pbtxt")):
+            (out / repository.CONFIGS_DIR).mkdir(exist_ok=True)
+            (out / repository.CONFIGS_DIR / pinned.name).write_text(_python_backend_config(pinned.read_text()))
         for version in repository.published_versions(source, model_dir.name):
             if (out / str(version)).exists():
                 continue
@@ -50,10 +53,14 @@ def _distribution() -> Path:
 
 
 class TritonServer:
-    """``with TritonServer(repo) as server: server.url`` — Triton polling ``repo`` every second, on loopback."""
+    """``with TritonServer(repo) as server: server.url`` — Triton polling ``repo`` every second, on loopback.
 
-    def __init__(self, repo: Path, poll_s: int = 1, log: Path | None = None, start_timeout_s: float = 120):
+    ``config_name`` selects each model's custom configuration (``--model-config-name``), e.g. a pin."""
+
+    def __init__(self, repo: Path, poll_s: int = 1, log: Path | None = None, start_timeout_s: float = 120,
+                 config_name: str | None = None):
         self.repo, self.poll_s, self.start_timeout_s = Path(repo), poll_s, start_timeout_s
+        self.config_name = config_name
         self.http_port = free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self._log_path = log
@@ -88,7 +95,8 @@ class TritonServer:
              f"--backend-directory={dist / 'backends'}", f"--cache-directory={dist / 'caches'}",
              f"--http-port={self.http_port}", "--http-address=127.0.0.1", "--allow-grpc=false",
              "--allow-metrics=false", "--model-control-mode=poll", f"--repository-poll-secs={self.poll_s}",
-             "--strict-readiness=false", "--exit-on-error=false", "--log-verbose=0"],
+             "--strict-readiness=false", "--exit-on-error=false", "--log-verbose=0",
+             *([f"--model-config-name={self.config_name}"] if self.config_name else [])],
             stdout=log, stderr=subprocess.STDOUT, env=self._environment())
         try:
             wait_for_http(f"{self.url}/v2/health/live", self._proc, self.start_timeout_s, "tritonserver")
