@@ -140,6 +140,20 @@ def test_a_pinned_onnxruntime_backend_keeps_its_version_and_waits_for_an_unpubli
         run(ahead.model_info())
 
 
+def test_the_backend_setting_picks_the_backend_and_names_what_is_missing(tmp_path):
+    from polyp_inference.client import make_backend
+    from polyp_inference.rayserve import RayServeBackend
+
+    assert isinstance(make_backend(MODEL, None, tmp_path), OnnxRuntimeBackend)
+    assert isinstance(make_backend(MODEL, "http://triton:8080", tmp_path), TritonBackend)
+    pinned = make_backend(MODEL, "http://serve:8000/polyp-segmenter", tmp_path, kind="rayserve", version=3)
+    assert isinstance(pinned, RayServeBackend) and pinned.version == 3
+    with pytest.raises(ValueError, match="the rayserve backend needs its URL"):
+        make_backend(MODEL, None, tmp_path, kind="rayserve")
+    with pytest.raises(ValueError, match="unknown inference backend 'torchserve'"):
+        make_backend(MODEL, None, tmp_path, kind="torchserve")
+
+
 def test_onnxruntime_without_any_published_version_is_unavailable(tmp_path):
     with pytest.raises(ServingUnavailable, match="has no published version") as caught:
         run(OnnxRuntimeBackend(tmp_path / "empty", MODEL).model_info())

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from polyp_core.preprocess import Letterbox
+import polyp_fixtures
+from polyp_core.preprocess import Letterbox, preprocess
 from polyp_inference.errors import ImageTooLarge, UndecodableImage, UnsupportedMediaType
 from polyp_inference.image import decode
 from polyp_inference.postprocess import segment
@@ -22,8 +23,21 @@ def encoded(size=(40, 30), fmt="PNG", mode="RGB") -> bytes:
 
 @pytest.mark.parametrize("content_type, fmt", [("image/png", "PNG"), ("image/jpeg", "JPEG"), ("image/jpeg; q=1", "JPEG")])
 def test_jpeg_and_png_decode_to_rgb(content_type, fmt):
-    image = decode(encoded(fmt=fmt, mode="L"), content_type)
-    assert image.mode == "RGB" and image.size == (40, 30)
+    image, width, height = decode(encoded(fmt=fmt, mode="L"), content_type)
+    assert image.mode == "RGB" and image.size == (width, height) == (40, 30)
+
+
+def test_a_jpeg_reduced_on_decode_keeps_its_geometry_and_nearly_its_pixels():
+    """Serving decodes a 622x529 frame at half scale for a 256 px model: same letterbox, close inputs."""
+    data = sorted((polyp_fixtures.path("samples/kvasir-seg") / "images").glob("*.jpg"))[0].read_bytes()
+    full, reduced = decode(data, "image/jpeg"), decode(data, "image/jpeg", reduce_for=256)
+    assert (reduced.width, reduced.height) == (full.width, full.height) == full.image.size
+    assert reduced.image.width < full.width and min(reduced.image.size) >= 256  # decoded small, still covering
+    (full_input, full_box), (reduced_input, reduced_box) = (
+        preprocess(full.image, 256), preprocess(reduced.image, 256, (reduced.width, reduced.height)))
+    assert reduced_box == full_box
+    assert np.abs(full_input - reduced_input).mean() < 0.05  # ImageNet-normalised units (one grey level is ~0.017)
+    assert decode(encoded(fmt="PNG"), "image/png", reduce_for=8).image.size == (40, 30)  # PNG has no reduced decode
 
 
 @pytest.mark.parametrize("content_type", ["image/gif", "text/plain", "", None])
@@ -36,7 +50,7 @@ def test_more_bytes_than_the_limit_is_413():
     data = encoded()
     with pytest.raises(ImageTooLarge, match=f"image is {len(data)} bytes; the limit is {len(data) - 1} bytes"):
         decode(data, "image/png", max_bytes=len(data) - 1)
-    assert decode(data, "image/png", max_bytes=len(data)).size == (40, 30)
+    assert decode(data, "image/png", max_bytes=len(data)).image.size == (40, 30)
 
 
 def test_a_decompression_bomb_is_413_not_decoded():

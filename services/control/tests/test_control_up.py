@@ -7,11 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+import polyp_fixtures
 from polyp_dev.net import free_port
 
 pytestmark = pytest.mark.ray
@@ -34,12 +36,13 @@ def processes_in_group(pgid: int) -> list[str]:
     return [" ".join(row) for row in rows if row[0] == str(pgid) and not row[1].startswith("Z")]
 
 
-def test_make_up_serves_and_ctrl_c_stops_everything_without_a_traceback(tmp_path):
+@pytest.mark.parametrize("backend", ["onnxruntime", "rayserve"])
+def test_make_up_serves_and_ctrl_c_stops_everything_without_a_traceback(backend, tmp_path):
     port, ray_port = free_port(), free_port()
     env = {**os.environ, "POLYP_HOME": str(tmp_path / "home"), "PORT": str(port), "RAY_DASHBOARD_PORT": str(ray_port),
-           "PATH": "/usr/bin:/bin"}  # not the venv's: polyp-up must not depend on the caller's PATH
-    env.pop("API_TOKEN", None)
-    env.pop("API_READ_TOKEN", None)
+           "PATH": "/usr/bin:/bin", "INFERENCE_BACKEND": backend}  # not the venv's PATH: polyp-up must not need it
+    for name in ("API_TOKEN", "API_READ_TOKEN", "INFERENCE_URL", "MODEL_VERSION"):
+        env.pop(name, None)
     log = tmp_path / "up.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([str(Path(sys.executable).with_name("polyp-up"))], env=env, stdout=out,
@@ -64,6 +67,19 @@ def test_make_up_serves_and_ctrl_c_stops_everything_without_a_traceback(tmp_path
             pytest.fail(f"the control service did not answer: {log.read_text()[-3000:]}")
         ray_group = ray_head_group(ray_port)
         assert ray_group and len(processes_in_group(ray_group)) > 1, "no Ray head running while make up runs"
+        # No model yet: /predict says so, through the backend asked for (Ray Serve: the application on the head).
+        with open(sorted((polyp_fixtures.path("samples/kvasir-seg") / "images").glob("*.jpg"))[0], "rb") as frame:
+            body, boundary = frame.read(), "polyp-frame"
+        upload = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/predict", method="POST",
+            data=(f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.jpg\"\r\n"
+                  f"Content-Type: image/jpeg\r\n\r\n").encode() + body + f"\r\n--{boundary}--\r\n".encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(upload, timeout=60)
+        detail = refused.value.read().decode()
+        assert refused.value.code == 503 and "has no published version" in detail, detail
+        assert ("Ray Serve at http://127.0.0.1:" in detail) is (backend == "rayserve"), detail
 
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the terminal's whole foreground group
         assert proc.wait(timeout=120) == 0

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from polyp_core.preprocess import binary_mask, preprocess, restore_mask
+from polyp_core.preprocess import binary_mask, preprocess, reduce_on_decode, restore_mask
 from polyp_core.repository import INPUT_NAME, MODEL_FILE, newest_version
 
 from .data import Sample
@@ -67,7 +67,9 @@ def dice_iou(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 
 def score(session, size: int, sample: Sample) -> ImageScore:
     with Image.open(sample.image) as image, Image.open(sample.mask) as mask:
-        pixels, box = preprocess(image, size)
+        original = image.size
+        reduce_on_decode(image, size)  # as serving decodes an upload
+        pixels, box = preprocess(image, size, original)
         truth = np.asarray(binary_mask(mask)) > 0
     logits = session.run(None, {INPUT_NAME: pixels[None]})[0][0, 0].astype(np.float32)
     predicted = restore_mask(1 / (1 + np.exp(-logits)), box) > 0

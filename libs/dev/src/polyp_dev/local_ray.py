@@ -36,6 +36,8 @@ class LocalRayHead:
     def __init__(self, dashboard_port: int = 8265, num_cpus: int | None = None, log: Path | None = None):
         self.dashboard_port, self.num_cpus, self.log = dashboard_port, num_cpus, log
         self.address = f"http://127.0.0.1:{dashboard_port}"
+        self.gcs_port = free_port()
+        self.gcs_address = f"127.0.0.1:{self.gcs_port}"  # what a driver (ray.init) connects to
         self._proc: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 240, attempts: int = 2) -> LocalRayHead:
@@ -53,7 +55,7 @@ class LocalRayHead:
             ray = shutil.which("ray") or ray
         # Every port explicit: another Ray on this machine (a test's ray.init) must not collide with this one.
         args = [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
-                f"--dashboard-port={self.dashboard_port}", f"--port={free_port()}", "--include-dashboard=true",
+                f"--dashboard-port={self.dashboard_port}", f"--port={self.gcs_port}", "--include-dashboard=true",
                 f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
                 f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
                 "--disable-usage-stats"]

@@ -1,7 +1,8 @@
 """`make up`: the whole loop on a laptop on embedded defaults.
 
 A local Ray head (job submission on 127.0.0.1:8265), MLflow on a SQLite file, a local Triton
-model repository served in-process by ONNX Runtime, alerts in-process (or Redis when REDIS_URL
+model repository served in-process by ONNX Runtime (or, with INFERENCE_BACKEND=rayserve, by a Ray Serve
+application on that Ray head), alerts in-process (or Redis when REDIS_URL
 is set), a synthetic dataset when none is configured, and the control service with the alert
 page on :8000. Ctrl-C stops everything.
 """
@@ -9,6 +10,7 @@ page on :8000. Ctrl-C stops everything.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -68,12 +70,31 @@ def main() -> None:
     try:
         print("starting a local Ray head ...", flush=True)
         ray_head.start()
-        serve(port, ray_port, token_file)
+        with ray_serve_if_asked(ray_head, home):
+            serve(port, ray_port, token_file)
     except (KeyboardInterrupt, asyncio.CancelledError):
         pass  # Ctrl-C is how make up is meant to end: no traceback
     finally:
         print("stopping Ray ...", flush=True)
         ray_head.stop()
+
+
+@contextlib.contextmanager
+def ray_serve_if_asked(ray_head: LocalRayHead, home: Path):
+    """INFERENCE_BACKEND=rayserve without an INFERENCE_URL: deploy the Ray Serve application on the local head."""
+    if os.environ.get("INFERENCE_BACKEND") != "rayserve" or os.environ.get("INFERENCE_URL"):
+        yield
+        return
+    from polyp_core.repository import DEFAULT_MODEL_NAME
+
+    from .local_rayserve import LocalRayServe
+
+    print("deploying the Ray Serve application ...", flush=True)
+    with LocalRayServe(os.environ["MODEL_REPO"], os.environ.get("MODEL_NAME", DEFAULT_MODEL_NAME),
+                       version=int(os.environ["MODEL_VERSION"]) if os.environ.get("MODEL_VERSION") else None,
+                       address=ray_head.gcs_address, log=home / "ray-serve.log") as application:
+        os.environ["INFERENCE_URL"] = application.url
+        yield
 
 
 def serve(port: int, ray_port: int, token_file: Path) -> None:
@@ -90,6 +111,7 @@ def serve(port: int, ray_port: int, token_file: Path) -> None:
   Ray         http://127.0.0.1:{ray_port}
   MLflow      uv run mlflow ui --backend-store-uri sqlite:///{Path(os.environ['POLYP_HOME']) / 'mlflow.db'}
   data        {os.environ['TRAINING_DATA']}   models {os.environ['MODEL_REPO']}
+  serving     {os.environ.get('INFERENCE_BACKEND') or 'onnxruntime'} {os.environ.get('INFERENCE_URL') or '(in-process)'}
   Ctrl-C stops everything.
 """, flush=True)
     # timeout_graceful_shutdown: open SSE streams must not hold Ctrl-C up.

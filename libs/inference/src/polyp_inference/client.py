@@ -40,12 +40,25 @@ class Prediction:
         }
 
 
-def make_backend(model: str, triton_url: str | None, repo: str | Path, timeout_s: float = 10.0,
-                 version: int | None = None):
-    """Triton at triton_url (KServe in a cluster) when given, else in-process ONNX Runtime over the local
-    repository; `version` pins the served version (None: the newest)."""
-    if triton_url:
-        return TritonBackend(triton_url, model, timeout_s=timeout_s, version=version)
+BACKENDS = ("onnxruntime", "triton", "rayserve")
+
+
+def make_backend(model: str, url: str | None, repo: str | Path, timeout_s: float = 10.0,
+                 version: int | None = None, kind: str | None = None):
+    """`kind` (default: triton when a url is given, else onnxruntime): in-process ONNX Runtime over the local
+    repository, Triton (KServe in a cluster) or a Ray Serve application at `url`; `version` pins the served
+    version (None: the newest)."""
+    kind = kind or ("triton" if url else "onnxruntime")
+    if kind not in BACKENDS:
+        raise ValueError(f"unknown inference backend {kind!r}: one of {', '.join(BACKENDS)}")
+    if kind != "onnxruntime" and not url:
+        raise ValueError(f"the {kind} backend needs its URL (INFERENCE_URL)")
+    if kind == "triton":
+        return TritonBackend(url, model, timeout_s=timeout_s, version=version)
+    if kind == "rayserve":
+        from .rayserve import RayServeBackend
+
+        return RayServeBackend(url, model, timeout_s=timeout_s, version=version)
     return OnnxRuntimeBackend(repo, model, version=version)
 
 
@@ -58,17 +71,19 @@ class InferenceClient:
         """Segment one upload; `outputs` names what to return (the area always comes), `min_area` the
         smallest region (share of the image) that gets a box."""
         started = time.perf_counter()
-        image = decode(data, content_type, self.max_bytes)
         info = await self.backend.model_info()
+        upload = decode(data, content_type, self.max_bytes, reduce_for=info.size)
+        original = (upload.width, upload.height)
         try:
-            pixels, box = preprocess(image, info.size)
+            pixels, box = preprocess(upload.image, info.size, original)
             logits, version = await self.backend.infer(pixels[None], info)
         except ModelChanged:  # the newest version expects another size: prepare the image again, once
             info = await self.backend.model_info(refresh=True)
-            pixels, box = preprocess(image, info.size)
+            upload = decode(data, content_type, self.max_bytes, reduce_for=info.size)
+            pixels, box = preprocess(upload.image, info.size, original)
             logits, version = await self.backend.infer(pixels[None], info)
         result = segment(np.asarray(logits)[0, 0], box, self.threshold, min_area, with_boxes="boxes" in outputs)
-        return Prediction(info.name, version, image.width, image.height, result.area_fraction,
+        return Prediction(info.name, version, upload.width, upload.height, result.area_fraction,
                           result.boxes if "boxes" in outputs else None,
                           result.mask_png() if "mask" in outputs else None, (time.perf_counter() - started) * 1000)
 

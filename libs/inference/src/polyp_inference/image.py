@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import NamedTuple
 
 from PIL import Image, UnidentifiedImageError
+
+from polyp_core.preprocess import reduce_on_decode
 
 from .errors import ImageTooLarge, UndecodableImage, UnsupportedMediaType
 
@@ -14,7 +17,15 @@ MAX_BYTES = 10 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # a 4K endoscope frame is 8.3 MP; anything far beyond is a decompression bomb
 
 
-def decode(data: bytes, content_type: str | None, max_bytes: int = MAX_BYTES) -> Image.Image:
+class Decoded(NamedTuple):
+    image: Image.Image  # RGB; a JPEG may be decoded at a reduced scale (reduce_for)
+    width: int  # the upload's own size
+    height: int
+
+
+def decode(data: bytes, content_type: str | None, max_bytes: int = MAX_BYTES, reduce_for: int | None = None) -> Decoded:
+    """The upload as RGB pixels; with `reduce_for` (the model's input side) a JPEG decodes at the smallest
+    DCT scale that still covers it, the same way training and evaluation read frames."""
     media = (content_type or "").split(";")[0].strip().lower()
     if media not in SUPPORTED:
         raise UnsupportedMediaType(f"unsupported media type {media or 'none'!r}: send image/jpeg or image/png")
@@ -28,10 +39,13 @@ def decode(data: bytes, content_type: str | None, max_bytes: int = MAX_BYTES) ->
             image = Image.open(io.BytesIO(data), formats=[SUPPORTED[media]])
             if image.width * image.height > MAX_PIXELS:
                 raise ImageTooLarge(f"image is {image.width}x{image.height}; the limit is {MAX_PIXELS} pixels")
+            width, height = image.size
+            if reduce_for:
+                reduce_on_decode(image, reduce_for)
             image.load()
     except ImageTooLarge:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as exc:
         raise UndecodableImage(f"cannot decode the upload as {media}: {exc}") from exc
-    return image.convert("RGB")
+    return Decoded(image.convert("RGB"), width, height)

@@ -56,12 +56,14 @@ def segment(logits: np.ndarray, box: Letterbox, threshold: float = 0.5, min_area
 
 def region_boxes(polyp: np.ndarray, min_area: float) -> list[Box]:
     """One box per connected region of at least min_area of the image, largest first."""
-    labels, count = ndimage.label(polyp)
-    pixels = np.bincount(labels.ravel(), minlength=count + 1)
+    labels, _ = ndimage.label(polyp)
+    smallest = min_area * polyp.size
     boxes = []
     for index, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
-        share = pixels[index] / polyp.size
-        if share >= min_area:
-            boxes.append(Box(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start, float(share)))
+        if (rows.stop - rows.start) * (cols.stop - cols.start) < smallest:
+            continue  # its box is already too small to hold enough pixels: most speckle stops here, uncounted
+        pixels = int(np.count_nonzero(labels[rows, cols] == index))
+        if pixels >= smallest:
+            boxes.append(Box(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start, pixels / polyp.size))
     boxes.sort(key=lambda b: b.area_fraction, reverse=True)
     return boxes

@@ -50,7 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     watches = Watches(engine, registry, bus, metrics, settings)
     schedules = ScheduleService(engine, runs, settings.instance_id)
     predictor = InferenceClient(make_backend(settings.model_name, settings.inference_url, settings.model_repo,
-                                             version=settings.model_version), max_bytes=settings.max_upload_bytes)
+                                             version=settings.model_version, kind=settings.inference_backend),
+                                max_bytes=settings.max_upload_bytes)
     runs.on_success.append(watches.check)
 
     @contextlib.asynccontextmanager

@@ -7,7 +7,7 @@ Every field is read from the upper-case environment variable of its name (``ray_
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     database_url: str = Field(default_factory=lambda: f"sqlite:///{polyp_home() / 'control.db'}",
                               validation_alias=AliasChoices("DATABASE_URL", "SCHEDULER_DB_URL"))
     mlflow_tracking_uri: str = Field(default_factory=lambda: f"sqlite:///{polyp_home() / 'mlflow.db'}")
-    inference_url: str | None = None  # Triton / KServe v2; unset: in-process ONNX Runtime over model_repo
+    inference_url: str | None = None  # Triton / KServe v2 or a Ray Serve application; unset: in-process ONNX Runtime
+    inference_backend: Literal["onnxruntime", "triton", "rayserve"] | None = Field(
+        None, description="default: triton when inference_url is set, else onnxruntime over model_repo")
     max_upload_bytes: int = MAX_BYTES
     max_concurrent_predictions: int = Field(4, ge=1, description="per replica; more at once get 429")
     model_name: str = DEFAULT_MODEL_NAME
@@ -61,8 +63,8 @@ class Settings(BaseSettings):
     def _split_origins(cls, value):
         return [o.strip() for o in value.split(",") if o.strip()] if isinstance(value, str) else value
 
-    @field_validator("api_token", "api_read_token", "redis_url", "inference_url", "static_dir", "model_version",
-                     mode="before")
+    @field_validator("api_token", "api_read_token", "redis_url", "inference_url", "inference_backend", "static_dir",
+                     "model_version", mode="before")
     @classmethod
     def _empty_is_unset(cls, value):
         return value or None
