@@ -130,3 +130,34 @@ def test_inference_canary_only_where_kserve_can_split_traffic(repo_root):
     assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
     assert isvc["spec"]["predictor"]["model"]["runtimeVersion"] == "25.06-py3"
     assert isvc["spec"]["predictor"]["model"]["protocolVersion"] == "v2"
+
+
+def test_inference_backend_rayserve_renders_a_valid_rayservice_serving_the_pin(repo_root):
+    """backend: rayserve replaces the InferenceService with a KubeRay RayService whose Serve config the
+    real Ray Serve schema and our application builder both accept, pinned to model.version."""
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    from polyp_gitops.validate import kubeconform
+    from polyp_inference.rayserve import build
+
+    digest = "ab" * 32
+    objects = helm_template(repo_root / "charts" / "inference", "inference", "polyp", values={
+        "backend": "rayserve", "model": {"version": "7", "sha256": digest}, "replicas": {"min": 1, "max": 3}})
+    kinds = {o["kind"] for o in objects}
+    assert "RayService" in kinds and not kinds & {"InferenceService", "ServingRuntime"}
+    report = kubeconform(objects)
+    assert report.ok, report.problems
+    [service] = [o for o in objects if o["kind"] == "RayService"]
+    config = ServeDeploySchema.parse_obj(yaml.safe_load(service["spec"]["serveConfigV2"]))
+    [app] = config.applications
+    assert app.import_path == "polyp_inference.rayserve:build" and app.route_prefix == "/polyp-segmenter"
+    assert app.args["version"] == "7" and app.args["sha256"] == digest and app.args["repo"] == "s3://models/triton"
+    [deployment] = app.deployments
+    assert deployment.autoscaling_config["max_replicas"] == 3
+    build(app.args)  # the builder takes exactly these arguments
+
+    triton = {o["kind"] for o in helm_template(repo_root / "charts" / "inference", "inference", "polyp")}
+    assert {"InferenceService", "ServingRuntime"} <= triton and "RayService" not in triton
+    with pytest.raises(ToolError, match="backend"):
+        helm_template(repo_root / "charts" / "inference", "inference", "polyp", values={"backend": "torchserve"})

@@ -102,6 +102,24 @@ def test_promote_copies_exactly_the_pins_as_one_commit(repo):
     assert "promote: dev -> staging" in git(repo, "log", "-1", "--format=%B")
 
 
+def test_a_model_pinned_by_digest_is_promoted_with_its_digest(repo):
+    """The digest travels with the version: prod serves the bytes dev served (charts/inference checks them)."""
+    digest = "3f" * 32
+    changes = promotion.pin_model("dev", "7", root=repo, sha256=digest)
+    assert [str(c) for c in changes] == ["inference model.version: 1 -> 7", f"inference model.sha256:  -> {digest}"]
+    assert git(repo, "log", "-1", "--format=%s").strip() == "model: serve model version 7 (sha256 3f3f3f3f3f3f…) in dev"
+    promotion.promote("dev", "staging", root=repo)
+    pinned = yaml.safe_load(env_text(repo, "staging"))["components"]["inference"]["values"]["model"]
+    assert pinned == {"version": "7", "sha256": digest}
+
+    # A new version without a digest clears the old one, which would not match the new bytes.
+    assert [str(c) for c in promotion.pin_model("dev", "8", root=repo)] == [
+        "inference model.version: 7 -> 8", f"inference model.sha256: {digest} -> "]
+    assert yaml.safe_load(env_text(repo, "dev"))["components"]["inference"]["values"]["model"] == {"version": "8",
+                                                                                                    "sha256": ""}
+    assert promotion.pin_model("dev", "8", root=repo) == []  # already so: no commit
+
+
 def test_promote_when_nothing_differs_is_a_no_op(repo):
     assert promotion.plan("staging", "prod", root=repo) == []
     assert promotion.promote("staging", "prod", root=repo) == []
@@ -122,6 +140,7 @@ def test_rollback_is_a_git_revert_of_the_promotion(repo):
     (lambda r: promotion.bump("dev", "frontend", "latest", root=r), "not immutable"),
     (lambda r: promotion.bump("dev", "frontend", "feature-x", root=r), "not immutable"),
     (lambda r: promotion.pin_model("dev", "v3", root=r), "not an MLflow model version"),
+    (lambda r: promotion.pin_model("dev", "3", root=r, sha256="abc123"), "not a sha256"),
     (lambda r: promotion.plan("dev", "prod", root=r), "one step at a time"),
     (lambda r: promotion.plan("prod", "dev", root=r), "one step at a time"),
 ])

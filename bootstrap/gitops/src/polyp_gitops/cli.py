@@ -76,8 +76,11 @@ def _bump(args: argparse.Namespace) -> int:
 
 
 def _pin_model(args: argparse.Namespace) -> int:
-    change = promotion.pin_model(args.env, args.version, args.root, commit=not args.no_commit)
-    print(f"{args.env}: {change}" if change else f"{args.env}: already serves model version {args.version}")
+    changes = promotion.pin_model(args.env, args.version, args.root, commit=not args.no_commit, sha256=args.sha256)
+    for change in changes:
+        print(f"{args.env}: {change}")
+    if not changes:
+        print(f"{args.env}: already serves model version {args.version}")
     return 0
 
 
@@ -141,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     pin = sub.add_parser("pin-model", help="set the model version one environment serves and commit")
     pin.add_argument("--env", required=True)
     pin.add_argument("--version", required=True, help="an MLflow model version number")
+    pin.add_argument("--sha256", default="", help="its model.onnx digest (the version's onnx_sha256 tag): the serving "
+                                                   "pods start only on exactly those bytes, here and where it is promoted")
     pin.add_argument("--no-commit", action="store_true", help="edit the file only")
     pin.set_defaults(func=_pin_model)
 

@@ -1,7 +1,9 @@
 """The pins an environment file carries, read and rewritten in place.
 
-A pin is an image tag of one of our images (components.<c>.values.image.tag) or the model
-version an environment serves (components.inference.values.model.version). Rewrites touch the
+A pin is an image tag of one of our images (components.<c>.values.image.tag), the model
+version an environment serves (components.inference.values.model.version), or that version's
+model.onnx digest (model.sha256, empty when not pinned by digest): the digest travels with the
+version, so "version 7" in prod is the same bytes dev served, not whatever prod's registry calls 7. Rewrites touch the
 one scalar on its line and nothing else, so comments, order and formatting survive and a
 diff shows exactly the lines that moved.
 """
@@ -19,6 +21,7 @@ from .repo import check_environment
 
 IMAGE_TAG = ("image", "tag")
 MODEL_VERSION = ("model", "version")
+MODEL_SHA256 = ("model", "sha256")
 MODEL_COMPONENT = "inference"
 # Tags that move: never in git, never rendered. The charts' polyp.image helper (charts/polyp-lib) refuses the
 # same list at render time; tests/manifests/test_structure.py keeps the two equal.
@@ -26,6 +29,7 @@ FLOATING_TAGS = frozenset({"latest", "main", "master", "stable", "edge", "dev"})
 # What a bump of our own images accepts: a semantic version or a git commit SHA (optionally "sha-" prefixed).
 IMMUTABLE_TAG = re.compile(r"^(v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?|(sha-)?[0-9a-f]{7,40})$")
 MODEL_VERSION_FORMAT = re.compile(r"^[1-9]\d*$")
+MODEL_SHA256_FORMAT = re.compile(r"^([0-9a-f]{64})?$")  # empty: no digest pinned
 
 
 class PinError(ValueError):
@@ -58,7 +62,8 @@ def image_components(root: Path) -> list[str]:
 
 
 def promoted_pins(root: Path) -> list[Pin]:
-    return [Pin(c, IMAGE_TAG) for c in image_components(root)] + [Pin(MODEL_COMPONENT, MODEL_VERSION)]
+    return [Pin(c, IMAGE_TAG) for c in image_components(root)] + [Pin(MODEL_COMPONENT, MODEL_VERSION),
+                                                                  Pin(MODEL_COMPONENT, MODEL_SHA256)]
 
 
 def _node(data, pin: Pin, env: str):
@@ -107,3 +112,14 @@ def check_model_version(version: str) -> str:
     if not MODEL_VERSION_FORMAT.match(version):
         raise PinError(f"model version {version!r} is not an MLflow model version number")
     return version
+
+
+def check_model_sha256(digest: str) -> str:
+    if not MODEL_SHA256_FORMAT.match(digest):
+        raise PinError(f"model digest {digest!r} is not a sha256 (64 lowercase hex digits; the version's onnx_sha256 tag)")
+    return digest
+
+
+def check_pin(pin: Pin, value: str) -> str:
+    """What a bump or pin-model would accept for this pin."""
+    return {MODEL_VERSION: check_model_version, MODEL_SHA256: check_model_sha256}.get(pin.key, check_tag)(value)

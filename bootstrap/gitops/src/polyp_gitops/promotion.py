@@ -12,10 +12,13 @@ from . import git
 from .pins import (
     IMAGE_TAG,
     MODEL_COMPONENT,
+    MODEL_SHA256,
     MODEL_VERSION,
     Pin,
     PinError,
+    check_model_sha256,
     check_model_version,
+    check_pin,
     check_tag,
     env_file,
     image_components,
@@ -73,12 +76,20 @@ def bump(env: str, component: str, tag: str, root: Path, commit: bool = True) ->
     return _set_pin(env, Pin(component, IMAGE_TAG), tag, f"build: update {component} image to {tag} in {env}", root, commit)
 
 
-def pin_model(env: str, version: str, root: Path, commit: bool = True) -> Change | None:
-    """Pin the MLflow model version an environment serves."""
+def pin_model(env: str, version: str, root: Path, commit: bool = True, sha256: str = "") -> list[Change]:
+    """Pin the MLflow model version an environment serves, and its model.onnx digest (empty: none; a
+    digest left from another version would keep the new pods from starting, so it is always rewritten)."""
     _env(env)
     check_model_version(version)
-    message = f"model: serve model version {version} in {env}"
-    return _set_pin(env, Pin(MODEL_COMPONENT, MODEL_VERSION), version, message, root, commit)
+    check_model_sha256(sha256)
+    if commit:
+        git.require_clean(root)
+    old = read_pins(env, root)
+    wanted = {Pin(MODEL_COMPONENT, MODEL_VERSION): version, Pin(MODEL_COMPONENT, MODEL_SHA256): sha256}
+    changes = [Change(pin, old[pin], value) for pin, value in wanted.items() if old[pin] != value]
+    digest = f" (sha256 {sha256[:12]}…)" if sha256 else ""
+    _apply(root, env, changes, f"model: serve model version {version}{digest} in {env}", commit)
+    return changes
 
 
 def plan(source: str, target: str, root: Path) -> list[Change]:
@@ -93,7 +104,7 @@ def plan(source: str, target: str, root: Path) -> list[Change]:
 def promote(source: str, target: str, root: Path, commit: bool = True) -> list[Change]:
     changes = plan(source, target, root)
     for change in changes:  # never promote something that would not have been accepted by a bump
-        (check_model_version if change.pin.key == MODEL_VERSION else check_tag)(change.new)
+        check_pin(change.pin, change.new)
     if commit and changes:
         git.require_clean(root)
     body = "\n".join(f"- {c}" for c in changes)
