@@ -85,6 +85,8 @@ def test_segment_restores_original_size_and_boxes_each_polyp():
     assert result.area_fraction == pytest.approx((25 * 12.5 + 6.25 * 6.25) / 5000, rel=0.15)
     png = Image.open(io.BytesIO(result.mask_png()))
     assert png.size == (100, 50) and png.mode == "L"
+    assert np.array_equal(np.asarray(png), result.mask)  # lossless, every pixel 0 or 255
+    Image.open(io.BytesIO(result.mask_png())).verify()  # chunk CRCs and structure, by Pillow's own reader
 
 
 def test_regions_below_the_minimum_area_get_no_box_but_stay_in_the_mask():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import shutil
 
 import numpy as np
@@ -77,10 +78,11 @@ def test_concurrent_requests_are_answered_in_batches(served):
         info = await backend.model_info()
         answers = await asyncio.gather(*(backend.infer(frame, info) for frame in frames))
         await backend.close()
-        return answers, backend.batch_sizes
+        return answers, backend.server_timings
 
-    answers, batch_sizes = run(concurrently())
-    assert len(batch_sizes) == 16 and max(batch_sizes) > 1, batch_sizes
+    answers, timings = run(concurrently())
+    batch_sizes = [int(re.match(r"batch;desc=(\d+), model;dur=[\d.]+$", timing).group(1)) for timing in timings]
+    assert len(batch_sizes) == 16 and max(batch_sizes) > 1, timings
     reference = OnnxRuntimeBackend(served.repo_path, MODEL)
     expected, _ = run(reference.infer(frames[:, 0], run(reference.model_info())))
     for (logits, _), want in zip(answers, expected, strict=True):  # each caller gets its own frame's answer

@@ -7,11 +7,11 @@ The mask and its area are the model's, unfiltered.
 
 from __future__ import annotations
 
-import io
+import struct
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 
 from polyp_core.preprocess import Letterbox, restore_mask
@@ -33,10 +33,21 @@ class Segmentation:
     boxes: list[Box]
 
     def mask_png(self) -> bytes:
-        out = io.BytesIO()
-        # A two-valued mask compresses nearly as well at level 1 as at the default 6, in a third of the time.
-        Image.fromarray(self.mask, mode="L").save(out, format="PNG", optimize=False, compress_level=1)
-        return out.getvalue()
+        """8-bit greyscale PNG written directly: every row unfiltered, deflate level 1. For a two-valued mask
+        that is under half of Pillow's time (which tries a filter per row), for a slightly larger file."""
+        height, width = self.mask.shape
+        rows = np.zeros((height, width + 1), dtype=np.uint8)  # each row starts with its filter type: 0, none
+        rows[:, 1:] = self.mask
+        header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8 bits, greyscale, no interlace
+        return (PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
+                + _png_chunk(b"IEND", b""))
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 DEFAULT_MIN_AREA = 0.001  # 0.1 % of the image: 329 pixels of a 622x529 Kvasir-SEG frame

@@ -7,7 +7,8 @@ under its route prefix:
     GET  {prefix}/metadata  -> {"name", "version", "input_name", "output_name", "size"}
     GET  {prefix}/ready     -> 200, or 503 while no servable version exists
     POST {prefix}/infer     .npy float32 1 x 3 x S x S -> .npy logits 1 x 1 x S x S, headers X-Model-Version and
-                            X-Batch-Size (frames in its model call); 409 when the served version expects another S
+                            Server-Timing (frames in its model call, how long it ran); 409 when the served
+                            version expects another S
 
 Each request carries one frame; ``@serve.batch`` stacks concurrent ones into one ONNX Runtime call.
 Pre- and post-processing stay in the inference client, as for Triton, so every backend answers
@@ -22,19 +23,20 @@ import hashlib
 import io
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
 from polyp_core import repository
 
-from .backends import ModelChanged, ModelInfo, OnnxRuntimeBackend
+from .backends import METADATA_TTL_S, ModelChanged, ModelInfo, OnnxRuntimeBackend
 from .errors import ServingUnavailable
 
 DEPLOYMENT = "PolypSegmenter"
 DEFAULT_ROUTE = "/polyp-segmenter"
 MAX_BATCH_SIZE = 8
-BATCH_WAIT_TIMEOUT_S = 0.005  # a lone request waits at most this long for company
+BATCH_WAIT_TIMEOUT_S = 0.0  # no waiting alone: requests that queue while the model runs form the next batch
 
 
 def to_npy(array: np.ndarray) -> bytes:
@@ -88,9 +90,11 @@ def _deployment():
             if not any(fits):
                 return [None] * len(frames)
             fitting = [frame for frame, ok in zip(frames, fits, strict=True) if ok]
+            started = time.perf_counter()
             logits, version = await self.backend.infer(np.concatenate(fitting), info)
+            timing = f"batch;desc={len(logits)}, model;dur={(time.perf_counter() - started) * 1000:.1f}"
             rows = iter(logits)
-            return [(next(rows)[None], version, len(logits)) if ok else None for ok in fits]
+            return [(next(rows)[None], version, timing) if ok else None for ok in fits]
 
         async def __call__(self, request: Request) -> Response:
             action = request.url.path.rstrip("/").rsplit("/", 1)[-1]
@@ -108,9 +112,9 @@ def _deployment():
                     answer = await self.run_batch(frame)
                     if answer is None:
                         raise ModelChanged(frame.shape)
-                    logits, version, batch_size = answer
+                    logits, version, timing = answer
                     return Response(to_npy(logits), media_type="application/octet-stream",
-                                    headers={"X-Model-Version": version, "X-Batch-Size": str(batch_size)})
+                                    headers={"X-Model-Version": version, "Server-Timing": timing})
             except ModelChanged:  # a newer version with another input size appeared: the client prepares again
                 return JSONResponse({"detail": "the served version expects another input size"}, status_code=409)
             except ServingUnavailable as error:
@@ -156,7 +160,9 @@ class RayServeBackend:
         self.url, self.model, self.timeout_s, self.version = url.rstrip("/"), model, timeout_s, version
         self._session = None
         self._loop = None
-        self.batch_sizes: list[int] = []  # per answered frame: how many frames shared its model call
+        self._info: ModelInfo | None = None
+        self._info_at = 0.0
+        self.server_timings: list[str] = []  # per answered frame: frames in its model call, how long it ran
 
     def _client(self):
         import aiohttp
@@ -183,6 +189,10 @@ class RayServeBackend:
             raise ServingUnavailable(f"Ray Serve at {self.url} is unreachable ({type(exc).__name__}: {exc})") from exc
 
     async def model_info(self, refresh: bool = False) -> ModelInfo:
+        """Names, input size and version, cached for a few seconds (a new version is noticed; a new input
+        size at once, by the 409 that makes the client refresh)."""
+        if not refresh and self._info is not None and time.monotonic() - self._info_at < METADATA_TTL_S:
+            return self._info
         import json
 
         data, _ = await self._request("GET", "metadata")
@@ -192,7 +202,8 @@ class RayServeBackend:
         if self.version is not None and found.get("version") != str(self.version):
             raise ServingUnavailable(f"Ray Serve at {self.url} serves version {found.get('version')} of {self.model!r}, "
                                      f"not the pinned {self.version}", retry_after=30)
-        return ModelInfo(**found)
+        self._info, self._info_at = ModelInfo(**found), time.monotonic()
+        return self._info
 
     async def infer(self, batch: np.ndarray, info: ModelInfo) -> tuple[np.ndarray, str]:
         logits, versions = [], set()
@@ -203,7 +214,7 @@ class RayServeBackend:
             if self.version is not None and versions != {str(self.version)}:
                 raise ServingUnavailable(f"Ray Serve at {self.url} answered with version {max(versions)}, "
                                          f"not the pinned {self.version}", retry_after=30)
-            self.batch_sizes.append(int(headers.get("X-Batch-Size", 1)))
+            self.server_timings.append(headers.get("Server-Timing", ""))
         return np.concatenate(logits), max(versions, key=int)
 
     async def ready(self) -> bool:
@@ -239,7 +250,6 @@ def main(argv: list[str] | None = None) -> None:
     """Serve a repository through Ray Serve until SIGTERM: on a new local Ray, or on --address's cluster."""
     import argparse
     import signal
-    import time
 
     parser = argparse.ArgumentParser(prog="python -m polyp_inference.rayserve", description=main.__doc__)
     parser.add_argument("--repo", required=True, help="model repository folder (or s3:// with --version)")
