@@ -21,3 +21,20 @@ def auth() -> dict:
 
 def read_auth() -> dict:
     return {"Authorization": f"Bearer {READ_TOKEN}"}
+
+
+def register_version(tracking_uri: str, dice: float, champion: bool = False, name: str = "polyp-segmenter") -> str:
+    """A model version in a real MLflow registry, as training registers it (val_dice tag); champion: it passed
+    the gate and is the one served."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    try:
+        client.create_registered_model(name)
+    except Exception:  # noqa: BLE001 - exists already
+        pass
+    version = client.create_model_version(name, "file:///tmp/model", run_id=None)
+    client.set_model_version_tag(name, version.version, "val_dice", f"{dice:.4f}")
+    if champion:
+        client.set_registered_model_alias(name, "champion", version.version)
+    return version.version

@@ -1,19 +1,15 @@
-"""Alert buses (real Redis and in-process), SSE with Last-Event-ID replay, and the model watches."""
+"""Alert buses (real Redis and in-process), SSE with Last-Event-ID replay, and the model endpoints."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import pytest
-from control_helpers import auth, read_auth
+from control_helpers import auth, read_auth, register_version
 
 from polyp_control import db
 from polyp_control.alerts import STREAM, Alert, LocalBus, RedisBus
-from polyp_control.metrics import Metrics
-from polyp_control.registry import ModelRegistry
-from polyp_control.watches import Watches
 
 
 @pytest.fixture(params=["redis", "in-process"])
@@ -85,46 +81,6 @@ def test_redis_history_survives_a_service_restart(redis_url):
     asyncio.run(scenario())
 
 
-def _register(tracking_uri: str, dice: float, name: str = "polyp-segmenter") -> str:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
-    try:
-        client.create_registered_model(name)
-    except Exception:  # noqa: BLE001 - exists already
-        pass
-    version = client.create_model_version(name, "file:///tmp/model", run_id=None)
-    client.set_model_version_tag(name, version.version, "val_dice", f"{dice:.4f}")
-    return version.version
-
-
-def test_watches_alert_once_per_episode_and_resolve_and_survive_restart(settings, tmp_path):
-    engine = db.make_engine(settings.database_url)
-    bus = LocalBus(engine)
-    registry = ModelRegistry(settings.mlflow_tracking_uri, settings.model_name)
-
-    def watches():
-        return Watches(engine, registry, bus, Metrics(), settings)
-
-    async def scenario():
-        first = await watches().check()
-        assert [(a.type, a.state) for a in first] == [("model_stale", "firing")]
-        assert await watches().check() == []  # the episode is open: no duplicate, even from a new instance
-        _register(settings.mlflow_tracking_uri, dice=0.42)
-        changed = await watches().check()
-        assert {(a.type, a.state) for a in changed} == {("model_stale", "resolved"), ("model_quality_low", "firing")}
-        assert await watches().check() == []
-        _register(settings.mlflow_tracking_uri, dice=0.995)
-        changed = await watches().check()
-        assert {(a.type, a.state) for a in changed} == {("model_quality_low", "resolved"),
-                                                        ("model_quality_suspicious", "firing")}
-        settings.model_stale_hours = 0.0001  # 0.36 s
-        time.sleep(0.5)
-        assert [(a.type, a.state) for a in await watches().check()] == [("model_stale", "firing")]
-
-    asyncio.run(scenario())
-
-
 def test_model_endpoints_read_mlflow(settings):
     from fastapi.testclient import TestClient
 
@@ -132,8 +88,8 @@ def test_model_endpoints_read_mlflow(settings):
 
     with TestClient(create_app(settings), headers=read_auth()) as client:
         assert client.get("/v1/models/latest").status_code == 404
-        _register(settings.mlflow_tracking_uri, dice=0.8)
-        _register(settings.mlflow_tracking_uri, dice=0.9)
+        register_version(settings.mlflow_tracking_uri, dice=0.8)
+        register_version(settings.mlflow_tracking_uri, dice=0.9)
         latest = client.get("/v1/models/latest").json()
         assert latest["version"] == "2" and latest["dice"] == pytest.approx(0.9)
         [week] = client.get("/v1/models/weekly-dice").json()

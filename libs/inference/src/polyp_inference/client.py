@@ -12,7 +12,7 @@ import numpy as np
 from polyp_core.preprocess import preprocess
 
 from .backends import ModelChanged, OnnxRuntimeBackend, TritonBackend
-from .image import MAX_BYTES, decode
+from .image import MAX_BYTES, decode, load, open_upload
 from .postprocess import DEFAULT_MIN_AREA, Box, segment
 
 OUTPUTS = ("mask", "boxes")  # what a prediction can carry besides its area; a client may ask for less
@@ -71,8 +71,9 @@ class InferenceClient:
         """Segment one upload; `outputs` names what to return (the area always comes), `min_area` the
         smallest region (share of the image) that gets a box."""
         started = time.perf_counter()
+        opened = open_upload(data, content_type, self.max_bytes)  # a bad upload is a 4xx whatever the server's state
         info = await self.backend.model_info()
-        upload = decode(data, content_type, self.max_bytes, reduce_for=info.size)
+        upload = load(opened, reduce_for=info.size)
         original = (upload.width, upload.height)
         try:
             pixels, box = preprocess(upload.image, info.size, original)

@@ -23,9 +23,13 @@ class Decoded(NamedTuple):
     height: int
 
 
-def decode(data: bytes, content_type: str | None, max_bytes: int = MAX_BYTES, reduce_for: int | None = None) -> Decoded:
-    """The upload as RGB pixels; with `reduce_for` (the model's input side) a JPEG decodes at the smallest
-    DCT scale that still covers it, the same way training and evaluation read frames."""
+DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+                 Image.DecompressionBombWarning)
+
+
+def open_upload(data: bytes, content_type: str | None, max_bytes: int = MAX_BYTES) -> Image.Image:
+    """Check an upload from its header without decoding its pixels: media type, bytes, format, pixel count.
+    Cheap, so a bad upload is refused (415/413/422) before anything asks the model server."""
     media = (content_type or "").split(";")[0].strip().lower()
     if media not in SUPPORTED:
         raise UnsupportedMediaType(f"unsupported media type {media or 'none'!r}: send image/jpeg or image/png")
@@ -37,15 +41,28 @@ def decode(data: bytes, content_type: str | None, max_bytes: int = MAX_BYTES, re
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=[SUPPORTED[media]])
-            if image.width * image.height > MAX_PIXELS:
-                raise ImageTooLarge(f"image is {image.width}x{image.height}; the limit is {MAX_PIXELS} pixels")
-            width, height = image.size
+    except DECODE_ERRORS as exc:
+        raise UndecodableImage(f"cannot decode the upload as {media}: {exc}") from exc
+    if image.width * image.height > MAX_PIXELS:
+        raise ImageTooLarge(f"image is {image.width}x{image.height}; the limit is {MAX_PIXELS} pixels")
+    return image
+
+
+def load(image: Image.Image, reduce_for: int | None = None) -> Decoded:
+    """An opened upload's pixels as RGB; with `reduce_for` (the model's input side) a JPEG decodes at the
+    smallest DCT scale that still covers it, the same way training and evaluation read frames."""
+    width, height = image.size
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
             if reduce_for:
                 reduce_on_decode(image, reduce_for)
             image.load()
-    except ImageTooLarge:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
-        raise UndecodableImage(f"cannot decode the upload as {media}: {exc}") from exc
+    except DECODE_ERRORS as exc:
+        raise UndecodableImage(f"cannot decode the upload as {image.format}: {exc}") from exc
     return Decoded(image.convert("RGB"), width, height)
+
+
+def decode(data: bytes, content_type: str | None, max_bytes: int = MAX_BYTES, reduce_for: int | None = None) -> Decoded:
+    """open_upload, then load."""
+    return load(open_upload(data, content_type, max_bytes), reduce_for)

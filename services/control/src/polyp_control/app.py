@@ -23,6 +23,7 @@ from .api import alerts as alerts_api
 from .api import models as models_api
 from .api import runs as runs_api
 from .api import schedules as schedules_api
+from .api import watches as watches_api
 from .api.deps import READ
 from .errors import NotFound, Unavailable
 from .jobs import RayJobs
@@ -31,7 +32,7 @@ from .registry import ModelRegistry
 from .runs import RunService
 from .schedules import ScheduleService
 from .settings import Settings
-from .watches import Watches
+from .watches import DefaultWatch, Watches
 
 log = logging.getLogger("polyp_control")
 
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        await asyncio.to_thread(watches.ensure_defaults)
         await schedules.start()
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(runs.follow()), loop.create_task(_watch_when_leading(watches, schedules, settings))]
@@ -78,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings, app.state.bus, app.state.runs, app.state.schedules = settings, bus, runs, schedules
     app.state.registry, app.state.watches, app.state.metrics, app.state.jobs = registry, watches, metrics, jobs
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"])
 
     @app.middleware("http")
@@ -93,6 +95,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def not_found(request: Request, exc: NotFound):
         return JSONResponse(status_code=404, content={"detail": str(exc)})
 
+    @app.exception_handler(DefaultWatch)
+    async def default_watch(request: Request, exc: DefaultWatch):
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
+
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, exc: Unavailable):
         return JSONResponse(status_code=503, content={"detail": str(exc)},
@@ -103,7 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(status_code=500, content={"detail": f"internal error ({type(exc).__name__})"})
 
-    for module in (runs_api, schedules_api, alerts_api, models_api):
+    for module in (runs_api, schedules_api, watches_api, alerts_api, models_api):
         app.include_router(module.router)
     app.include_router(predict_router(predictor, dependencies=[READ], max_concurrent=settings.max_concurrent_predictions),
                        prefix="/v1")
@@ -135,11 +141,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 async def _watch_when_leading(watches: Watches, schedules: ScheduleService, settings: Settings) -> None:
-    """Only the replica holding the scheduler lease runs the periodic watches: one alert per episode."""
+    """Only the replica holding the scheduler lease evaluates the watches that are due (each has its interval)."""
+    tick = min(5.0, settings.watch_interval_s)
     while True:
         if schedules.leader:
             try:
-                await watches.check()
+                await watches.check(due_only=True)
             except Exception:  # noqa: BLE001
-                log.exception("model watches")
-        await asyncio.sleep(settings.watch_interval_s if schedules.leader else 2)
+                log.exception("watches")
+        await asyncio.sleep(tick if schedules.leader else 2)

@@ -36,7 +36,25 @@ alerts = Table(  # history of the in-process bus; with Redis the capped stream k
     Column("body", JSON, nullable=False),
 )
 
-watch_state = Table(  # one row per watch: is an episode open, since when (a restart must not re-alert)
+watches = Table(  # /v1/watches: the spec, and the episode state a restart must not lose
+    "polyp_watches", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("spec", JSON, nullable=False),
+    Column("managed_by", String(16), nullable=False),  # settings (a default) or api
+    Column("paused", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("next_check", Float, nullable=False),
+    Column("firing", Integer, nullable=False),
+    Column("since", Float),
+    Column("last_checked", Float),
+    Column("last_value", Float),
+    Column("message", Text),
+    Column("alert_type", String(64)),  # of the open episode: its resolution carries the same type
+    Column("alert_id", String(64)),
+)
+
+watch_state = Table(  # the earlier fixed watches' episodes: read once, when the defaults are created
     "polyp_watch_state", metadata,
     Column("name", String(64), primary_key=True),
     Column("firing", Integer, nullable=False),

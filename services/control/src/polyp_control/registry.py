@@ -21,6 +21,16 @@ class ModelVersionInfo(BaseModel):
     trained_at: datetime
     dataset_fingerprint: str | None
     run_id: str | None
+    tags: dict[str, str] = {}
+
+    def metric(self, name: str) -> float | None:
+        """A numeric tag of this version (training records val_dice, precision, ...); None when absent."""
+        if name == "val_dice":
+            return self.dice
+        try:
+            return float(self.tags[name])
+        except (KeyError, ValueError):
+            return None
 
 
 class WeeklyDice(BaseModel):
@@ -73,7 +83,7 @@ class ModelRegistry:
             name=version.name, version=str(version.version), aliases=list(getattr(version, "aliases", []) or []),
             dice=float(tags["val_dice"]) if "val_dice" in tags else None, iou=iou,
             trained_at=datetime.fromtimestamp(version.creation_timestamp / 1000, UTC),
-            dataset_fingerprint=tags.get("dataset_fingerprint"), run_id=version.run_id)
+            dataset_fingerprint=tags.get("dataset_fingerprint"), run_id=version.run_id, tags=dict(tags))
 
     def _latest(self) -> ModelVersionInfo | None:
         versions = self._versions()
@@ -83,6 +93,24 @@ class ModelRegistry:
 
     async def latest(self) -> ModelVersionInfo | None:
         return await _from_mlflow(self._latest)
+
+    def _target(self, target: str) -> ModelVersionInfo | None:
+        from mlflow.exceptions import MlflowException
+
+        client = self._client()
+        try:
+            found = (client.get_model_version(self.model_name, target) if target.isdigit()
+                     else client.get_model_version_by_alias(self.model_name, target))
+        except MlflowException as exc:  # no such model, version or alias: nothing is there (yet)
+            if getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") \
+                    or "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
+                return None
+            raise
+        return self._info(found)
+
+    async def target(self, target: str) -> ModelVersionInfo | None:
+        """A version by alias (champion: the one served) or by number; None when there is none."""
+        return await _from_mlflow(lambda: self._target(target))
 
     def _weekly(self) -> list[WeeklyDice]:
         weeks: dict[str, list[float]] = defaultdict(list)

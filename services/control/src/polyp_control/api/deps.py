@@ -13,6 +13,7 @@ from ..registry import ModelRegistry
 from ..runs import RunService
 from ..schedules import ScheduleService
 from ..settings import Settings
+from ..watches import Watches
 
 
 def _state(name: str):
@@ -28,6 +29,7 @@ MetricsDep = Annotated[Metrics, Depends(_state("metrics"))]
 RunsDep = Annotated[RunService, Depends(_state("runs"))]
 SchedulesDep = Annotated[ScheduleService, Depends(_state("schedules"))]
 RegistryDep = Annotated[ModelRegistry, Depends(_state("registry"))]
+WatchesDep = Annotated[Watches, Depends(_state("watches"))]
 # dependencies=[READ]: 401 without a valid token; [WRITE]: also 403 for the read token.
 READ = Depends(require_read)
 WRITE = Depends(require_write)
