@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 from pydantic import BaseModel, Field
@@ -33,12 +33,21 @@ class PredictionOut(BaseModel):
                                                     "null unless outputs includes mask")
 
 
+class ErrorOut(BaseModel):
+    detail: str | list[dict[str, Any]] = Field(
+        description="what was wrong: a message, or for a request that fails validation one entry per problem "
+                    "(loc, msg, type)")
+
+
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
 ERRORS = {
-    413: {"description": "image larger than the upload limit"},
-    415: {"description": "not a JPEG or PNG"},
-    422: {"description": "the upload cannot be decoded as an image"},
-    429: {"description": "this replica is already running its limit of predictions; see Retry-After"},
-    503: {"description": "inference server down or model not ready; see Retry-After"},
+    400: {"model": ErrorOut, "description": "the multipart form cannot be parsed"},
+    413: {"model": ErrorOut, "description": "image larger than the upload limit"},
+    415: {"model": ErrorOut, "description": "not a JPEG or PNG"},
+    422: {"model": ErrorOut, "description": "the upload cannot be decoded as an image, or a parameter is invalid"},
+    429: {"model": ErrorOut, "headers": RETRY_AFTER,
+          "description": "this replica is already running its limit of predictions; see Retry-After"},
+    503: {"model": ErrorOut, "headers": RETRY_AFTER, "description": "inference server down or model not ready"},
 }
 
 

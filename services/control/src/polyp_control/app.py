@@ -9,10 +9,14 @@ import time
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from polyp_inference.client import InferenceClient, make_backend
 from polyp_inference.http import predict_router
@@ -20,6 +24,7 @@ from polyp_inference.http import predict_router
 from . import db
 from .alerts import make_bus
 from .api import alerts as alerts_api
+from .api import errors as api_errors
 from .api import models as models_api
 from .api import runs as runs_api
 from .api import schedules as schedules_api
@@ -35,6 +40,11 @@ from .settings import Settings
 from .watches import DefaultWatch, Watches
 
 log = logging.getLogger("polyp_control")
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, dict] = Field(description="per dependency: ok, and where it was looked for")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -91,6 +101,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics.predict_latency.observe(time.perf_counter() - started)
         return response
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code != 405:
+            return await http_exception_handler(request, exc)
+        # Starlette's 405 names only the first route matching the path; Allow must list every method the path has.
+        methods = {m for route in app.routes if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)
+                   for m in route.methods} - {"HEAD"}
+        return JSONResponse({"detail": f"{request.method} is not supported here; use {', '.join(sorted(methods))}"},
+                            status_code=405, headers={"Allow": ", ".join(sorted(methods))})
+
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound):
         return JSONResponse(status_code=404, content={"detail": str(exc)})
@@ -112,13 +132,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (runs_api, schedules_api, watches_api, alerts_api, models_api):
         app.include_router(module.router)
     app.include_router(predict_router(predictor, dependencies=[READ], max_concurrent=settings.max_concurrent_predictions),
-                       prefix="/v1")
+                       prefix="/v1", responses=api_errors.READ)
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
     async def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], summary="Readiness: Redis (if configured), MLflow and Ray reachable")
+    @app.get("/readyz", tags=["health"], summary="Readiness: Redis (if configured), MLflow and Ray reachable",
+             responses={200: {"model": Readiness}, 503: {"model": Readiness, "description": "a dependency is unreachable"}})
     async def readyz() -> JSONResponse:
         redis_ok, mlflow_ok, ray_ok = await asyncio.gather(bus.ping(), registry.reachable(), jobs.reachable())
         checks = {"alerts": {"ok": redis_ok, "via": bus.kind}, "mlflow": {"ok": mlflow_ok},

@@ -16,7 +16,11 @@ ACTIVE = ("submitting", "pending", "running")
 
 
 class Hyperparameters(TrainingParameters):
-    """A run's parameters as the API takes them: the training-job contract plus an optional dataset."""
+    """A run's parameters as the API takes them: the training-job contract plus an optional dataset.
+
+    Strict: JSON types as the schema states them (no "3" for 3, no false for 0.0)."""
+
+    model_config = {"extra": "forbid", "strict": True}
 
     data: str | None = Field(None, pattern=r"^([a-z0-9_-]+=)?(s3://|/)[^\s;|&$`]+$",
                              description="one dataset, [NAME=]folder or s3:// prefix (default: the service's TRAINING_DATA)")

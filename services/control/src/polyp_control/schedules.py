@@ -12,6 +12,7 @@ import asyncio
 import logging
 import uuid
 from datetime import datetime
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.jobstores.base import JobLookupError
@@ -19,7 +20,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, WithJsonSchema, field_validator, model_validator
 
 from .errors import NotFound
 from .jobs import Hyperparameters
@@ -30,17 +31,28 @@ MISFIRE_GRACE_S = 600
 _runs = None  # the process's RunService; APScheduler persists a reference to fire(), not to objects
 
 
+# "Exactly one of cron or interval_seconds", as the schema says it (the validator below enforces it).
+ONE_TRIGGER = [
+    {"title": "cron", "required": ["cron"], "properties": {"cron": {"type": "string"}, "interval_seconds": {"type": "null"}}},
+    {"title": "interval", "required": ["interval_seconds"],
+     "properties": {"interval_seconds": {"type": "integer"}, "cron": {"type": "null"}}},
+]
+
+
 class ScheduleSpec(BaseModel):
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "strict": True, "json_schema_extra": {"oneOf": ONE_TRIGGER}}
 
     name: str = Field(min_length=1, max_length=100)
-    cron: str | None = Field(None, description="five-field crontab, e.g. '0 2 * * 1' (Mondays 02:00)")
+    cron: Annotated[str, WithJsonSchema({"type": "string", "format": "cron"})] | None = Field(
+        None, description="five-field crontab, e.g. '0 2 * * 1' (Mondays 02:00); exactly one of cron or interval_seconds")
     interval_seconds: int | None = Field(None, ge=1, le=366 * 86400)
-    timezone: str = Field("UTC", description="IANA time zone the cron expression is read in")
+    timezone: Annotated[str, WithJsonSchema({"type": "string", "format": "iana-time-zone"})] = Field(
+        "UTC", description="IANA time zone the cron expression is read in")
     params: Hyperparameters = Field(default_factory=Hyperparameters)
     max_attempts: int = Field(3, ge=1, le=10, description="a failed run is retried up to this many attempts in all")
     retry_backoff_seconds: float = Field(60, ge=0, le=86400, description="wait before attempt n+1: backoff * 2^(n-1)")
-    sla_minutes: float | None = Field(None, gt=0, le=7 * 24 * 60, description="cancel and alert a run running longer")
+    sla_minutes: float | None = Field(None, ge=1, le=7 * 24 * 60,
+                                      description="cancel and alert a run running longer (at least a minute)")
 
     @field_validator("timezone")
     @classmethod

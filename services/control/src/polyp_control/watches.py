@@ -34,13 +34,17 @@ TARGET_PATTERN = r"^([1-9][0-9]{0,8}|[A-Za-z][A-Za-z0-9_-]{0,63})$"
 
 
 class Freshness(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     kind: Literal["freshness"]
     max_age_hours: float = Field(gt=0, le=24 * 366, description="fires when the target version is older")
 
 
 class Quality(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # "A floor, a ceiling or both", in the schema too; floor < ceiling is a rule between two fields JSON Schema
+    # cannot state (the validator says it).
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"anyOf": [
+        {"required": ["floor"], "properties": {"floor": {"type": "number"}}},
+        {"required": ["ceiling"], "properties": {"ceiling": {"type": "number"}}}]})
     kind: Literal["quality"]
     metric: str = Field("val_dice", pattern=r"^[A-Za-z0-9_.-]{1,100}$",
                         description="a numeric tag of the model version (training records val_dice)")
@@ -57,7 +61,7 @@ class Quality(BaseModel):
 
 
 class RunFailures(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     kind: Literal["run_failures"]
     count: int = Field(ge=1, le=10_000, description="fires when at least this many runs failed ...")
     window_hours: float = Field(gt=0, le=24 * 366, description="... within this many hours")
@@ -67,7 +71,7 @@ Check = Annotated[Freshness | Quality | RunFailures, Field(discriminator="kind")
 
 
 class WatchSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     description: str = Field("", max_length=500)
     target: str = Field(SERVED, pattern=TARGET_PATTERN,
                         description="model version alias (champion: the served one) or version number; "

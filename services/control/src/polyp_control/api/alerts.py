@@ -10,9 +10,10 @@ from sse_starlette.sse import EventSourceResponse
 
 from ..alerts import Alert
 from ..auth import TICKET_TTL_S, Credentials, check_ticket, issue_ticket, require_read
+from . import errors
 from .deps import READ, BusDep, MetricsDep, SettingsDep
 
-router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
+router = APIRouter(prefix="/v1/alerts", tags=["alerts"], responses=errors.READ)
 
 
 class Ticket(BaseModel):
@@ -42,6 +43,8 @@ async def history(bus: BusDep, after: str | None = Query(None, pattern=r"^\d+-\d
 
 
 @router.get("/stream", dependencies=[Depends(stream_access)],
+            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                             "description": "events `alert` (data: an Alert as JSON) with ids, and heartbeats"}},
             summary="Server-sent events: one 'alert' event per alert; reconnect with Last-Event-ID")
 async def stream(bus: BusDep, metrics: MetricsDep, settings: SettingsDep,
                  last_event_id: Annotated[str | None, Header(pattern=r"^\d+-\d+$")] = None,

@@ -5,12 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 
 from ..registry import ModelVersionInfo, WeeklyDice
+from . import errors
 from .deps import READ, RegistryDep
 
-router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[READ])
+router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[READ],
+                   responses={**errors.READ, **errors.errors(503, e503="MLflow cannot answer now; see Retry-After")})
 
 
-@router.get("/latest", response_model=ModelVersionInfo)
+@router.get("/latest", response_model=ModelVersionInfo,
+            responses=errors.errors(404, e404="no version of the model is registered yet"))
 async def latest(registry: RegistryDep) -> ModelVersionInfo:
     found = await registry.latest()
     if found is None:

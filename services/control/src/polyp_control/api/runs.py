@@ -9,13 +9,17 @@ from fastapi.responses import PlainTextResponse
 
 from ..jobs import Hyperparameters
 from ..runs import Run
+from . import errors
 from .deps import READ, WRITE, RunsDep
 
-router = APIRouter(prefix="/v1/runs", tags=["training runs"], dependencies=[READ])
+router = APIRouter(prefix="/v1/runs", tags=["training runs"], dependencies=[READ], responses=errors.READ)
+NOT_FOUND = errors.errors(404, e404="no training run with this id")
 
 
 @router.post("", response_model=Run, status_code=201, dependencies=[WRITE],
-             summary="Trigger a training run (a Ray job)", responses={200: {"description": "idempotent replay"}})
+             summary="Trigger a training run (a Ray job)",
+             responses={200: {"model": Run, "description": "idempotent replay: the run this Idempotency-Key created"},
+                        **errors.WRITE, **errors.BODY})
 async def trigger(runs: RunsDep, response: Response, params: Hyperparameters | None = None,
                   idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> Run:
     run, created = await runs.trigger(params or Hyperparameters(), idempotency_key=idempotency_key)
@@ -30,17 +34,20 @@ async def list_runs(runs: RunsDep, status: str | None = None, schedule_id: str |
     return await runs.list(status=status, schedule_id=schedule_id)
 
 
-@router.get("/{run_id}", response_model=Run)
+@router.get("/{run_id}", response_model=Run, responses=NOT_FOUND)
 async def get_run(runs: RunsDep, run_id: str) -> Run:
     return await runs.get(run_id)
 
 
-@router.get("/{run_id}/logs", response_class=PlainTextResponse, summary="The Ray job's driver log")
+@router.get("/{run_id}/logs", response_class=PlainTextResponse, summary="The Ray job's driver log",
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+                       **errors.as_json({**errors.READ, **NOT_FOUND,
+                                         **errors.errors(503, e503="Ray cannot give the log now; see Retry-After")})})
 async def run_logs(runs: RunsDep, run_id: str) -> str:
     return await runs.logs(run_id)
 
 
-@router.post("/{run_id}/cancel", response_model=Run, dependencies=[WRITE])
+@router.post("/{run_id}/cancel", response_model=Run, dependencies=[WRITE], responses={**NOT_FOUND, **errors.WRITE})
 async def cancel(runs: RunsDep, run_id: str) -> Run:
     await runs.get(run_id)
     return await runs.cancel(run_id)

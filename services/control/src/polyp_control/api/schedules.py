@@ -5,12 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from ..schedules import Schedule, ScheduleSpec
+from . import errors
 from .deps import READ, WRITE, SchedulesDep
 
-router = APIRouter(prefix="/v1/schedules", tags=["schedules"], dependencies=[READ])
+router = APIRouter(prefix="/v1/schedules", tags=["schedules"], dependencies=[READ], responses=errors.READ)
+
+NOT_FOUND = errors.errors(404, e404="no schedule with this id")
 
 
-@router.post("", response_model=Schedule, status_code=201, dependencies=[WRITE])
+@router.post("", response_model=Schedule, status_code=201, dependencies=[WRITE],
+             responses={**errors.WRITE, **errors.BODY})
 async def create(schedules: SchedulesDep, spec: ScheduleSpec) -> Schedule:
     return schedules.create(spec)
 
@@ -20,22 +24,22 @@ async def list_schedules(schedules: SchedulesDep) -> list[Schedule]:
     return schedules.list()
 
 
-@router.get("/{schedule_id}", response_model=Schedule)
+@router.get("/{schedule_id}", responses=NOT_FOUND, response_model=Schedule)
 async def get(schedules: SchedulesDep, schedule_id: str) -> Schedule:
     return schedules.get(schedule_id)
 
 
-@router.post("/{schedule_id}/pause", response_model=Schedule, dependencies=[WRITE])
+@router.post("/{schedule_id}/pause", response_model=Schedule, dependencies=[WRITE], responses={**NOT_FOUND, **errors.WRITE})
 async def pause(schedules: SchedulesDep, schedule_id: str) -> Schedule:
     return schedules.pause(schedule_id)
 
 
-@router.post("/{schedule_id}/resume", response_model=Schedule, dependencies=[WRITE])
+@router.post("/{schedule_id}/resume", response_model=Schedule, dependencies=[WRITE], responses={**NOT_FOUND, **errors.WRITE})
 async def resume(schedules: SchedulesDep, schedule_id: str) -> Schedule:
     return schedules.resume(schedule_id)
 
 
-@router.delete("/{schedule_id}", status_code=204, dependencies=[WRITE],
+@router.delete("/{schedule_id}", status_code=204, dependencies=[WRITE], responses={**NOT_FOUND, **errors.WRITE},
                summary="Delete a schedule (the seeds' 'kill scheduled job'); its running run is not cancelled")
 async def delete(schedules: SchedulesDep, schedule_id: str) -> Response:
     schedules.delete(schedule_id)

@@ -5,13 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from ..watches import Watch, WatchSpec
+from . import errors
 from .deps import READ, WRITE, WatchesDep
 
-router = APIRouter(prefix="/v1/watches", tags=["watches"], dependencies=[READ])
-NOT_FOUND = {404: {"description": "no watch with this id"}}
+router = APIRouter(prefix="/v1/watches", tags=["watches"], dependencies=[READ], responses=errors.READ)
+NOT_FOUND = errors.errors(404, e404="no watch with this id")
 
 
 @router.post("", response_model=Watch, status_code=201, dependencies=[WRITE],
+             responses={**errors.WRITE, **errors.BODY},
              summary="Create a watch: freshness, quality or run failures of a model version (default: the served one)")
 async def create(watches: WatchesDep, spec: WatchSpec) -> Watch:
     return watches.create(spec)
@@ -28,24 +30,26 @@ async def get(watches: WatchesDep, watch_id: str) -> Watch:
     return watches.get(watch_id)
 
 
-@router.put("/{watch_id}", response_model=Watch, dependencies=[WRITE], responses=NOT_FOUND,
+@router.put("/{watch_id}", response_model=Watch, dependencies=[WRITE],
+            responses={**NOT_FOUND, **errors.WRITE, **errors.BODY},
             summary="Replace a watch's spec (a default edited here stops following the environment settings)")
 async def replace(watches: WatchesDep, watch_id: str, spec: WatchSpec) -> Watch:
     return watches.replace(watch_id, spec)
 
 
-@router.post("/{watch_id}/pause", response_model=Watch, dependencies=[WRITE], responses=NOT_FOUND)
+@router.post("/{watch_id}/pause", response_model=Watch, dependencies=[WRITE], responses={**NOT_FOUND, **errors.WRITE})
 async def pause(watches: WatchesDep, watch_id: str) -> Watch:
     return watches.set_paused(watch_id, True)
 
 
-@router.post("/{watch_id}/resume", response_model=Watch, dependencies=[WRITE], responses=NOT_FOUND)
+@router.post("/{watch_id}/resume", response_model=Watch, dependencies=[WRITE], responses={**NOT_FOUND, **errors.WRITE})
 async def resume(watches: WatchesDep, watch_id: str) -> Watch:
     return watches.set_paused(watch_id, False)
 
 
 @router.delete("/{watch_id}", status_code=204, dependencies=[WRITE],
-               responses={**NOT_FOUND, 409: {"description": "a default watch: pause it, or take it over with PUT first"}},
+               responses={**NOT_FOUND, **errors.WRITE,
+                          **errors.errors(409, e409="a default watch: pause it, or take it over with PUT first")},
                summary="Delete a watch; an open episode is resolved first")
 async def delete(watches: WatchesDep, watch_id: str) -> Response:
     await watches.delete(watch_id)
