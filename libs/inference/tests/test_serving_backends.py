@@ -154,6 +154,30 @@ def test_the_backend_setting_picks_the_backend_and_names_what_is_missing(tmp_pat
         make_backend(MODEL, None, tmp_path, kind="torchserve")
 
 
+def test_a_pinned_version_is_copied_from_s3_and_checked_against_its_digest(s3_server, exported):
+    """What a Ray Serve replica does in the cluster (charts/inference backend: rayserve), on a real S3 server."""
+    import hashlib
+
+    import boto3
+
+    from polyp_core.repository import model_file
+    from polyp_inference.rayserve import local_repository
+
+    data = model_file(exported, MODEL, 1).read_bytes()
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="models")
+    s3.put_object(Bucket="models", Key=f"triton/{MODEL}/1/model.onnx", Body=data)
+    digest = hashlib.sha256(data).hexdigest()
+
+    local = local_repository("s3://models/triton", MODEL, 1, sha256=digest)
+    assert model_file(local, MODEL, 1).read_bytes() == data
+    assert run(OnnxRuntimeBackend(local, MODEL, version=1).model_info()).version == "1"
+    with pytest.raises(ValueError, match="is not the pinned artifact"):
+        local_repository("s3://models/triton", MODEL, 1, sha256="0" * 64)
+    with pytest.raises(ValueError, match="served pinned"):
+        local_repository("s3://models/triton", MODEL, None)
+
+
 def test_onnxruntime_without_any_published_version_is_unavailable(tmp_path):
     with pytest.raises(ServingUnavailable, match="has no published version") as caught:
         run(OnnxRuntimeBackend(tmp_path / "empty", MODEL).model_info())

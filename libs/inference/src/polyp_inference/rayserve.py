@@ -83,8 +83,9 @@ def _deployment():
             self.run_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
         @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_TIMEOUT_S)
-        async def run_batch(self, frames: list[np.ndarray]) -> list[tuple[np.ndarray, str, int] | None]:
-            """One ONNX Runtime call for the frames that fit the served version; None for those that do not."""
+        async def run_batch(self, frames: list[np.ndarray]) -> list[tuple[np.ndarray, str, str] | None]:
+            """One ONNX Runtime call for the frames that fit the served version: (logits, version, Server-Timing)
+            each; None for those that do not."""
             info = await self.backend.model_info()
             fits = [frame.shape[-1] == info.size for frame in frames]
             if not any(fits):
