@@ -9,7 +9,7 @@ import pytest
 from control_helpers import auth, read_auth, register_version
 
 from polyp_control import db
-from polyp_control.alerts import STREAM, Alert, LocalBus, RedisBus
+from polyp_control.alerts import STREAM, Alert, LocalBus, RedisBus, SlowSubscriber
 
 
 @pytest.fixture(params=["redis", "in-process"])
@@ -53,6 +53,70 @@ def test_history_replay_and_live_delivery_without_gaps_or_duplicates(bus_factory
         assert (await asyncio.wait_for(pending, 30)).message == "m4"
         await fresh.aclose()
         await bus.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_client_that_falls_behind_is_told_to_reconnect_and_catches_up_by_id(bus_factory):
+    """Per-client queues are bounded: past the limit the subscription ends with SlowSubscriber, and a new one
+    from the last id received replays the rest, in order, nothing twice."""
+    async def scenario():
+        bus = bus_factory()
+        bus.client_queue_max = 4
+        stream = bus.subscribe()
+        pending = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.2)
+        await bus.publish(Alert(type="t", message="m0"))
+        received = [await asyncio.wait_for(pending, 30)]
+        for i in range(1, 11):  # ten more while this client reads nothing
+            await bus.publish(Alert(type="t", message=f"m{i}"))
+        await asyncio.sleep(0.5)  # the Redis reader delivers asynchronously
+        with pytest.raises(SlowSubscriber, match="more than 4 alerts behind"):
+            while True:
+                received.append(await asyncio.wait_for(anext(stream), 30))
+        assert [a.message for a in received] == ["m0", "m1", "m2", "m3", "m4"]  # what its queue held
+        again = bus.subscribe(after=received[-1].id)
+        received += await _take(again, 6)
+        assert [a.message for a in received] == [f"m{i}" for i in range(11)]
+        await again.aclose()
+        await bus.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_redis_reader_resumes_from_its_last_id_after_an_outage(redis_url):
+    """Alerts published while this replica's stream reader has lost Redis reach its connected clients afterwards
+    (the reader's next read fails as in an outage longer than the client's retries; other replicas publish on)."""
+    import redis
+    from redis.exceptions import ConnectionError
+
+    async def scenario():
+        redis.from_url(redis_url).delete(STREAM)
+        serving, publishing = RedisBus(redis_url), RedisBus(redis_url)
+        stream = serving.subscribe()
+        pending = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.2)
+        await publishing.publish(Alert(type="t", message="before"))
+        assert (await asyncio.wait_for(pending, 30)).message == "before"
+
+        real_xread, outage = serving.redis.xread, asyncio.Event()
+
+        async def xread_through_an_outage(*args, **kwargs):
+            if not outage.is_set():
+                outage.set()
+                raise ConnectionError("Redis unreachable (injected)")
+            return await real_xread(*args, **kwargs)
+
+        serving.redis.xread = xread_through_an_outage
+        await publishing.publish(Alert(type="t", message="wake the reader"))
+        await asyncio.wait_for(outage.wait(), 30)
+        for i in range(3):  # published while the reader is away (it backs off 0.5 s)
+            await publishing.publish(Alert(type="t", message=f"during {i}"))
+        received = [a.message for a in await _take(stream, 4)]
+        assert received == ["wake the reader", "during 0", "during 1", "during 2"]
+        await stream.aclose()
+        await serving.close()
+        await publishing.close()
 
     asyncio.run(scenario())
 

@@ -1,8 +1,11 @@
-"""Alert delivery: Redis (pub/sub for live delivery + a capped stream for history) or in-process.
+"""Alert delivery: Redis (a capped stream: history, and live delivery by XREAD) or in-process.
 
 Both buses give alerts an id, keep a history, and let a subscriber resume *after* an id it has
 seen (SSE Last-Event-ID): subscribe first, replay the history after that id, then go live,
 dropping anything already replayed, so a reconnecting browser misses nothing and sees nothing twice.
+Each process reads the stream once (from the last id it saw, so a Redis outage loses nothing) and
+fans out to bounded per-client queues: a client that falls that far behind is told to reconnect
+(SlowSubscriber) and catches up from its Last-Event-ID, instead of holding memory without limit.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from . import db
 
 log = logging.getLogger(__name__)
 STREAM = "polyp:alerts"
-CHANNEL = "polyp:alerts:live"
+CLIENT_QUEUE_MAX = 1000  # alerts waiting for one SSE client; beyond, it reconnects and replays
 
 
 class Alert(BaseModel):
@@ -33,6 +36,7 @@ class Alert(BaseModel):
     at: float = Field(default_factory=time.time, description="unix time")
     details: dict = Field(default_factory=dict)
     _json: str | None = PrivateAttr(default=None)
+    _sse: bytes | None = PrivateAttr(default=None)
 
     def json_text(self) -> str:
         """Serialised once, however many SSE clients it goes to."""
@@ -40,9 +44,27 @@ class Alert(BaseModel):
             self._json = self.model_dump_json()
         return self._json
 
+    def sse_event(self) -> bytes:
+        """The whole SSE event (id, event `alert`, data), encoded once for every client of this process."""
+        if self._sse is None:
+            from sse_starlette import ServerSentEvent
+
+            self._sse = ServerSentEvent(self.json_text(), event="alert", id=self.id).encode()
+        return self._sse
+
 
 def _seq(alert_id: str) -> tuple[int, ...]:
     return tuple(int(part) for part in alert_id.split("-"))
+
+
+class SlowSubscriber(Exception):
+    """A subscriber's queue filled up: it must reconnect and resume from the last id it received."""
+
+
+class _Subscriber:
+    def __init__(self, limit: int):
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=limit)
+        self.overflowed = False
 
 
 class _FanOut:
@@ -50,12 +72,17 @@ class _FanOut:
 
     history_max: int
 
-    def __init__(self):
-        self._subscribers: set[asyncio.Queue] = set()
+    def __init__(self, client_queue_max: int = CLIENT_QUEUE_MAX):
+        self._subscribers: set[_Subscriber] = set()
+        self.client_queue_max = client_queue_max
 
     def _deliver(self, alert: Alert) -> None:
-        for queue in list(self._subscribers):
-            queue.put_nowait(alert)
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber.queue.put_nowait(alert)
+            except asyncio.QueueFull:  # it stops receiving here; its generator tells it to reconnect
+                subscriber.overflowed = True
+                self._subscribers.discard(subscriber)
 
     async def _listening(self) -> None:
         """Return once live alerts reach _deliver (subclasses with an upstream feed override)."""
@@ -64,8 +91,11 @@ class _FanOut:
         raise NotImplementedError
 
     async def subscribe(self, after: str | None = None) -> AsyncIterator[Alert]:
-        queue: asyncio.Queue = asyncio.Queue()
-        self._subscribers.add(queue)  # before the replay: nothing published meanwhile is lost
+        """Alerts after `after` (replayed), then live ones; SlowSubscriber when this subscriber fell
+        `client_queue_max` alerts behind (reconnect with the last id received)."""
+        subscriber = _Subscriber(self.client_queue_max)
+        queue = subscriber.queue
+        self._subscribers.add(subscriber)  # before the replay: nothing published meanwhile is lost
         try:
             await self._listening()
             last = _seq(after) if after else None
@@ -77,12 +107,15 @@ class _FanOut:
                 if len(page) < 1000:
                     break
             while True:
+                if subscriber.overflowed and queue.empty():
+                    raise SlowSubscriber(f"more than {self.client_queue_max} alerts behind: reconnect after "
+                                         f"{'-'.join(map(str, last)) if last else 'the last id received'}")
                 alert = await queue.get()
                 if last is None or _seq(alert.id) > last:  # replayed already: skip
                     last = _seq(alert.id)
                     yield alert
         finally:
-            self._subscribers.discard(queue)
+            self._subscribers.discard(subscriber)
 
 
 class LocalBus(_FanOut):
@@ -90,8 +123,8 @@ class LocalBus(_FanOut):
 
     kind = "in-process"
 
-    def __init__(self, engine, history_max: int = 10000):
-        super().__init__()
+    def __init__(self, engine, history_max: int = 10000, client_queue_max: int = CLIENT_QUEUE_MAX):
+        super().__init__(client_queue_max)
         self.engine, self.history_max = engine, history_max
 
     def _store(self, alert: Alert) -> Alert:
@@ -128,18 +161,25 @@ class LocalBus(_FanOut):
 
 
 class RedisBus(_FanOut):
-    """XADD to a capped stream (history, replay) and PUBLISH the same alert (live fan-out).
+    """XADD to a capped stream: history and replay (XRANGE), and live delivery (XREAD).
 
-    Each process holds one subscription to the channel, however many SSE clients it serves.
+    Each process holds one reader of the stream, however many SSE clients it serves; it reads on from the
+    last id it saw, so alerts published while Redis was unreachable to it are delivered once it is back.
     """
 
     kind = "redis"
 
-    def __init__(self, url: str, history_max: int = 10000):
+    def __init__(self, url: str, history_max: int = 10000, client_queue_max: int = CLIENT_QUEUE_MAX):
         import redis.asyncio as redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
+        from redis.exceptions import ConnectionError, TimeoutError
 
-        super().__init__()
-        self.redis = redis.from_url(url, decode_responses=True, health_check_interval=30)
+        super().__init__(client_queue_max)
+        # A dropped connection (a Redis restart, a failover) is retried a few times before a publish fails.
+        self.redis = redis.from_url(url, decode_responses=True, health_check_interval=30,
+                                    retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+                                    retry_on_error=[ConnectionError, TimeoutError])
         self.history_max = history_max
         self._listener: asyncio.Task | None = None
         self._subscribed = asyncio.Event()
@@ -149,9 +189,7 @@ class RedisBus(_FanOut):
         provisional = alert.model_copy(update={"id": ""})
         stream_id = await self.redis.xadd(STREAM, {"alert": provisional.model_dump_json()},
                                           maxlen=self.history_max, approximate=True)
-        alert = provisional.model_copy(update={"id": stream_id})
-        await self.redis.publish(CHANNEL, alert.model_dump_json())
-        return alert
+        return provisional.model_copy(update={"id": stream_id})
 
     @staticmethod
     def _from_entry(entry_id: str, fields: dict) -> Alert:
@@ -171,25 +209,27 @@ class RedisBus(_FanOut):
         await asyncio.wait_for(self._subscribed.wait(), 10)
 
     async def _listen(self) -> None:
-        """The process's one subscription; on a Redis outage, resubscribe with backoff."""
-        delay = 0.5
+        """The process's one reader: XREAD from the newest entry when it starts, then on from the last id it
+        delivered; on a Redis outage it retries with backoff and resumes from that id."""
+        delay, last_id = 0.5, None
         while True:
-            pubsub = self.redis.pubsub()
             try:
-                await pubsub.subscribe(CHANNEL)
+                if last_id is None:
+                    newest = await self.redis.xrevrange(STREAM, max="+", min="-", count=1)
+                    last_id = newest[0][0] if newest else "0-0"
                 self._subscribed.set()
                 delay = 0.5
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self._deliver(Alert.model_validate_json(message["data"]))
+                while True:
+                    for _, entries in await self.redis.xread({STREAM: last_id}, block=5000, count=500) or []:
+                        for entry_id, fields in entries:
+                            self._deliver(self._from_entry(entry_id, fields))
+                            last_id = entry_id
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - Redis away: retry; replay by Last-Event-ID covers the gap
-                log.warning("alert subscription lost; resubscribing in %.1f s", delay)
+            except Exception:  # noqa: BLE001 - Redis away: retry, and read on from last_id
+                log.warning("alert stream reader lost Redis; retrying in %.1f s from %s", delay, last_id)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
-            finally:
-                await pubsub.aclose()
 
     async def ping(self) -> bool:
         try:
@@ -204,4 +244,5 @@ class RedisBus(_FanOut):
 
 
 def make_bus(redis_url: str | None, engine, history_max: int) -> LocalBus | RedisBus:
+    """Redis when configured (replicas share alerts), else in-process."""
     return RedisBus(redis_url, history_max) if redis_url else LocalBus(engine, history_max)

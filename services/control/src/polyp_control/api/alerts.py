@@ -8,11 +8,12 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel
 from sse_starlette.sse import EventSourceResponse
 
-from ..alerts import Alert
+from ..alerts import Alert, SlowSubscriber
 from ..auth import TICKET_TTL_S, Credentials, check_ticket, issue_ticket, require_read
 from . import errors
 from .deps import READ, BusDep, MetricsDep, SettingsDep
 
+RECONNECT_MS = 1000  # the retry hint for a client told to reconnect
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"], responses=errors.READ)
 
 
@@ -44,7 +45,9 @@ async def history(bus: BusDep, after: str | None = Query(None, pattern=r"^\d+-\d
 
 @router.get("/stream", dependencies=[Depends(stream_access)],
             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
-                             "description": "events `alert` (data: an Alert as JSON) with ids, and heartbeats"}},
+                             "description": "events `alert` (data: an Alert as JSON) with ids, and heartbeats; "
+                                            "`reconnect` (with a retry hint) when this client fell too far behind: "
+                                            "reconnecting with Last-Event-ID replays what it missed"}},
             summary="Server-sent events: one 'alert' event per alert; reconnect with Last-Event-ID")
 async def stream(bus: BusDep, metrics: MetricsDep, settings: SettingsDep,
                  last_event_id: Annotated[str | None, Header(pattern=r"^\d+-\d+$")] = None,
@@ -53,7 +56,9 @@ async def stream(bus: BusDep, metrics: MetricsDep, settings: SettingsDep,
         metrics.sse_clients.inc()
         try:
             async for alert in bus.subscribe(last_event_id or after):
-                yield {"id": alert.id, "event": "alert", "data": alert.json_text()}
+                yield alert.sse_event()
+        except SlowSubscriber as slow:  # fell too far behind: reconnect (EventSource does) and catch up by id
+            yield {"event": "reconnect", "retry": RECONNECT_MS, "data": str(slow)}
         finally:
             metrics.sse_clients.dec()
 
