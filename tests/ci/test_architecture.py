@@ -78,6 +78,11 @@ def test_production_code_imports_only_what_it_declares(repo_root, package):
 def test_images_install_only_their_packages(repo_root):
     training = (repo_root / "training" / "Dockerfile").read_text()
     assert "--package polyp-train" in training and "--package polyp-core" in training
-    assert "polyp-inference" not in training and "polyp-dev" not in training
+    assert "polyp-dev" not in training
+    # The Ray Serve backend (charts/inference backend: rayserve) runs on this image: polyp-inference goes in
+    # without its dependencies, so no Triton client or web framework comes with it.
+    assert "--package polyp-inference -o /serving" in training
+    assert "pip install --no-cache-dir --no-deps /tmp/serving/*.whl" in training
+    assert "--package polyp-inference" not in training.split("uv export")[1].split("\n")[0]
     control = (repo_root / "services" / "control" / "Dockerfile").read_text()
     assert "--no-dev --no-editable --package polyp-control" in control and "polyp-dev" not in control
