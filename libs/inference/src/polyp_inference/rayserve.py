@@ -24,6 +24,7 @@ import io
 import os
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -163,7 +164,8 @@ class RayServeBackend:
         self._loop = None
         self._info: ModelInfo | None = None
         self._info_at = 0.0
-        self.server_timings: list[str] = []  # per answered frame: frames in its model call, how long it ran
+        # The latest answers' Server-Timing (frames in the model call, how long it ran): bounded, a client lives long.
+        self.server_timings: deque[str] = deque(maxlen=100)
 
     def _client(self):
         import aiohttp
@@ -174,11 +176,11 @@ class RayServeBackend:
             self._loop = loop
         return self._session
 
-    async def _request(self, method: str, action: str, body: bytes | None = None, headers: dict | None = None):
+    async def _request(self, method: str, action: str, body: bytes | None = None):
         import aiohttp
 
         try:
-            async with self._client().request(method, f"{self.url}/{action}", data=body, headers=headers) as response:
+            async with self._client().request(method, f"{self.url}/{action}", data=body) as response:
                 data = await response.read()
                 if response.status == 409:
                     raise ModelChanged(data.decode(errors="replace"))

@@ -228,14 +228,22 @@ class Watches:
             return conn.execute(select(func.count()).select_from(db.runs).where(
                 db.runs.c.status == "failed", db.runs.c.finished_at >= since)).scalar_one()
 
-    async def evaluate(self, spec: WatchSpec) -> Verdict:
+    async def _target(self, name: str, targets: dict | None):
+        """The version a watch judges; `targets` memoises them for one round (the defaults share champion)."""
+        if targets is None:
+            return await self.registry.target(name)
+        if name not in targets:
+            targets[name] = await self.registry.target(name)
+        return targets[name]
+
+    async def evaluate(self, spec: WatchSpec, targets: dict | None = None) -> Verdict:
         check = spec.check
         if isinstance(check, RunFailures):
             failed = await asyncio.to_thread(self._failed_runs, time.time() - check.window_hours * 3600)
             return Verdict(firing=failed >= check.count, alert_type="training_failures", value=failed,
                            message=f"{failed} training run(s) failed in the last {check.window_hours:g} h "
                                    f"(limit {check.count - 1})")
-        target = await self.registry.target(spec.target)
+        target = await self._target(spec.target, targets)
         if target is not None:
             label = f"{target.name} v{target.version}" + ("" if spec.target.isdigit() else f" ({spec.target})")
         if isinstance(check, Freshness):
@@ -289,9 +297,9 @@ class Watches:
             self.metrics.alerts.labels(verdict.alert_type).inc()
         return alert
 
-    async def _check_one(self, row, now: float) -> list[Alert]:
+    async def _check_one(self, row, now: float, targets: dict | None = None) -> list[Alert]:
         spec = WatchSpec(**row.spec)
-        verdict = await self.evaluate(spec)
+        verdict = await self.evaluate(spec, targets)
         sent = []
         switched = row.firing and verdict.firing and row.alert_type not in (None, verdict.alert_type)
         if bool(row.firing) != verdict.firing or switched:  # e.g. a quality episode from below-floor to above-ceiling
@@ -316,20 +324,19 @@ class Watches:
         """Evaluate the watches (those due, or all that are not paused); returns the alerts sent."""
         async with self._lock:  # the periodic loop and a finished run may check at once
             now = time.time()
-            sent = []
+            sent, targets = [], {}  # one registry lookup per target per round, however many watches share it
             for row in await asyncio.to_thread(self._rows, due_only, now):
                 try:
-                    sent += await self._check_one(row, now)
+                    sent += await self._check_one(row, now, targets)
                 except Exception:  # noqa: BLE001 - one failing watch (MLflow down) must not stop the others
                     log.exception("watch %s", row.id)
-            await self._export_served_model()
+            if targets.get(SERVED) is not None:
+                self._export_served_model(targets[SERVED])
             return sent
 
-    async def _export_served_model(self) -> None:
-        """Prometheus gauges of the served model (the dashboards' view of what the default watches judge)."""
-        served = await self.registry.target(SERVED)
-        if served is None:
-            return
+    def _export_served_model(self, served) -> None:
+        """Prometheus gauges of the served model (the dashboards' view of what the default watches judge),
+        refreshed whenever a watch of it is evaluated."""
         self.metrics.model_registered.set(served.trained_at.timestamp())
         self.metrics.model_age.set(time.time() - served.trained_at.timestamp())
         if served.dice is not None and not math.isnan(served.dice):
