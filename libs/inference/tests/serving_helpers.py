@@ -19,3 +19,12 @@ def export_version(repo: Path, version: int, seed: int, size: int = SIZE, model:
     spec = ModelSpec("Unet", "resnet18", size)
     network = build_model(spec).eval()
     return Path(publish(str(repo), model, version, export_onnx(network, spec), triton_config(model, spec)))
+
+
+async def raw_answers(backends, batch):
+    """(logits, version) of each backend for the same prepared batch, closing each after."""
+    answers = []
+    for backend in backends:
+        answers.append(await backend.infer(batch, await backend.model_info()))
+        await backend.close()
+    return answers

@@ -9,7 +9,7 @@ import socket
 import numpy as np
 import pytest
 from PIL import Image
-from serving_helpers import MODEL, SIZE, export_version
+from serving_helpers import MODEL, SIZE, export_version, raw_answers
 
 from polyp_core.repository import pin_config_name
 from polyp_dev.local_triton import TritonServer, mirror_repository
@@ -35,14 +35,8 @@ async def predict_all(backend, frames):
 def test_triton_and_onnxruntime_agree_on_the_same_inputs(triton, exported):
     batch = np.random.default_rng(0).normal(size=(3, 3, SIZE, SIZE)).astype(np.float32)
 
-    async def both():
-        answers = []
-        for backend in (TritonBackend(triton.url, MODEL), OnnxRuntimeBackend(exported, MODEL)):
-            answers.append(await backend.infer(batch, await backend.model_info()))
-            await backend.close()
-        return answers
-
-    (triton_logits, triton_version), (ort_logits, ort_version) = run(both())
+    answers = raw_answers([TritonBackend(triton.url, MODEL), OnnxRuntimeBackend(exported, MODEL)], batch)
+    (triton_logits, triton_version), (ort_logits, ort_version) = run(answers)
     assert triton_logits.shape == ort_logits.shape == (3, 1, SIZE, SIZE)
     assert np.abs(triton_logits - ort_logits).max() < 1e-4
     assert triton_version == ort_version == "1"

@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-from serving_helpers import MODEL, SIZE, export_version
+from serving_helpers import MODEL, SIZE, export_version, raw_answers
 
 from polyp_dev.local_rayserve import LocalRayServe
 from polyp_inference.backends import ModelChanged, ModelInfo, OnnxRuntimeBackend
@@ -39,14 +39,8 @@ def served(exported, tmp_path_factory):
 def test_ray_serve_and_onnxruntime_give_the_same_logits(served, exported):
     batch = np.random.default_rng(0).normal(size=(3, 3, SIZE, SIZE)).astype(np.float32)
 
-    async def both():
-        answers = []
-        for backend in (RayServeBackend(served.url, MODEL), OnnxRuntimeBackend(exported, MODEL)):
-            answers.append(await backend.infer(batch, await backend.model_info()))
-            await backend.close()
-        return answers
-
-    (ray_logits, ray_version), (ort_logits, ort_version) = run(both())
+    answers = raw_answers([RayServeBackend(served.url, MODEL), OnnxRuntimeBackend(exported, MODEL)], batch)
+    (ray_logits, ray_version), (ort_logits, ort_version) = run(answers)
     assert ray_logits.shape == ort_logits.shape == (3, 1, SIZE, SIZE)
     assert np.abs(ray_logits - ort_logits).max() < 1e-4
     assert ray_version == ort_version == "1"
