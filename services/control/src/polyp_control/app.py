@@ -35,7 +35,7 @@ from .jobs import RayJobs
 from .metrics import Metrics
 from .registry import ModelRegistry
 from .runs import RunService
-from .schedules import ScheduleService
+from .schedules import ScheduleBusy, ScheduleService
 from .settings import Settings
 from .watches import DefaultWatch, Watches
 
@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runs = RunService(engine, jobs, bus, metrics, settings)
     registry = ModelRegistry(settings.mlflow_tracking_uri, settings.model_name)
     watches = Watches(engine, registry, bus, metrics, settings)
-    schedules = ScheduleService(engine, runs, settings.instance_id)
+    schedules = ScheduleService(engine, runs, settings.instance_id, settings.lease_ttl_s)
     predictor = InferenceClient(make_backend(settings.model_name, settings.inference_url, settings.model_repo,
                                              version=settings.model_version, kind=settings.inference_backend),
                                 max_bytes=settings.max_upload_bytes)
@@ -70,7 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await asyncio.to_thread(watches.ensure_defaults)
         await schedules.start()
         loop = asyncio.get_running_loop()
-        tasks = [loop.create_task(runs.follow()), loop.create_task(_watch_when_leading(watches, schedules, settings))]
+        tasks = [loop.create_task(runs.follow(lambda: schedules.leader)),
+                 loop.create_task(_watch_when_leading(watches, schedules, settings))]
         log.info("control service up: alerts via %s, Ray at %s, MLflow at %s", bus.kind, settings.ray_address,
                  settings.mlflow_tracking_uri)
         try:
@@ -116,7 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(status_code=404, content={"detail": str(exc)})
 
     @app.exception_handler(DefaultWatch)
-    async def default_watch(request: Request, exc: DefaultWatch):
+    @app.exception_handler(ScheduleBusy)
+    async def conflict(request: Request, exc: Exception):
         return JSONResponse(status_code=409, content={"detail": str(exc)})
 
     @app.exception_handler(Unavailable)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import JSON, Column, Float, Integer, MetaData, String, Table, Text, UniqueConstraint, create_engine, event
+from sqlalchemy import inspect as inspect_db
+from sqlalchemy import text as sql
 from sqlalchemy.engine import Engine
 
 metadata = MetaData()
@@ -27,6 +29,11 @@ runs = Table(
     Column("finished_at", Float),
     Column("message", Text),
     Column("result", JSON),
+    # Durable lifecycle: what a restart must not lose (columns added later are nullable; see _add_new_columns).
+    Column("retry_policy", JSON),    # max attempts, backoff, SLA: the schedule's, as it was when it fired
+    Column("not_before", Float),     # a queued retry is submitted from this time on
+    Column("claimed_at", Float),     # when submitting began: a run left in `submitting` past a timeout is recovered
+    Column("deadline", Float),       # SLA: cancelled and alerted if still active then
     UniqueConstraint("idempotency_key", name="uq_runs_idempotency_key"),
 )
 
@@ -81,4 +88,20 @@ def make_engine(url: str) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True)
     metadata.create_all(engine)
+    _add_new_columns(engine)
     return engine
+
+
+def _add_new_columns(engine: Engine) -> None:
+    """create_all makes missing tables, not missing columns: a database an earlier version created gets the
+    columns added since (all nullable) here, so an upgrade keeps its runs."""
+    inspector = inspect_db(engine)
+    for table in metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                with engine.begin() as conn:
+                    conn.execute(sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} "
+                                      f"{column.type.compile(engine.dialect)}"))

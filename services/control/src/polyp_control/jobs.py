@@ -12,7 +12,7 @@ from polyp_core.job import TrainingParameters, train_command
 # Ray's job states -> the run states this API reports.
 RAY_STATUS = {"PENDING": "pending", "RUNNING": "running", "SUCCEEDED": "succeeded", "FAILED": "failed",
               "STOPPED": "cancelled"}
-ACTIVE = ("submitting", "pending", "running")
+ACTIVE = ("queued", "submitting", "pending", "running")  # queued: a retry waiting for its time
 
 
 class Hyperparameters(TrainingParameters):

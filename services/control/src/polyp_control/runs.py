@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -27,14 +27,31 @@ def _summary(logs: str) -> dict | None:
     return summary.model_dump() if summary else None
 
 
+class RetryPolicy(BaseModel):
+    """Stored with each run of a schedule (the schedule's policy when it fired), so any replica, after any
+    restart, retries and times it out the same way."""
+
+    max_attempts: int = 1
+    backoff_s: float = 0
+    sla_s: float | None = None
+
+    def delay(self, attempt: int) -> float:
+        """Wait before attempt n+1: backoff * 2^(n-1)."""
+        return self.backoff_s * 2 ** (attempt - 1)
+
+
 class Run(BaseModel):
     id: str
-    status: str
+    status: str = Field(description="queued (a retry waiting for not_before), submitting, pending, running, "
+                                    "succeeded, failed, cancelled")
     params: dict
     schedule_id: str | None = None
     attempt: int = 1
+    retry_policy: RetryPolicy | None = None
     submission_id: str | None = None
     created_at: float
+    not_before: float | None = Field(None, description="a queued retry is submitted from this time on")
+    deadline: float | None = Field(None, description="SLA: cancelled and alerted if still active at this time")
     started_at: float | None = None
     finished_at: float | None = None
     message: str | None = None
@@ -46,10 +63,14 @@ class RunNotFound(NotFound):
 
 
 class RunService:
+    """Every step of a run's life is a row change, so a restart, or another replica, carries on from the table:
+    a retry is a `queued` row with its not-before time; submitting is claimed by a conditional write
+    (one replica submits), and a run left in `submitting` by a crash is recovered after `submit_timeout_s`
+    (Ray refuses a second job with the same submission id, so re-submitting never starts it twice)."""
+
     def __init__(self, engine, jobs: RayJobs, bus, metrics, settings):
         self.engine, self.jobs, self.bus, self.metrics, self.settings = engine, jobs, bus, metrics, settings
         self.on_success = []  # callbacks after a run succeeds (the watches re-check at once)
-        self.retry_policy: dict[str, tuple[int, float, float | None]] = {}  # schedule -> (max attempts, backoff s, SLA s)
 
     # ---- storage ---------------------------------------------------------------------------
     def _row(self, run_id: str) -> Run:
@@ -59,9 +80,9 @@ class RunService:
             raise RunNotFound(f"no training run {run_id!r}")
         return Run(**row)
 
-    def _update(self, run_id: str, **values) -> None:
+    def _update(self, run_id: str, *conditions, **values) -> bool:
         with self.engine.begin() as conn:
-            conn.execute(update(db.runs).where(db.runs.c.id == run_id).values(**values))
+            return conn.execute(update(db.runs).where(db.runs.c.id == run_id, *conditions).values(**values)).rowcount == 1
 
     async def get(self, run_id: str) -> Run:
         return await asyncio.to_thread(self._row, run_id)
@@ -85,12 +106,12 @@ class RunService:
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def trigger(self, params: Hyperparameters, idempotency_key: str | None = None,
-                      schedule_id: str | None = None, attempt: int = 1) -> tuple[Run, bool]:
+                      schedule_id: str | None = None, policy: RetryPolicy | None = None) -> tuple[Run, bool]:
         """Record and submit a run. Returns (run, created); a repeated Idempotency-Key returns the first run."""
-        run_id = uuid.uuid4().hex[:16]
-        params = with_gate(params, self.settings.dice_floor)
-        row = {"id": run_id, "status": "submitting", "params": params.model_dump(), "schedule_id": schedule_id,
-               "attempt": attempt, "idempotency_key": idempotency_key, "created_at": time.time()}
+        now = time.time()
+        row = {"id": uuid.uuid4().hex[:16], "status": "submitting", "schedule_id": schedule_id, "attempt": 1,
+               "params": with_gate(params, self.settings.dice_floor).model_dump(), "idempotency_key": idempotency_key,
+               "retry_policy": policy.model_dump() if policy else None, "created_at": now, "claimed_at": now}
 
         def record():
             with self.engine.begin() as conn:
@@ -102,28 +123,68 @@ class RunService:
             with self.engine.connect() as conn:
                 existing = conn.execute(select(db.runs.c.id).where(db.runs.c.idempotency_key == idempotency_key)).scalar()
             return await self.get(existing), False
-        submission_id = f"polyp-{run_id}-{attempt}"
-        command = entrypoint(params, self.settings.training_data, self.settings.model_repo, run_id)
+        await self._submit(await self.get(row["id"]))
+        return await self.get(row["id"]), True
+
+    async def _submit(self, run: Run) -> None:
+        """Hand a run this replica has claimed (status `submitting`) to Ray."""
+        submission_id = f"polyp-{run.id}-{run.attempt}"
+        try:
+            params = with_gate(Hyperparameters(**run.params), self.settings.dice_floor)
+            command = entrypoint(params, self.settings.training_data, self.settings.model_repo, run.id)
+        except ValueError as exc:  # a row no longer valid for this version's contract: fail it, do not retry forever
+            await self._finish(run.id, "failed", f"cannot build the training command: {exc}")
+            return
         try:
             await self.jobs.submit(submission_id, command, self.settings.job_env)
         except Exception as exc:  # noqa: BLE001 - Ray unreachable or refusing: the run failed, say why
-            await self._finish(run_id, "failed", f"cannot submit to Ray at {self.jobs.address}: {exc}")
-            return await self.get(run_id), True
-        await asyncio.to_thread(self._update, run_id, status="pending", submission_id=submission_id)
-        log.info("run %s submitted as Ray job %s", run_id, submission_id)
-        return await self.get(run_id), True
+            if "already exists" not in str(exc):  # else: submitted before a crash lost the row's update
+                await self._finish(run.id, "failed", f"cannot submit to Ray at {self.jobs.address}: {exc}")
+                return
+        sla_s = run.retry_policy.sla_s if run.retry_policy else None
+        submitted = await asyncio.to_thread(self._update, run.id, db.runs.c.status == "submitting", status="pending",
+                                            submission_id=submission_id, deadline=time.time() + sla_s if sla_s else None)
+        if submitted:
+            log.info("run %s submitted as Ray job %s", run.id, submission_id)
+        else:  # cancelled while being submitted
+            await self._stop_job(submission_id)
+
+    def _stuck(self, claimed_before: float) -> list[tuple[str, float]]:
+        with self.engine.connect() as conn:
+            return conn.execute(select(db.runs.c.id, db.runs.c.claimed_at).where(
+                db.runs.c.status == "submitting", db.runs.c.claimed_at < claimed_before)).all()
+
+    def _claim(self, run_id: str, *conditions) -> bool:
+        return self._update(run_id, *conditions, status="submitting", claimed_at=time.time())
+
+    async def submit_due(self) -> None:
+        """Submit the retries that are due, and recover runs a crash left in `submitting` (lease holder only)."""
+        now = time.time()
+        for run in await self.list(status="queued", limit=None):
+            if run.not_before is not None and run.not_before <= now and \
+                    await asyncio.to_thread(self._claim, run.id, db.runs.c.status == "queued"):
+                log.info("submitting retry %s (attempt %d of schedule %s)", run.id, run.attempt, run.schedule_id)
+                await self._submit(await self.get(run.id))
+        for run_id, claimed_at in await asyncio.to_thread(self._stuck, now - self.settings.submit_timeout_s):
+            if await asyncio.to_thread(self._claim, run_id, db.runs.c.status == "submitting",
+                                       db.runs.c.claimed_at == claimed_at):
+                log.warning("run %s was left in submitting (claimed %.0f s ago): submitting again", run_id, now - claimed_at)
+                await self._submit(await self.get(run_id))
 
     async def cancel(self, run_id: str, reason: str = "cancelled by request") -> Run:
         run = await self.get(run_id)
         if run.status not in ACTIVE:
             return run
         if run.submission_id:
-            try:
-                await self.jobs.stop(run.submission_id)
-            except Exception as exc:  # noqa: BLE001
-                log.warning("stopping Ray job %s: %s", run.submission_id, exc)
+            await self._stop_job(run.submission_id)
         await self._finish(run_id, "cancelled", reason)
         return await self.get(run_id)
+
+    async def _stop_job(self, submission_id: str) -> None:
+        try:
+            await self.jobs.stop(submission_id)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("stopping Ray job %s: %s", submission_id, exc)
 
     async def logs(self, run_id: str) -> str:
         run = await self.get(run_id)
@@ -134,18 +195,36 @@ class RunService:
         except Exception as exc:  # noqa: BLE001 - Ray unreachable, or the job's logs are gone
             raise Unavailable(f"logs are not available from Ray right now: {exc}") from exc
 
-    def _close(self, run_id: str, **values) -> bool:
-        """Move an active run to a final state; False if another replica (or call) already did."""
+    def _close(self, run: Run, **values) -> dict | None:
+        """Move an active run to a final state, and queue its retry in the same transaction (a crash cannot close
+        a run and lose its retry). None if another replica (or call) closed it first; else the retry row, or {}."""
+        retry = self._retry_row(run, values["finished_at"]) if values["status"] == "failed" else {}
         with self.engine.begin() as conn:
-            changed = conn.execute(update(db.runs).where(db.runs.c.id == run_id, db.runs.c.status.in_(ACTIVE))
+            changed = conn.execute(update(db.runs).where(db.runs.c.id == run.id, db.runs.c.status.in_(ACTIVE))
                                    .values(**values)).rowcount
-        return changed == 1
+            if changed != 1:
+                return None
+            if retry:
+                conn.execute(insert(db.runs).values(**retry))
+        return retry
 
-    async def _finish(self, run_id: str, status: str, message: str | None = None, result: dict | None = None) -> None:
+    @staticmethod
+    def _retry_row(run: Run, now: float) -> dict:
+        """A failed run of a schedule is tried again after a backoff, up to the schedule's max attempts."""
+        policy = run.retry_policy
+        if policy is None or run.attempt >= policy.max_attempts:
+            return {}
+        return {"id": uuid.uuid4().hex[:16], "status": "queued", "params": run.params, "schedule_id": run.schedule_id,
+                "attempt": run.attempt + 1, "retry_policy": policy.model_dump(), "created_at": now,
+                "not_before": now + policy.delay(run.attempt)}
+
+    async def _finish(self, run_id: str, status: str, message: str | None = None, result: dict | None = None) -> bool:
+        """Close a run; True if this call closed it (and so publishes its alert: each transition once)."""
         run = await self.get(run_id)
         now = time.time()
-        if not await asyncio.to_thread(self._close, run_id, status=status, finished_at=now, message=message, result=result):
-            return
+        retry = await asyncio.to_thread(self._close, run, status=status, finished_at=now, message=message, result=result)
+        if retry is None:
+            return False
         self.metrics.runs.labels(status).inc()
         self.metrics.run_duration.observe(now - (run.started_at or run.created_at))
         if status == "succeeded":
@@ -153,29 +232,18 @@ class RunService:
             for callback in self.on_success:
                 await callback()
         elif status == "failed":
-            await self._alert("training_failed", "critical", f"training run {run_id} failed: {message}", run_id=run_id,
-                              schedule_id=run.schedule_id, attempt=run.attempt)
-            await self._retry(run)
+            then = f"; attempt {retry['attempt']} at {time.strftime('%H:%M:%S', time.gmtime(retry['not_before']))} UTC" \
+                if retry else ""
+            await self._alert("training_failed", "critical", f"training run {run_id} failed: {message}{then}",
+                              run_id=run_id, schedule_id=run.schedule_id, attempt=run.attempt,
+                              retry_run_id=retry.get("id"), retry_at=retry.get("not_before"))
+            if retry:
+                log.info("retrying schedule %s: attempt %d at %.0f", run.schedule_id, retry["attempt"], retry["not_before"])
+        return True
 
     async def _alert(self, kind: str, severity: str, message: str, **details) -> None:
         await self.bus.publish(Alert(type=kind, severity=severity, message=message, details=details))
         self.metrics.alerts.labels(kind).inc()
-
-    async def _retry(self, run: Run) -> None:
-        """A scheduled run that failed is tried again with exponential backoff, up to the schedule's max attempts."""
-        if not run.schedule_id or run.schedule_id not in self.retry_policy:
-            return
-        max_attempts, backoff_s, _ = self.retry_policy[run.schedule_id]
-        if run.attempt >= max_attempts:
-            return
-        delay = backoff_s * 2 ** (run.attempt - 1)
-        log.info("retrying schedule %s (attempt %d) in %.0f s", run.schedule_id, run.attempt + 1, delay)
-
-        async def later():
-            await asyncio.sleep(delay)
-            await self.trigger(Hyperparameters(**run.params), schedule_id=run.schedule_id, attempt=run.attempt + 1)
-
-        asyncio.get_running_loop().create_task(later())
 
     async def poll_once(self) -> None:
         """Bring every submitted, unfinished run's state up to date with Ray, however old it is."""
@@ -193,17 +261,21 @@ class RunService:
                 logs = await self.jobs.logs(run.submission_id) if status != "cancelled" else ""
                 message = None if status == "succeeded" else (await self.jobs.info_message(run.submission_id))
                 await self._finish(run.id, status, message, _summary(logs) if status == "succeeded" else None)
-            sla = self.retry_policy.get(run.schedule_id or "", (0, 0, None))[2]
-            if status in ("pending", "running") and sla and time.time() - run.created_at > sla:
-                await self.cancel(run.id, f"SLA of {sla / 60:.0f} min exceeded")
-                await self._alert("training_sla_missed", "warning",
-                                  f"run {run.id} of schedule {run.schedule_id} exceeded its SLA and was cancelled",
-                                  run_id=run.id, schedule_id=run.schedule_id)
+            if status in ("pending", "running") and run.deadline and time.time() > run.deadline:
+                await self._stop_job(run.submission_id)
+                sla_min = run.retry_policy.sla_s / 60 if run.retry_policy and run.retry_policy.sla_s else 0
+                if await self._finish(run.id, "cancelled", f"SLA of {sla_min:.0f} min exceeded"):
+                    await self._alert("training_sla_missed", "warning",
+                                      f"run {run.id} of schedule {run.schedule_id} exceeded its SLA and was cancelled",
+                                      run_id=run.id, schedule_id=run.schedule_id)
 
-    async def follow(self) -> None:
+    async def follow(self, leading) -> None:
+        """While `leading()` (this replica holds the scheduler lease): submit due retries, follow runs in Ray."""
         while True:
-            try:
-                await self.poll_once()
-            except Exception:  # noqa: BLE001 - never let the follower die
-                log.exception("polling runs")
+            if leading():
+                try:
+                    await self.submit_due()
+                    await self.poll_once()
+                except Exception:  # noqa: BLE001 - never let the follower die
+                    log.exception("following runs")
             await asyncio.sleep(self.settings.run_poll_interval_s)

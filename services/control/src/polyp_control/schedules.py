@@ -3,7 +3,8 @@
 Misfire policy: a fire missed while no replica was running is run once (coalesced) if it is at
 most `MISFIRE_GRACE_S` late when the service comes back; an older miss is skipped and the
 schedule continues at its next time. A schedule never has two runs at once: a fire while its
-previous run is still active is skipped (logged and counted).
+previous run (or its queued retry) is still active is skipped (logged). A run carries the schedule's
+retry policy and SLA as they were when it fired (see runs.RunService).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pydantic import BaseModel, Field, WithJsonSchema, field_validator, model_va
 from .errors import NotFound
 from .jobs import Hyperparameters
 from .leader import Lease
+from .runs import RetryPolicy
 
 log = logging.getLogger(__name__)
 MISFIRE_GRACE_S = 600
@@ -74,6 +76,10 @@ class ScheduleSpec(BaseModel):
                 raise ValueError(f"invalid cron expression {self.cron!r}: {exc}") from exc
         return self
 
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(max_attempts=self.max_attempts, backoff_s=self.retry_backoff_seconds,
+                           sla_s=self.sla_minutes * 60 if self.sla_minutes else None)
+
     def trigger(self):
         zone = ZoneInfo(self.timezone)
         if self.cron is not None:
@@ -91,14 +97,27 @@ class ScheduleNotFound(NotFound):
     pass
 
 
+class ScheduleBusy(Exception):
+    """A schedule's previous run (or its queued retry) is still active."""
+
+
 async def fire(schedule_id: str, spec: dict) -> None:
     """What a schedule does when it fires (runs on the lease holder only)."""
-    schedule = ScheduleSpec(**spec)
-    if await _runs.active_for_schedule(schedule_id):
-        log.warning("schedule %s fired while its previous run is still active: skipped", schedule_id)
+    try:
+        run = await start_run(schedule_id, ScheduleSpec(**spec))
+    except ScheduleBusy as exc:
+        log.warning("schedule %s fired: skipped, %s", schedule_id, exc)
         return
-    run, _ = await _runs.trigger(schedule.params, schedule_id=schedule_id)
     log.info("schedule %s started run %s", schedule_id, run.id)
+
+
+async def start_run(schedule_id: str, schedule: ScheduleSpec):
+    """One run of the schedule, with its retry policy stored on the run; never two active runs at once."""
+    active = await _runs.active_for_schedule(schedule_id)
+    if active:
+        raise ScheduleBusy(f"its run {active[0].id} is still {active[0].status}")
+    run, _ = await _runs.trigger(schedule.params, schedule_id=schedule_id, policy=schedule.retry_policy())
+    return run
 
 
 class ScheduleService:
@@ -116,8 +135,6 @@ class ScheduleService:
 
     async def start(self) -> None:
         self.scheduler.start(paused=True)  # fires nothing until this replica holds the lease
-        for schedule in self.list():
-            self._remember_policy(schedule)
         self._task = asyncio.get_running_loop().create_task(self._lead())
 
     async def _lead(self) -> None:
@@ -132,9 +149,7 @@ class ScheduleService:
                     self.scheduler.pause()
                 self.leader = holding
                 if holding:
-                    for schedule in self.list():  # another replica may have added or changed schedules
-                        self._remember_policy(schedule)
-                    self.scheduler.wakeup()
+                    self.scheduler.wakeup()  # another replica may have added or changed schedules
             except Exception:  # noqa: BLE001 - the database may be briefly away; stop firing meanwhile
                 log.exception("scheduler lease")
                 if self.leader:
@@ -155,11 +170,6 @@ class ScheduleService:
     def _as_schedule(job) -> Schedule:
         return Schedule(id=job.id, paused=job.next_run_time is None, next_run_at=job.next_run_time, **job.kwargs["spec"])
 
-    def _remember_policy(self, schedule: ScheduleSpec | Schedule, schedule_id: str | None = None) -> None:
-        self.runs.retry_policy[schedule_id or schedule.id] = (
-            schedule.max_attempts, schedule.retry_backoff_seconds,
-            schedule.sla_minutes * 60 if schedule.sla_minutes else None)
-
     def _job(self, schedule_id: str):
         job = self.scheduler.get_job(schedule_id)
         if job is None:
@@ -170,7 +180,6 @@ class ScheduleService:
         schedule_id = uuid.uuid4().hex[:12]
         job = self.scheduler.add_job(fire, spec.trigger(), id=schedule_id, name=spec.name,
                                      kwargs={"schedule_id": schedule_id, "spec": spec.model_dump(mode="json")})
-        self._remember_policy(spec, schedule_id)
         return self._as_schedule(self._job(job.id))
 
     def list(self) -> list[Schedule]:
@@ -194,4 +203,7 @@ class ScheduleService:
             self.scheduler.remove_job(schedule_id)
         except JobLookupError as exc:
             raise ScheduleNotFound(f"no schedule {schedule_id!r}") from exc
-        self.runs.retry_policy.pop(schedule_id, None)
+
+    async def run_now(self, schedule_id: str):
+        """Fire a schedule now, outside its timetable (ScheduleBusy while its previous run is active)."""
+        return await start_run(schedule_id, ScheduleSpec(**self._job(schedule_id).kwargs["spec"]))

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     watch_interval_s: float = 60
     # Runs
     run_poll_interval_s: float = 5
+    submit_timeout_s: float = Field(120, description="a run still `submitting` this long after a crash is submitted again")
+    lease_ttl_s: float = Field(15, description="a replica that dies hands the scheduler lease on after this long")
     training_data: str = Field(default_factory=lambda: str(polyp_home() / "data" / "synthetic"))
     model_repo: str = Field(default_factory=lambda: str(polyp_home() / "model-repo"))
     job_env: dict[str, str] = Field(default_factory=lambda: {k: v for k, v in os.environ.items() if k in JOB_ENV},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from ..runs import Run
 from ..schedules import Schedule, ScheduleSpec
 from . import errors
 from .deps import READ, WRITE, SchedulesDep
@@ -37,6 +38,15 @@ async def pause(schedules: SchedulesDep, schedule_id: str) -> Schedule:
 @router.post("/{schedule_id}/resume", response_model=Schedule, dependencies=[WRITE], responses={**NOT_FOUND, **errors.WRITE})
 async def resume(schedules: SchedulesDep, schedule_id: str) -> Schedule:
     return schedules.resume(schedule_id)
+
+
+@router.post("/{schedule_id}/run", response_model=Run, status_code=201, dependencies=[WRITE],
+             summary="Run a schedule now, with its retry policy and SLA (409 while its previous run is active)",
+             responses={**NOT_FOUND, **errors.WRITE, **errors.errors(409, e409="the schedule's previous run is still active")})
+async def run_now(schedules: SchedulesDep, schedule_id: str, response: Response) -> Run:
+    run = await schedules.run_now(schedule_id)
+    response.headers["Location"] = f"/v1/runs/{run.id}"
+    return run
 
 
 @router.delete("/{schedule_id}", status_code=204, dependencies=[WRITE], responses={**NOT_FOUND, **errors.WRITE},
