@@ -94,13 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"])
 
-    @app.middleware("http")
-    async def time_predictions(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        if request.url.path == "/v1/predict":
-            metrics.predict_latency.observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(PredictTimer, observe=metrics.predict_latency.observe)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -161,6 +155,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return RedirectResponse("/ui/")
 
     return app
+
+
+class PredictTimer:
+    """Times /v1/predict. Plain ASGI: @app.middleware("http") passes every response of every route, each SSE
+    event of every alert stream included, through an extra memory stream (bench/alerts_fanout.py, 1000 clients:
+    a burst went out at 15 alerts/s with it, 83 without)."""
+
+    def __init__(self, app, observe):
+        self.app, self.observe = app, observe
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] != "/v1/predict":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.observe(time.perf_counter() - started)
 
 
 async def _watch_when_leading(watches: Watches, schedules: ScheduleService, settings: Settings) -> None:
