@@ -1,4 +1,5 @@
-// The alert page: live alerts over EventSource, model card, weekly Dice, schedules, training, predict.
+// The alert page: live alerts over EventSource, model card (served vs newest), watches, weekly Dice,
+// schedules, training, predict. Every panel says so when it has nothing to show.
 // Same origin as the API: nginx proxies /v1/ in a cluster; the control service serves this page under `make up`.
 "use strict";
 
@@ -27,6 +28,15 @@ async function detail(response) {
   catch { return response.statusText; }
 }
 
+// Fill a list, or say why it is empty.
+function fillList(list, items, emptyText) {
+  if (items.length) { list.replaceChildren(...items); return; }
+  const empty = document.createElement("li");
+  empty.className = "empty";
+  empty.textContent = emptyText;
+  list.replaceChildren(empty);
+}
+
 // ---- alerts ------------------------------------------------------------------------------------
 let lastAlertId = null;
 const seen = new Set();
@@ -39,11 +49,13 @@ function showAlert(alert) {
   item.className = alert.state === "resolved" ? "resolved" : alert.severity;
   item.dataset.type = alert.type;
   item.dataset.id = alert.id;
+  if (alert.details && alert.details.watch_id) item.dataset.watchId = alert.details.watch_id;
   const time = document.createElement("time");
   time.textContent = new Date(alert.at * 1000).toLocaleString();
   const text = document.createElement("span");
   text.textContent = `${alert.state === "resolved" ? "resolved: " : ""}${alert.type} — ${alert.message}`;
   item.append(time, text);
+  $("alerts").querySelectorAll(".empty").forEach((empty) => empty.remove());
   $("alerts").prepend(item);
 }
 
@@ -65,13 +77,17 @@ async function connect() {
   source.addEventListener("error", () => { source.close(); offline("reconnecting"); setTimeout(connect, 2000); });
   source.addEventListener("alert", (event) => {
     showAlert(JSON.parse(event.data));
-    refreshModel(); refreshRuns();
+    refreshModel(); refreshRuns(); refreshWatches();
   });
 }
 
 async function loadAlerts() {
   const response = await api("/v1/alerts?limit=50");
-  if (response.ok) (await response.json()).forEach(showAlert);
+  if (response.ok) {
+    const alerts = await response.json();
+    if (!alerts.length) fillList($("alerts"), [], "no alerts yet");
+    alerts.forEach(showAlert);
+  }
   connect();
 }
 
@@ -82,12 +98,13 @@ function row(list, term, value) {
   list.append(dt, dd);
 }
 
-async function refreshModel() {
-  const list = $("model");
-  const response = await api("/v1/models/latest");
+// The served version (alias champion: it passed the gate) next to the newest registered one, which may
+// have failed the gate: the two differ exactly when the newest is not what users get.
+async function showVersion(list, path, emptyText) {
+  const response = await api(path);
   list.replaceChildren();
-  if (response.status === 404) { row(list, "status", "no model registered yet"); return; }
-  if (!response.ok) { row(list, "status", await detail(response)); return; }
+  if (response.status === 404) { row(list, "status", emptyText); return null; }
+  if (!response.ok) { row(list, "status", await detail(response)); return null; }
   const model = await response.json();
   const ageHours = (Date.now() - Date.parse(model.trained_at)) / 3.6e6;
   row(list, "version", `${model.name} v${model.version}${model.aliases.length ? " (" + model.aliases.join(", ") + ")" : ""}`);
@@ -95,57 +112,166 @@ async function refreshModel() {
   row(list, "IoU", model.iou == null ? "–" : model.iou.toFixed(3));
   row(list, "age", ageHours < 1 ? `${Math.round(ageHours * 60)} min` : `${ageHours.toFixed(1)} h`);
   row(list, "data", (model.dataset_fingerprint || "–").slice(0, 12));
+  return model;
+}
+
+async function refreshModel() {
+  const [served, newest] = await Promise.all([
+    showVersion($("served"), "/v1/models/champion", "no version has passed the quality gate yet"),
+    showVersion($("model"), "/v1/models/latest", "no model registered yet"),
+  ]);
+  if (newest) {
+    row($("model"), "served", served && served.version === newest.version ? "yes" : "no: it did not pass the quality gate, or is not published yet");
+  }
   refreshChart();
 }
 
+// ---- weekly Dice chart: hand-drawn SVG (axes, values, the quality floor) ------------------------------
+const SVG = "http://www.w3.org/2000/svg";
+
+function svgElement(name, attributes, text) {
+  const element = document.createElementNS(SVG, name);
+  Object.entries(attributes).forEach(([k, v]) => element.setAttribute(k, v));
+  if (text !== undefined) element.textContent = text;
+  return element;
+}
+
+async function qualityFloor() {
+  // The floor the served model is held to: the default quality watch (DICE_FLOOR, also the training gate).
+  const response = await api("/v1/watches/model-quality-floor");
+  if (!response.ok) return null;
+  const watch = await response.json();
+  return watch.check.floor ?? null;
+}
+
 async function refreshChart() {
-  const response = await api("/v1/models/weekly-dice");
+  const [response, floor] = await Promise.all([api("/v1/models/weekly-dice"), qualityFloor()]);
   if (!response.ok) return;
   const weeks = await response.json();
   const svg = $("chart");
-  svg.replaceChildren();
-  const ns = "http://www.w3.org/2000/svg";
-  const width = 600, height = 200, pad = 30, step = weeks.length ? (width - 2 * pad) / weeks.length : 0;
-  weeks.forEach((week, i) => {
-    const h = (height - 2 * pad) * week.average_dice;
-    const bar = document.createElementNS(ns, "rect");
-    Object.entries({ x: pad + i * step + 2, y: height - pad - h, width: Math.max(step - 4, 2), height: h, fill: "#2563eb" })
-      .forEach(([k, v]) => bar.setAttribute(k, v));
-    const title = document.createElementNS(ns, "title");
-    title.textContent = `week of ${week.week_start}: ${week.average_dice.toFixed(3)} (${week.versions} versions)`;
-    bar.append(title);
-    const label = document.createElementNS(ns, "text");
-    Object.entries({ x: pad + i * step + 2, y: height - 10, "font-size": 10 }).forEach(([k, v]) => label.setAttribute(k, v));
-    label.textContent = week.week_start.slice(5);
-    svg.append(bar, label);
+  const width = 640, height = 240, left = 44, right = 80, top = 12, bottom = 36;
+  const plotWidth = width - left - right, plotHeight = height - top - bottom;
+  const y = (dice) => top + plotHeight * (1 - dice);  // Dice 0..1, bottom to top
+  const parts = [];
+  [0, 0.25, 0.5, 0.75, 1].forEach((tick) => {  // y axis: ticks, labels, light grid
+    parts.push(svgElement("line", { class: "grid", x1: left, x2: left + plotWidth, y1: y(tick), y2: y(tick) }));
+    parts.push(svgElement("text", { class: "tick y", x: left - 6, y: y(tick) + 4, "text-anchor": "end" }, tick.toFixed(2)));
   });
+  parts.push(svgElement("line", { class: "axis", x1: left, x2: left, y1: top, y2: top + plotHeight }));
+  parts.push(svgElement("line", { class: "axis", x1: left, x2: left + plotWidth, y1: top + plotHeight, y2: top + plotHeight }));
+  parts.push(svgElement("text", { class: "axis-title", x: 12, y: top + plotHeight / 2, transform: `rotate(-90 12 ${top + plotHeight / 2})`,
+    "text-anchor": "middle" }, "Dice"));
+  parts.push(svgElement("text", { class: "axis-title", x: left + plotWidth / 2, y: height - 4, "text-anchor": "middle" }, "week starting"));
+  const step = weeks.length ? plotWidth / weeks.length : 0;
+  weeks.forEach((week, i) => {
+    const x = left + i * step, barWidth = Math.max(Math.min(step - 8, 60), 4);
+    const bar = svgElement("rect", { class: "bar", x: x + (step - barWidth) / 2, y: y(week.average_dice), width: barWidth,
+      height: plotHeight * week.average_dice, "data-week": week.week_start, "data-dice": week.average_dice });
+    bar.append(svgElement("title", {}, `week of ${week.week_start}: ${week.average_dice.toFixed(3)} (${week.versions} versions)`));
+    parts.push(bar);
+    parts.push(svgElement("text", { class: "value", x: x + step / 2, y: y(week.average_dice) - 4, "text-anchor": "middle" },
+      week.average_dice.toFixed(2)));
+    parts.push(svgElement("text", { class: "tick x", x: x + step / 2, y: top + plotHeight + 14, "text-anchor": "middle" },
+      week.week_start.slice(5)));
+  });
+  if (floor !== null) {
+    parts.push(svgElement("line", { id: "floor-line", class: "floor", x1: left, x2: left + plotWidth, y1: y(floor), y2: y(floor),
+      "data-floor": floor }));
+    parts.push(svgElement("text", { class: "floor-label", x: left + plotWidth + 4, y: y(floor) + 4 }, `floor ${floor.toFixed(2)}`));
+  }
+  if (!weeks.length) {
+    parts.push(svgElement("text", { id: "chart-empty", class: "empty", x: left + plotWidth / 2, y: top + plotHeight / 2,
+      "text-anchor": "middle" }, "no versions registered yet"));
+  }
+  svg.replaceChildren(...parts);
 }
+
+// ---- watches ----------------------------------------------------------------------------------------
+function watchCheck(check) {
+  if (check.kind === "freshness") return `at most ${check.max_age_hours} h old`;
+  if (check.kind === "quality") {
+    return [check.floor != null ? `${check.metric} ≥ ${check.floor}` : null,
+            check.ceiling != null ? `${check.metric} ≤ ${check.ceiling}` : null].filter(Boolean).join(" and ");
+  }
+  return `alerts at ${check.count} or more failed runs in ${check.window_hours} h`;
+}
+
+function watchItem(watch) {
+  const item = document.createElement("li");
+  item.dataset.watchId = watch.id;
+  const status = watch.paused ? "paused" : watch.state.status;
+  item.className = `watch watch-${status}`;
+  const badge = document.createElement("span");
+  badge.className = "watch-status";
+  badge.textContent = status;
+  const text = document.createElement("span");
+  const since = watch.state.since ? ` since ${new Date(watch.state.since * 1000).toLocaleString()}` : "";
+  text.textContent = ` ${watch.description || watch.id}: ${watchCheck(watch.check)}` +
+    (watch.check.kind === "run_failures" ? "" : ` (${watch.target})`) + since +
+    (watch.state.message ? ` — ${watch.state.message}` : "");
+  const toggle = document.createElement("button");
+  toggle.className = "watch-toggle";
+  toggle.textContent = watch.paused ? "Resume" : "Pause";
+  toggle.addEventListener("click", async () => {
+    const response = await api(`/v1/watches/${encodeURIComponent(watch.id)}/${watch.paused ? "resume" : "pause"}`, { method: "POST" });
+    if (!response.ok) $("watch-result").textContent = `not changed: ${await detail(response)}`;
+    refreshWatches();
+  });
+  item.append(badge, text, toggle);
+  return item;
+}
+
+async function refreshWatches() {
+  const response = await api("/v1/watches");
+  if (!response.ok) return;
+  fillList($("watches"), (await response.json()).map(watchItem), "no watches");
+}
+
+const WATCH_CHECKS = {  // the form's one threshold, as each kind's check
+  freshness: (value) => ({ kind: "freshness", max_age_hours: value }),
+  quality: (value) => ({ kind: "quality", floor: value }),
+  run_failures: (value) => ({ kind: "run_failures", count: Math.round(value), window_hours: 24 }),
+};
+
+$("watch-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const spec = {
+    description: $("watch-description").value.trim(),
+    check: WATCH_CHECKS[$("watch-kind").value](Number($("watch-threshold").value)),
+    interval_s: Number($("watch-interval").value),
+    severity: $("watch-severity").value,
+  };
+  const response = await api("/v1/watches", {
+    method: "POST", headers: authHeaders({ "Content-Type": "application/json" }), body: JSON.stringify(spec),
+  });
+  $("watch-result").textContent = response.ok ? `watch ${(await response.json()).id} created` : `not created: ${await detail(response)}`;
+  refreshWatches();
+});
 
 // ---- training and schedules ----------------------------------------------------------------------
 async function refreshRuns() {
   const response = await api("/v1/runs");
   if (!response.ok) return;
-  $("runs").replaceChildren(...(await response.json()).slice(0, 8).map((run) => {
+  fillList($("runs"), (await response.json()).slice(0, 8).map((run) => {
     const item = document.createElement("li");
     item.className = `status-${run.status}`;
     item.dataset.runId = run.id;
     const version = run.result && run.result.version ? ` → v${run.result.version}` : "";
     item.textContent = `${run.id} ${run.status}${version}`;
     return item;
-  }));
+  }), "no runs yet");
 }
 
 async function refreshSchedules() {
   const response = await api("/v1/schedules");
   if (!response.ok) return;
   const schedules = await response.json();
-  $("schedules").replaceChildren(...schedules.map((s) => {
+  fillList($("schedules"), schedules.map((s) => {
     const item = document.createElement("li");
     item.textContent = `${s.name}: ${s.cron || "every " + s.interval_seconds + " s"} (${s.timezone})` +
       (s.paused ? " — paused" : s.next_run_at ? ` — next ${new Date(s.next_run_at).toLocaleString()}` : "");
     return item;
-  }));
-  if (!schedules.length) $("schedules").textContent = "none";
+  }), "no schedules");
 }
 
 $("trigger").addEventListener("click", async () => {
@@ -195,5 +321,5 @@ function loadImage(src) {
   return new Promise((resolve, reject) => { const img = new Image(); img.onload = () => resolve(img); img.onerror = reject; img.src = src; });
 }
 
-loadAlerts(); refreshModel(); refreshRuns(); refreshSchedules();
-setInterval(() => { refreshModel(); refreshRuns(); refreshSchedules(); }, 15000);
+loadAlerts(); refreshModel(); refreshRuns(); refreshSchedules(); refreshWatches();
+setInterval(() => { refreshModel(); refreshRuns(); refreshSchedules(); refreshWatches(); }, 15000);

@@ -1,10 +1,11 @@
-"""/v1/models: the newest model and the weekly average Dice, from MLflow."""
+"""/v1/models: the newest model, a version by alias or number (champion: the served one), weekly Dice; from MLflow."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Path
 
 from ..registry import ModelVersionInfo, WeeklyDice
+from ..watches import SERVED, TARGET_PATTERN
 from . import errors
 from .deps import READ, RegistryDep
 
@@ -24,3 +25,13 @@ async def latest(registry: RegistryDep) -> ModelVersionInfo:
 @router.get("/weekly-dice", response_model=list[WeeklyDice], summary="Average validation Dice per ISO week")
 async def weekly(registry: RegistryDep) -> list[WeeklyDice]:
     return await registry.weekly_dice()
+
+
+@router.get("/{target}", response_model=ModelVersionInfo, summary="A version by alias or number (champion: the served one)",
+            responses=errors.errors(404, e404="no version with this alias or number"))
+async def by_target(registry: RegistryDep,
+                    target: str = Path(pattern=TARGET_PATTERN, examples=[SERVED, "3"])) -> ModelVersionInfo:
+    found = await registry.target(target)
+    if found is None:
+        raise HTTPException(404, f"{registry.model_name!r} has no version {target!r}")
+    return found
