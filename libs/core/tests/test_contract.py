@@ -36,7 +36,8 @@ def test_a_dataset_path_cannot_inject_shell_words():
 
 @pytest.mark.parametrize("bad, field", [({"epochs": 0}, "epochs"), ({"size": 100}, "size"), ({"arch": "Resnet"}, "arch"),
                                         ({"lr": 0}, "lr"), ({"colour": "red"}, "colour"),
-                                        ({"precision": "int4"}, "precision"), ({"time_budget_min": 0}, "time_budget_min")])
+                                        ({"precision": "int4"}, "precision"), ({"time_budget_min": 0}, "time_budget_min"),
+                                        ({"time_budget_min": 5e-324}, "time_budget_min")])
 def test_out_of_contract_parameters_are_named(bad, field):
     with pytest.raises(ValidationError) as caught:
         TrainingParameters(**bad)

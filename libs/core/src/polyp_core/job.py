@@ -40,7 +40,7 @@ class TrainingParameters(BaseModel):
                            description="autocast: auto is bf16 where the CPU (AVX-512 BF16, AMX) or GPU has it, "
                                        "else fp32; fp16 on GPUs")
     channels_last: bool = Field(True, description="NHWC tensors: faster convolutions on CPUs and tensor cores")
-    time_budget_min: float | None = Field(None, gt=0, le=10080, description="stop after the epoch that reaches "
+    time_budget_min: float | None = Field(None, ge=1, le=10080, description="stop after the epoch that reaches "
                                           "this many minutes of training; the learning rate anneals over it")
     seed: int = Field(0, ge=0)
     dice_threshold: float = Field(0.5, ge=0, le=1, description="quality gate: minimum validation Dice")
