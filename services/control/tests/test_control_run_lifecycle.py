@@ -93,9 +93,9 @@ def seed_run(database_url: str, run_id: str, claimed_ago_s: float, **values) -> 
     engine = db.make_engine(database_url)
     now = time.time()
     with engine.begin() as conn:
-        conn.execute(db.runs.insert().values(
-            id=run_id, status="submitting", params={"epochs": 1}, attempt=1, created_at=now - claimed_ago_s,
-            claimed_at=now - claimed_ago_s, **values))
+        conn.execute(db.runs.insert().values(**{
+            "id": run_id, "status": "submitting", "params": {"epochs": 1}, "attempt": 1, "created_at": now - claimed_ago_s,
+            "claimed_at": now - claimed_ago_s, **values}))
     engine.dispose()
 
 
@@ -104,6 +104,7 @@ def test_a_run_left_submitting_by_a_crash_is_submitted_again_after_the_timeout(c
     seed_run(database_url, "stuck", claimed_ago_s=600, schedule_id="s1",
              retry_policy={"max_attempts": 2, "backoff_s": 3600, "sla_s": None})
     seed_run(database_url, "being-submitted", claimed_ago_s=1)  # within the timeout: another replica is on it
+    seed_run(database_url, "from-before-upgrade", claimed_ago_s=600, claimed_at=None)  # the earlier version's stuck row
     server = control_server(SUBMIT_TIMEOUT_S="120", **LEASE)
 
     stuck = wait_for(lambda: (r := call(f"{server.url}/v1/runs/stuck"))["status"] != "submitting" and r, 20,
@@ -112,6 +113,8 @@ def test_a_run_left_submitting_by_a_crash_is_submitted_again_after_the_timeout(c
     assert stuck["status"] == "failed" and "cannot submit to Ray" in stuck["message"]
     assert [(r["attempt"], r["status"]) for r in runs_of(server, "s1")] == [(1, "failed"), (2, "queued")]
     assert call(f"{server.url}/v1/runs/being-submitted")["status"] == "submitting"
+    wait_for(lambda: call(f"{server.url}/v1/runs/from-before-upgrade")["status"] == "failed", 20,
+             "the earlier version's stuck run to be recovered")
 
 
 @pytest.mark.ray

@@ -8,7 +8,7 @@ import time
 import uuid
 
 from pydantic import BaseModel, Field
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from polyp_core.job import summary_from_output
@@ -149,10 +149,12 @@ class RunService:
         else:  # cancelled while being submitted
             await self._stop_job(submission_id)
 
-    def _stuck(self, claimed_before: float) -> list[tuple[str, float]]:
+    def _stuck(self, claimed_before: float) -> list[tuple[str, float | None]]:
+        """Runs in `submitting` since before then (a row from before claimed_at existed: by its creation)."""
         with self.engine.connect() as conn:
             return conn.execute(select(db.runs.c.id, db.runs.c.claimed_at).where(
-                db.runs.c.status == "submitting", db.runs.c.claimed_at < claimed_before)).all()
+                db.runs.c.status == "submitting",
+                func.coalesce(db.runs.c.claimed_at, db.runs.c.created_at) < claimed_before)).all()
 
     def _claim(self, run_id: str, *conditions) -> bool:
         return self._update(run_id, *conditions, status="submitting", claimed_at=time.time())
@@ -166,9 +168,9 @@ class RunService:
                 log.info("submitting retry %s (attempt %d of schedule %s)", run.id, run.attempt, run.schedule_id)
                 await self._submit(await self.get(run.id))
         for run_id, claimed_at in await asyncio.to_thread(self._stuck, now - self.settings.submit_timeout_s):
-            if await asyncio.to_thread(self._claim, run_id, db.runs.c.status == "submitting",
-                                       db.runs.c.claimed_at == claimed_at):
-                log.warning("run %s was left in submitting (claimed %.0f s ago): submitting again", run_id, now - claimed_at)
+            same_claim = db.runs.c.claimed_at.is_(None) if claimed_at is None else db.runs.c.claimed_at == claimed_at
+            if await asyncio.to_thread(self._claim, run_id, db.runs.c.status == "submitting", same_claim):
+                log.warning("run %s was left in submitting: submitting again", run_id)
                 await self._submit(await self.get(run_id))
 
     async def cancel(self, run_id: str, reason: str = "cancelled by request") -> Run:
