@@ -160,6 +160,8 @@ def test_predict_errors(client):
     assert client.post("/v1/predict", files={"file": ("a.txt", b"hello", "text/plain")}).status_code == 415
     no_model = client.post("/v1/predict", files={"file": ("a.png", _png(), "image/png")})
     assert no_model.status_code == 503 and "Retry-After" in no_model.headers
+    client.get("/v1/runs")  # other routes are not timed as predictions
+    assert "polyp_predict_latency_seconds_count 3.0" in client.get("/metrics").text
 
 
 def test_model_version_pins_what_predict_serves(settings):
