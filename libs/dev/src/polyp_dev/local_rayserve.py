@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from .local_ray import head_environment
-from .net import ServerDidNotStart, _wait_until, free_port, stop_process
+from .net import ServerDidNotStart, free_port, stop_process, wait_until
 
 
 class LocalRayServe:
@@ -42,7 +42,7 @@ class LocalRayServe:
         self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                       env={**head_environment(), "RAY_USAGE_STATS_ENABLED": "0"})
         try:  # the proxy lists the route once the application is deployed
-            _wait_until(lambda: bool(self._routes()), self._proc, timeout_s, "Ray Serve", self.url)
+            wait_until(lambda: bool(self._routes()), self._proc, timeout_s, "Ray Serve", self.url)
         except ServerDidNotStart:
             self.stop()
             raise

@@ -18,7 +18,8 @@ class ServerDidNotStart(RuntimeError):
     pass
 
 
-def _wait_until(ready, proc: subprocess.Popen, timeout_s: float, what: str, where: str) -> None:
+    """Poll `ready()` until it holds; ServerDidNotStart if the process exits or the time runs out."""
+def wait_until(ready, proc: subprocess.Popen, timeout_s: float, what: str, where: str) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -38,7 +39,7 @@ def wait_for_http(url: str, proc: subprocess.Popen, timeout_s: float, what: str)
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.status == 200
 
-    _wait_until(ready, proc, timeout_s, what, url)
+    wait_until(ready, proc, timeout_s, what, url)
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float, what: str) -> None:
@@ -47,7 +48,7 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float, what: str
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
         return True
 
-    _wait_until(ready, proc, timeout_s, what, f"port {port}")
+    wait_until(ready, proc, timeout_s, what, f"port {port}")
 
 
 def stop_process(proc: subprocess.Popen | None, timeout_s: float = 30) -> None:
