@@ -18,8 +18,8 @@ class ServerDidNotStart(RuntimeError):
     pass
 
 
-    """Poll `ready()` until it holds; ServerDidNotStart if the process exits or the time runs out."""
 def wait_until(ready, proc: subprocess.Popen, timeout_s: float, what: str, where: str) -> None:
+    """Poll `ready()` until it holds; ServerDidNotStart if the process exits or the time runs out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
