@@ -22,7 +22,7 @@ help:
 	@echo "make fixtures  upstream charts, CRD schemas, Kvasir-SEG frames the tests read: ../shared, the cache or download"
 	@echo "make validate  render dev, staging and prod as Argo CD would and validate every object"
 	@echo "make cluster   a local Kubernetes control plane with kwok nodes (no Docker); make cluster-down stops it"
-	@echo "make tools     install pinned helm, kubeconform, actionlint (go install); promtool, redis-server, chromium, bsdtar (apt)"
+	@echo "make tools     install pinned helm, kubeconform, actionlint (go install); promtool, redis-server, chromium, bsdtar, postgresql (apt)"
 	@echo "make lint      ruff, shellcheck and actionlint"
 	@echo "make images    build the platform's images (needs a Docker engine; CI builds them)"
 
@@ -37,7 +37,8 @@ $(TOOLS_BIN)/actionlint:
 	go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 
 # Debian packages the tests run for real: promtool (prometheus), redis-server, chromium (browser test),
-# bsdtar (libarchive-tools: unpacks CVC-ClinicDB's RAR release for `make fixtures`, and its tests).
+# bsdtar (libarchive-tools: unpacks CVC-ClinicDB's RAR release for `make fixtures`, and its tests),
+# PostgreSQL (the control service's database in a cluster; its binaries live off PATH, pg_ctlcluster is on it).
 # `env VAR=...`: with SUDO empty (root) a bare `VAR=... apt-get` after $$SUDO would be taken as the command name.
 .PHONY: system-packages
 system-packages:
@@ -46,6 +47,7 @@ system-packages:
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v bsdtar >/dev/null || missing="$$missing libarchive-tools"; \
+	command -v pg_ctlcluster >/dev/null || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  echo "installing Debian packages:$$missing"; \

@@ -57,7 +57,7 @@ def test_system_packages_install_where_none_is_installed(repo_root, tmp_path, ui
     calls = machine.recorded()
     installs = [c for c in calls if c.startswith("apt-get install")]
     assert len(installs) == 1, calls
-    assert {"prometheus", "redis-server", "chromium", "libarchive-tools"} <= set(installs[0].split())
+    assert {"prometheus", "redis-server", "chromium", "libarchive-tools", "postgresql"} <= set(installs[0].split())
     assert "-y" in installs[0].split() and "DEBIAN_FRONTEND=noninteractive" in installs[0]
     assert any(c.startswith("apt-get update") for c in calls)
     sudo = [c for c in calls if c.startswith("sudo ")]
@@ -69,7 +69,7 @@ def test_system_packages_install_where_none_is_installed(repo_root, tmp_path, ui
 
 def test_system_packages_installs_nothing_when_all_are_present(repo_root, tmp_path):
     machine = FreshMachine(tmp_path, 0)
-    for tool in ("promtool", "redis-server", "chromium", "bsdtar"):
+    for tool in ("promtool", "redis-server", "chromium", "bsdtar", "pg_ctlcluster"):
         machine.fake(tool, "true")
     result = machine.make(repo_root / "Makefile", tmp_path, "system-packages")
     assert result.returncode == 0, result.stderr

@@ -1,11 +1,16 @@
-"""Fixtures: a real Redis, the control service as a real server process, settings on temporary storage."""
+"""Fixtures: a real Redis, a real PostgreSQL, the control service as a real server process, settings on
+temporary storage."""
 
 from __future__ import annotations
 
+import glob
 import os
+import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -32,6 +37,55 @@ def redis_url(tmp_path_factory):
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(timeout=10)
+
+
+def _postgres_binary(name: str) -> str:
+    """Debian keeps the server's binaries off PATH, under /usr/lib/postgresql/<major>/bin."""
+    found = shutil.which(name) or max(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), default=None)
+    if found is None:
+        pytest.fail("PostgreSQL is not installed: `make test` installs it (Debian package postgresql)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL server for the session, on loopback, trust auth for its one local user (test data only).
+
+    PostgreSQL refuses to run as root: as root it runs as `nobody`, in a folder of its own outside pytest's
+    (root-only) temporary tree."""
+    as_user = {"user": "nobody"} if os.geteuid() == 0 else {}
+    folder = Path(tempfile.mkdtemp(prefix="polyp-postgres-"))
+    if as_user:
+        nobody = pwd.getpwnam("nobody")
+        os.chown(folder, nobody.pw_uid, nobody.pw_gid)
+    subprocess.run([_postgres_binary("initdb"), "-D", str(folder / "data"), "-U", "polyp", "--auth=trust",
+                    "--encoding=UTF8", "--no-sync"], check=True, capture_output=True, **as_user)
+    port = free_port()
+    log = open(folder / "server.log", "w")  # noqa: SIM115 - closed with the server
+    proc = subprocess.Popen([_postgres_binary("postgres"), "-D", str(folder / "data"), "-h", "127.0.0.1", "-p", str(port),
+                             "-k", str(folder), "-F", "-c", "max_connections=200"], stdout=log, stderr=subprocess.STDOUT,
+                            **as_user)
+    try:
+        wait_for_port(port, proc, 60, "postgres")
+    except ServerDidNotStart as exc:
+        proc.kill()
+        pytest.fail(f"{exc}: {(folder / 'server.log').read_text()[-2000:]}")
+    yield f"postgresql+psycopg://polyp@127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh, empty database on the session's PostgreSQL."""
+    import psycopg
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"{postgres_server}/{name}"
 
 
 @pytest.fixture

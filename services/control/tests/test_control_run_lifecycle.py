@@ -1,7 +1,8 @@
 """The run lifecycle is durable: retries, SLA deadlines and submissions live in the database, so a crash or a
 restart of any replica, in the middle of a backoff or of a submission, loses nothing and starts nothing twice.
 
-Two (or three) real server processes share one database and one Redis, as replicas do in a cluster. Ray is
+Two (or three) real server processes share one database (SQLite, or a real PostgreSQL as in a cluster) and one
+Redis, as replicas do in a cluster. Ray is
 unreachable in the first tests, so each attempt fails at submission: that is the failure being retried.
 """
 
@@ -40,8 +41,13 @@ def runs_of(server, schedule_id: str) -> list[dict]:
     return sorted(call(f"{server.url}/v1/runs?schedule_id={schedule_id}"), key=lambda run: run["attempt"])
 
 
-def test_a_retry_survives_the_crash_of_the_lease_holder_and_a_restart_mid_backoff(control_server, redis_url):
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_retry_survives_the_crash_of_the_lease_holder_and_a_restart_mid_backoff(control_server, redis_url, database,
+                                                                                   request):
+    """On SQLite (make up) and on PostgreSQL (a cluster's database)."""
     common = {**LEASE, "REDIS_URL": redis_url}
+    if database == "postgresql":
+        common["DATABASE_URL"] = request.getfixturevalue("postgres_url")
     leader = control_server(HOSTNAME="replica-a", **common)  # first up: takes the scheduler lease
     other = control_server(HOSTNAME="replica-b", **common)
     schedule = call(f"{other.url}/v1/schedules", "POST", {
@@ -160,18 +166,25 @@ def test_recovery_and_sla_deadlines_against_a_real_ray(control_server, tmp_path)
         assert submissions == sorted(["polyp-submitted-1", "polyp-overdue-1", started["submission_id"]])
 
 
-def test_an_older_database_gains_the_lifecycle_columns_and_keeps_its_runs(tmp_path):
-    import sqlite3
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_an_older_database_gains_the_lifecycle_columns_and_keeps_its_runs(tmp_path, database, request):
+    from sqlalchemy import create_engine, text
 
-    path = tmp_path / "old.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE polyp_runs (id VARCHAR(32) PRIMARY KEY, status VARCHAR(16) NOT NULL, params JSON NOT NULL,"
-                     " schedule_id VARCHAR(64), attempt INTEGER NOT NULL, submission_id VARCHAR(64),"
-                     " idempotency_key VARCHAR(200), created_at FLOAT NOT NULL, started_at FLOAT, finished_at FLOAT,"
-                     " message TEXT, result JSON)")
-        conn.execute("INSERT INTO polyp_runs (id, status, params, attempt, created_at) VALUES ('old', 'succeeded', '{}', 1, 1)")
-    engine = db.make_engine(f"sqlite:///{path}")
-    with engine.connect() as conn:
+    url = request.getfixturevalue("postgres_url") if database == "postgresql" else f"sqlite:///{tmp_path / 'old.db'}"
+    old = create_engine(url)
+    with old.begin() as conn:  # polyp_runs as the previous version created it
+        conn.execute(text("CREATE TABLE polyp_runs (id VARCHAR(32) PRIMARY KEY, status VARCHAR(16) NOT NULL,"
+                          " params JSON NOT NULL, schedule_id VARCHAR(64), attempt INTEGER NOT NULL,"
+                          " submission_id VARCHAR(64), idempotency_key VARCHAR(200), created_at FLOAT NOT NULL,"
+                          " started_at FLOAT, finished_at FLOAT, message TEXT, result JSON)"))
+        conn.execute(text("INSERT INTO polyp_runs (id, status, params, attempt, created_at)"
+                          " VALUES ('old', 'succeeded', '{}', 1, 1)"))
+    old.dispose()
+    engine = db.make_engine(url)
+    with engine.begin() as conn:
         row = conn.execute(db.runs.select()).mappings().one()
+        conn.execute(db.runs.update().values(retry_policy={"max_attempts": 2}, deadline=5.0))
+        updated = conn.execute(db.runs.select()).mappings().one()
     engine.dispose()
     assert row["id"] == "old" and row["deadline"] is None and row["retry_policy"] is None
+    assert updated["retry_policy"] == {"max_attempts": 2} and updated["deadline"] == 5.0
