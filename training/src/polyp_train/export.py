@@ -7,6 +7,7 @@ on S3 the version holds a single object, written with one PUT, after config.pbtx
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
@@ -105,3 +106,10 @@ def publish(repo: str, model_name: str, version: int, onnx_bytes: bytes, config:
         shutil.rmtree(staging, ignore_errors=True)
         raise ExportError(f"cannot publish into {model_dir}: {exc}") from exc
     return str(model_dir / str(int(version)))
+
+
+def record_published(client, model_name: str, version: str, published: str, onnx_bytes: bytes, precision: str) -> None:
+    """What serving and a pin need to know about a published version (onnx_sha256: charts/inference model.sha256)."""
+    for key, value in (("triton_repository", published), ("precision", precision),
+                       ("onnx_sha256", hashlib.sha256(onnx_bytes).hexdigest())):
+        client.set_model_version_tag(model_name, version, key, value)

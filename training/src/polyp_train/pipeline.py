@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from polyp_core.preprocess import normalize
 from polyp_core.repository import DEFAULT_MODEL_NAME
 
 from . import data as datasets
-from .export import check_parity, export_onnx, publish, triton_config
+from .export import check_parity, export_onnx, publish, record_published, triton_config
 from .hardware import describe as hardware
 from .plots import learning_curves, overlay, overlay_grid
 from .prepare import PreparedData, prepare
@@ -124,13 +123,6 @@ def finish_run(client, run_id: str, outcome: TrainOutcome, config: TrainConfig, 
                       val_iou=best["val_iou"], champion=decision.promoted, gate_reason=decision.reason,
                       dataset_fingerprint=fingerprint, published=published,
                       parity_max_abs_diff=parity.max_abs_diff if parity else None, int8_version=int8_version)
-
-
-def record_published(client, model_name: str, version: str, published: str, onnx_bytes: bytes, precision: str) -> None:
-    """What serving and a pin need to know about a published version (onnx_sha256: charts/inference model.sha256)."""
-    for key, value in (("triton_repository", published), ("precision", precision),
-                       ("onnx_sha256", hashlib.sha256(onnx_bytes).hexdigest())):
-        client.set_model_version_tag(model_name, version, key, value)
 
 
 def publish_int8(client, run_id: str, options: RunOptions, version: str, onnx_bytes: bytes, spec,

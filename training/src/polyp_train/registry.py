@@ -13,9 +13,8 @@ from polyp_core.preprocess import normalize
 
 from . import data as datasets
 from .errors import ExportError
-from .export import check_parity, export_onnx, publish, triton_config
+from .export import check_parity, export_onnx, publish, record_published, triton_config
 from .model import ModelSpec
-from .pipeline import record_published
 from .tracking import connect
 
 
