@@ -1,8 +1,5 @@
-"""Local folders and S3 prefixes behind one small interface.
-
-An S3 URI is ``s3://bucket/prefix``. The endpoint comes from the standard variable
-``AWS_ENDPOINT_URL`` (MinIO in a cluster, any S3 store elsewhere) and credentials from the
-usual AWS variables: plain S3 settings only.
+"""Local folders and S3 prefixes behind one small interface (is_s3, split_s3 and s3_client come from
+polyp_core.s3, which serving shares; callers use them from here too).
 """
 
 from __future__ import annotations
@@ -11,25 +8,9 @@ import hashlib
 import os
 from pathlib import Path
 
+from polyp_core.s3 import is_s3, s3_client, split_s3
+
 from .errors import StorageUnavailable
-
-
-def is_s3(uri: str) -> bool:
-    return str(uri).startswith("s3://")
-
-
-def split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
-    if not bucket:
-        raise ValueError(f"{uri!r} names no bucket")
-    return bucket, prefix.strip("/")
-
-
-def s3_client():
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client("s3", config=Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3}))
 
 
 def _storage_error(uri: str, exc: Exception) -> StorageUnavailable:

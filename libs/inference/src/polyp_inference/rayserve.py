@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from polyp_core import repository
+from polyp_core.s3 import is_s3, s3_client, split_s3
 
 from .backends import METADATA_TTL_S, ModelChanged, ModelInfo, OnnxRuntimeBackend
 from .errors import ServingUnavailable
@@ -52,17 +53,15 @@ def from_npy(data: bytes) -> np.ndarray:
 
 def local_repository(repo: str, model: str, version: int | None, sha256: str | None = None) -> Path:
     """The repository as a local folder: itself, or for s3:// the pinned version copied to local disk."""
-    if not repo.startswith("s3://"):
+    if not is_s3(repo):
         return Path(repo)
     if version is None:
         raise ValueError("an s3:// model repository is served pinned: give the version to serve")
-    import boto3
-
-    bucket, _, prefix = repo[len("s3://"):].partition("/")
-    key = "/".join(p for p in (prefix.strip("/"), model, str(version), repository.MODEL_FILE) if p)
+    bucket, prefix = split_s3(repo)
+    key = "/".join(p for p in (prefix, model, str(version), repository.MODEL_FILE) if p)
     local = Path(tempfile.mkdtemp(prefix="polyp-serve-")) / model / str(version) / repository.MODEL_FILE
     local.parent.mkdir(parents=True)
-    boto3.client("s3").download_file(bucket, key, str(local))
+    s3_client().download_file(bucket, key, str(local))
     if sha256 and hashlib.sha256(local.read_bytes()).hexdigest() != sha256:
         raise ValueError(f"s3://{bucket}/{key} is not the pinned artifact (sha256 {sha256})")
     return local.parents[2]
