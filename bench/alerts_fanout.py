@@ -93,38 +93,37 @@ async def measure(url: str, redis_url: str, n_clients: int, n_alerts: int, burst
     bus = RedisBus(redis_url)
     clients = [Client() for _ in range(n_clients)]
     host, port = url.removeprefix("http://").split(":")
-    if True:
-        tasks = [asyncio.ensure_future(c.run(host, int(port))) for c in clients]
-        await asyncio.wait_for(asyncio.gather(*(c.connected.wait() for c in clients)), 120)
-        # Every subscription live, and the server past its start-up work (MLflow creates its tables in a thread in
-        # the first seconds: deliveries then took up to 130 ms); what is measured is the steady state.
-        await asyncio.sleep(6)
+    tasks = [asyncio.ensure_future(c.run(host, int(port))) for c in clients]
+    await asyncio.wait_for(asyncio.gather(*(c.connected.wait() for c in clients)), 120)
+    # Every subscription live, and the server past its start-up work (MLflow creates its tables in a thread in
+    # the first seconds: deliveries then took up to 130 ms); what is measured is the steady state.
+    await asyncio.sleep(6)
 
-        for i in range(n_alerts):
-            await bus.publish(Alert(type="bench", message=f"lat-{i}", at=time.time()))
-            await asyncio.sleep(interval)
-        complete = await wait_for(lambda: all(c.count() >= n_alerts for c in clients), 60)
-        received = [c.received for c in clients]
-        latencies = np.array([v for r in received for k, v in r.items() if k.startswith("lat-")]) * 1000
-        worst = [max(r.get(f"lat-{i}", np.inf) for r in received) * 1000 for i in range(n_alerts)]
-        print(f"slowest delivery per alert (ms): {' '.join(f'{w:.0f}' for w in worst)}", flush=True)
-        p50, p99 = np.percentile(latencies, 50), np.percentile(latencies, 99)
-        print(f"{n_clients:5d} clients  one alert every {interval * 1000:.0f} ms, latency over {latencies.size} deliveries: "
-              f"p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  max {latencies.max():7.1f} ms"
-              f"{'' if complete else '  (INCOMPLETE)'}", flush=True)
+    for i in range(n_alerts):
+        await bus.publish(Alert(type="bench", message=f"lat-{i}", at=time.time()))
+        await asyncio.sleep(interval)
+    complete = await wait_for(lambda: all(c.count() >= n_alerts for c in clients), 60)
+    received = [c.received for c in clients]
+    latencies = np.array([v for r in received for k, v in r.items() if k.startswith("lat-")]) * 1000
+    worst = [max(r.get(f"lat-{i}", np.inf) for r in received) * 1000 for i in range(n_alerts)]
+    print(f"slowest delivery per alert (ms): {' '.join(f'{w:.0f}' for w in worst)}", flush=True)
+    p50, p99 = np.percentile(latencies, 50), np.percentile(latencies, 99)
+    print(f"{n_clients:5d} clients  one alert every {interval * 1000:.0f} ms, latency over {latencies.size} deliveries: "
+          f"p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  max {latencies.max():7.1f} ms"
+          f"{'' if complete else '  (INCOMPLETE)'}", flush=True)
 
-        started = time.time()
-        for i in range(burst):
-            await bus.publish(Alert(type="bench", message=f"burst-{i}", at=time.time()))
-        published = time.time() - started
-        complete = await wait_for(lambda: all(c.count() >= n_alerts + burst for c in clients), 300)
-        elapsed = time.time() - started
-        delivered = sum(c.count() for c in clients) - n_alerts * n_clients
-        print(f"{n_clients:5d} clients  burst of {burst}: published in {published:.2f} s, all delivered in {elapsed:.2f} s "
-              f"-> {burst / elapsed:7.1f} alerts/s sustained, {delivered / elapsed:9.0f} deliveries/s"
-              f"{'' if complete else f'  (INCOMPLETE: {delivered}/{burst * n_clients})'}", flush=True)
-        for task in tasks:
-            task.cancel()
+    started = time.time()
+    for i in range(burst):
+        await bus.publish(Alert(type="bench", message=f"burst-{i}", at=time.time()))
+    published = time.time() - started
+    complete = await wait_for(lambda: all(c.count() >= n_alerts + burst for c in clients), 300)
+    elapsed = time.time() - started
+    delivered = sum(c.count() for c in clients) - n_alerts * n_clients
+    print(f"{n_clients:5d} clients  burst of {burst}: published in {published:.2f} s, all delivered in {elapsed:.2f} s "
+          f"-> {burst / elapsed:7.1f} alerts/s sustained, {delivered / elapsed:9.0f} deliveries/s"
+          f"{'' if complete else f'  (INCOMPLETE: {delivered}/{burst * n_clients})'}", flush=True)
+    for task in tasks:
+        task.cancel()
     await bus.close()
 
 

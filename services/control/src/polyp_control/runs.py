@@ -123,7 +123,7 @@ class RunService:
             with self.engine.connect() as conn:
                 existing = conn.execute(select(db.runs.c.id).where(db.runs.c.idempotency_key == idempotency_key)).scalar()
             return await self.get(existing), False
-        await self._submit(await self.get(row["id"]))
+        await self._submit(Run(**row))
         return await self.get(row["id"]), True
 
     async def _submit(self, run: Run) -> None:
@@ -166,7 +166,7 @@ class RunService:
             if run.not_before is not None and run.not_before <= now and \
                     await asyncio.to_thread(self._claim, run.id, db.runs.c.status == "queued"):
                 log.info("submitting retry %s (attempt %d of schedule %s)", run.id, run.attempt, run.schedule_id)
-                await self._submit(await self.get(run.id))
+                await self._submit(run)  # as listed: the claim changed only its status
         for run_id, claimed_at in await asyncio.to_thread(self._stuck, now - self.settings.submit_timeout_s):
             same_claim = db.runs.c.claimed_at.is_(None) if claimed_at is None else db.runs.c.claimed_at == claimed_at
             if await asyncio.to_thread(self._claim, run_id, db.runs.c.status == "submitting", same_claim):
