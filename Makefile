@@ -63,14 +63,14 @@ tools: go-tools system-packages
 	@helm version --short; kubeconform -v; actionlint -version | head -1; promtool --version | head -1
 
 # ---- local cluster: a real control plane, kwok nodes and the real Argo CD, without Docker ------
-# Built from pinned Go modules in bootstrap/local-cluster/go/ (one per upstream: Kubernetes, etcd,
+# Built from pinned Go modules in dev/local-cluster/go/ (one per upstream: Kubernetes, etcd,
 # kwok, Argo CD). Cold ~10 min on 2 cores (modules downloaded); nothing to do once built (see README).
 K8S_VERSION := v1.34.2
 # Go toolchains, pinned (the go command fetches one from the module proxy if the local Go differs):
 # Argo CD v3.6 needs Go >= 1.27.
 GO_TOOLCHAIN        := go1.26.8
 ARGOCD_GO_TOOLCHAIN := go1.27.4
-CLUSTER_GO  := $(CURDIR)/bootstrap/local-cluster/go
+CLUSTER_GO  := $(CURDIR)/dev/local-cluster/go
 SHARE       := $(CURDIR)/.tools/share
 K8S_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
   -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34
@@ -132,7 +132,7 @@ sync: uv
 	$(UV) sync --frozen --all-packages
 
 # ---- the two commands -----------------------------------------------------------------------
-# What the tests read but the repository does not hold (libs/fixtures/src/polyp_fixtures/manifest.toml):
+# What the tests read but the repository does not hold (dev/fixtures/src/polyp_fixtures/manifest.toml):
 # ../shared beside the checkout or POLYP_FIXTURES when present, else downloaded once into
 # .cache/fixtures/ from the pinned sources (helm pulls the charts) and checked against the sha256s.
 .PHONY: fixtures
@@ -141,7 +141,7 @@ fixtures: go-tools sync
 
 .PHONY: validate
 validate: tools sync fixtures
-	$(UV) run --frozen polyp-gitops validate
+	eval "$$($(UV) run --frozen polyp-fixtures env)" && $(UV) run --frozen polyp-gitops validate
 
 .PHONY: test
 test: tools sync fixtures cluster-binaries

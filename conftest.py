@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -15,6 +16,10 @@ from polyp_dev.net import ServerDidNotStart, free_port, wait_for_port
 # make test runs pytest under `uv run`; Ray would then wrap every worker of a local Ray (and of
 # polyp-train subprocesses) in `uv run` over an uploaded copy of the checkout. The venv is already here.
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+# polyp-gitops reads the upstream charts and CRD schemas from where it is told: here, the pinned fixtures.
+# Missing fixtures are left for the tests that need them to report (polyp-gitops names the variable).
+with contextlib.suppress(polyp_fixtures.FixtureMissing):
+    os.environ.update(polyp_fixtures.gitops_environment())
 
 TIER_OF_FIXTURE = {"triton": "triton", "ray_local": "ray"}
 

@@ -139,7 +139,7 @@ def test_inference_backend_rayserve_renders_a_valid_rayservice_serving_the_pin(r
     from ray.serve.schema import ServeDeploySchema
 
     from polyp_gitops.validate import kubeconform
-    from polyp_inference.rayserve import build
+    from polyp_rayserve import build
 
     digest = "ab" * 32
     objects = helm_template(repo_root / "charts" / "inference", "inference", "polyp", values={
@@ -151,7 +151,7 @@ def test_inference_backend_rayserve_renders_a_valid_rayservice_serving_the_pin(r
     [service] = [o for o in objects if o["kind"] == "RayService"]
     config = ServeDeploySchema.parse_obj(yaml.safe_load(service["spec"]["serveConfigV2"]))
     [app] = config.applications
-    assert app.import_path == "polyp_inference.rayserve:build" and app.route_prefix == "/polyp-segmenter"
+    assert app.import_path == "polyp_rayserve:build" and app.route_prefix == "/polyp-segmenter"
     assert app.args["version"] == "7" and app.args["sha256"] == digest and app.args["repo"] == "s3://models/triton"
     [deployment] = app.deployments
     assert deployment.autoscaling_config["max_replicas"] == 3

@@ -155,7 +155,7 @@ def test_a_pinned_version_is_copied_from_s3_and_checked_against_its_digest(s3_se
     import boto3
 
     from polyp_core.repository import model_file
-    from polyp_inference.rayserve import local_repository
+    from polyp_rayserve import local_repository
 
     data = model_file(exported, MODEL, 1).read_bytes()
     s3 = boto3.client("s3")

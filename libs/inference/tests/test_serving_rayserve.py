@@ -18,7 +18,8 @@ from polyp_inference.backends import ModelChanged, ModelInfo, OnnxRuntimeBackend
 from polyp_inference.client import InferenceClient
 from polyp_inference.errors import ServingUnavailable
 from polyp_inference.postprocess import DEFAULT_MIN_AREA
-from polyp_inference.rayserve import RayServeBackend, build
+from polyp_inference.rayserve import RayServeBackend
+from polyp_rayserve import build
 
 pytestmark = pytest.mark.ray
 

@@ -1,21 +1,20 @@
 """Offline JSON schemas for kubeconform.
 
-Both are fixture groups of polyp_fixtures (pinned sources, checksums). Core Kubernetes schemas
-come from the PyPI package kubernetes-validate. Its files point at a
+Core Kubernetes schemas come from the PyPI package kubernetes-validate (a dependency, pinned in the
+lock). Its files point at a
 shared ``_definitions.json`` through absolute ``$id``-relative refs that only its own resolver
 understands, so each kind's schema is rewritten once into a standalone file (its reachable
 definitions copied in) in the layout kubeconform reads. CRD schemas come from a directory laid
-out as ``<group>/<kind>_<version>.json`` (``../shared/crd-schemas`` here; online, the public CRDs
-catalog at a pinned commit plus schemas converted from the pinned charts' CRDs).
+out as ``<group>/<kind>_<version>.json``, named by CRD_SCHEMA_LOCATION (``make validate`` points it at
+the pinned fixtures: the public CRDs catalog at a pinned commit plus schemas converted from the charts' CRDs).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
-
-import polyp_fixtures
 
 from .repo import INSTALL_ROOT
 
@@ -29,15 +28,20 @@ class SchemasUnavailable(RuntimeError):
 
 
 def crd_schema_location() -> str:
-    """kubeconform template for CRD schemas; CRD_SCHEMA_LOCATION overrides (a path or URL template)."""
+    """kubeconform template for CRD schemas: CRD_SCHEMA_LOCATION, a path or URL template such as
+    ``/schemas/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json``."""
     configured = os.environ.get("CRD_SCHEMA_LOCATION")
-    if configured:
-        return configured
-    return str(polyp_fixtures.path("crd-schemas")) + "/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"
+    if not configured:
+        raise SchemasUnavailable("set CRD_SCHEMA_LOCATION to a kubeconform template of CRD schemas, e.g. "
+                                 "DIR/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json (`make validate` does)")
+    return configured
 
 
 def _source_dir(kube_version: str) -> Path:
-    base = polyp_fixtures.path("kubernetes-schemas")
+    spec = importlib.util.find_spec("kubernetes_validate")
+    if spec is None or spec.origin is None:
+        raise SchemasUnavailable("the Python package kubernetes-validate is not installed (uv sync installs the lock's)")
+    base = Path(spec.origin).parent / "kubernetes-json-schema"
     source = base / f"v{kube_version}-local-strict"
     if not source.is_dir():
         known = sorted(p.name for p in base.iterdir() if p.name.endswith("-local-strict"))

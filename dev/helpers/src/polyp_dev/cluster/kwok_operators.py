@@ -1,6 +1,6 @@
 """Run kwok with the operator-status stages once their CRDs exist, and again if it exits.
 
-bootstrap/local-cluster/operator-stages.yaml makes kwok write the status cert-manager, CloudNativePG,
+dev/local-cluster/operator-stages.yaml makes kwok write the status cert-manager, CloudNativePG,
 KServe, KubeRay and the Prometheus Operator would write. kwok exits while a stage's resource type
 is unknown to the API server (or listed but not yet in its OpenAPI document), and those CRDs arrive
 only as Argo CD syncs the platform's early waves; so this waits for them and restarts kwok until it stays.
@@ -19,7 +19,7 @@ import yaml
 from .control_plane import api_resources
 from .processes import INSTALL_ROOT, binary
 
-OPERATOR_STAGES = INSTALL_ROOT / "bootstrap" / "local-cluster" / "operator-stages.yaml"
+OPERATOR_STAGES = INSTALL_ROOT / "dev" / "local-cluster" / "operator-stages.yaml"
 
 
 def needed_resources() -> set[tuple[str, str]]:

@@ -16,7 +16,7 @@ from .net import ServerDidNotStart, free_port, stop_process, wait_until
 
 
 class LocalRayServe:
-    """`python -m polyp_inference.rayserve`: its own local Ray unless `address` names a running one."""
+    """`python -m polyp_rayserve`: its own local Ray unless `address` names a running one."""
 
     def __init__(self, repo: str | Path, model: str, version: int | None = None, address: str | None = None,
                  num_cpus: int | None = None, replicas: int = 1, log: Path | None = None):
@@ -33,7 +33,7 @@ class LocalRayServe:
             return json.loads(response.read())
 
     def start(self, timeout_s: float = 240) -> LocalRayServe:
-        args = [sys.executable, "-m", "polyp_inference.rayserve", "--repo", self.repo, "--model", self.model,
+        args = [sys.executable, "-m", "polyp_rayserve", "--repo", self.repo, "--model", self.model,
                 "--port", str(self.port), "--replicas", str(self.replicas)]
         for flag, value in (("--version", self.version), ("--address", self.address), ("--num-cpus", self.num_cpus)):
             if value is not None:

@@ -6,8 +6,9 @@ import shutil
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
-from polyp_gitops.render import charts_dir
+import polyp_fixtures
 
 from .processes import STATE_DIR, State, binary, start, wait_until
 
@@ -16,7 +17,7 @@ MIRROR_DIR = STATE_DIR / "charts"
 
 def _index(url: str) -> None:
     MIRROR_DIR.mkdir(parents=True, exist_ok=True)
-    for archive in sorted(charts_dir().glob("*.tgz")):
+    for archive in sorted(Path(polyp_fixtures.gitops_environment()["POLYP_CHARTS_DIR"]).glob("*.tgz")):
         target = MIRROR_DIR / archive.name
         if not target.exists():
             shutil.copyfile(archive, target)
@@ -24,7 +25,7 @@ def _index(url: str) -> None:
 
 
 def up(state: State) -> str:
-    """Serve every chart archive of charts_dir() (the charts fixtures, or POLYP_CHARTS_DIR); returns the repository URL."""
+    """Serve every upstream chart archive (POLYP_CHARTS_DIR, else the charts fixtures); returns the repository URL."""
     port = state.port("chart-mirror")
     url = f"http://127.0.0.1:{port}"
     if not (MIRROR_DIR / "index.yaml").exists():

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import yaml
 
-import polyp_fixtures
 
 from .repo import ENVIRONMENTS, check_environment
 from .schemas import DEFAULT_KUBE_VERSION
@@ -62,11 +61,18 @@ def parse_documents(text: str) -> list[dict]:
     return [doc for doc in yaml.load_all(text, Loader=_ManifestLoader) if doc]
 
 
+class ChartsUnavailable(ValueError):
+    """The packaged upstream charts an environment renders are not where POLYP_CHARTS_DIR says."""
+
+
 def charts_dir() -> Path:
-    """Where the packaged upstream charts are: POLYP_CHARTS_DIR, else the fixture group "charts"
-    (../shared/charts offline; pulled at the same pins and checked by `make fixtures` online)."""
+    """Where the packaged upstream charts are: POLYP_CHARTS_DIR, a folder of `helm pull`ed archives
+    (`polyp-gitops charts` lists them; `make validate` points it at the pinned, checked fixtures)."""
     configured = os.environ.get("POLYP_CHARTS_DIR")
-    return Path(configured) if configured else polyp_fixtures.path("charts")
+    if not configured:
+        raise ChartsUnavailable("set POLYP_CHARTS_DIR to a folder of the packaged upstream charts (`polyp-gitops charts` "
+                                "lists them; `make validate` provides the pinned ones)")
+    return Path(configured)
 
 
 def chart_archive(chart: str, version: str) -> Path:

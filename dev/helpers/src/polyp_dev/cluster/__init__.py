@@ -3,5 +3,5 @@
 etcd, kube-apiserver, kube-controller-manager and kube-scheduler run as processes on loopback; kwok
 pretends that nodes and pods run (no containers here); the real Argo CD application-controller and
 repo-server sync from a git repository. Binaries are built from pinned Go modules by `make cluster`
-(bootstrap/local-cluster/go/); state lives in .tools/cluster/.
+(dev/local-cluster/go/); state lives in .tools/cluster/.
 """
