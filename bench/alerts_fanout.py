@@ -34,16 +34,18 @@ TOKEN = "bench-token"
 
 
 def raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
 
 
 def on_cpu(cpu: int | None):
     """preexec_fn: pin a child to one CPU (None: leave it to the scheduler)."""
+
     def pin() -> None:
         raise_fd_limit()
         if cpu is not None:
             os.sched_setaffinity(0, {cpu})
+
     return pin
 
 
@@ -57,8 +59,10 @@ class Client:
 
     async def run(self, host: str, port: int):
         reader, writer = await asyncio.open_connection(host, port)
-        writer.write(f"GET /v1/alerts/stream HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
-                     "Accept: text/event-stream\r\n\r\n".encode())
+        writer.write(
+            f"GET /v1/alerts/stream HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Accept: text/event-stream\r\n\r\n".encode()
+        )
         status = await reader.readline()
         if b" 200 " not in status:
             raise RuntimeError(f"stream answered {status!r}")
@@ -108,9 +112,12 @@ async def measure(url: str, redis_url: str, n_clients: int, n_alerts: int, burst
     worst = [max(r.get(f"lat-{i}", np.inf) for r in received) * 1000 for i in range(n_alerts)]
     print(f"slowest delivery per alert (ms): {' '.join(f'{w:.0f}' for w in worst)}", flush=True)
     p50, p99 = np.percentile(latencies, 50), np.percentile(latencies, 99)
-    print(f"{n_clients:5d} clients  one alert every {interval * 1000:.0f} ms, latency over {latencies.size} deliveries: "
-          f"p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  max {latencies.max():7.1f} ms"
-          f"{'' if complete else '  (INCOMPLETE)'}", flush=True)
+    print(
+        f"{n_clients:5d} clients  one alert every {interval * 1000:.0f} ms, latency over {latencies.size} deliveries: "
+        f"p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  max {latencies.max():7.1f} ms"
+        f"{'' if complete else '  (INCOMPLETE)'}",
+        flush=True,
+    )
 
     started = time.time()
     for i in range(burst):
@@ -119,9 +126,12 @@ async def measure(url: str, redis_url: str, n_clients: int, n_alerts: int, burst
     complete = await wait_for(lambda: all(c.count() >= n_alerts + burst for c in clients), 300)
     elapsed = time.time() - started
     delivered = sum(c.count() for c in clients) - n_alerts * n_clients
-    print(f"{n_clients:5d} clients  burst of {burst}: published in {published:.2f} s, all delivered in {elapsed:.2f} s "
-          f"-> {burst / elapsed:7.1f} alerts/s sustained, {delivered / elapsed:9.0f} deliveries/s"
-          f"{'' if complete else f'  (INCOMPLETE: {delivered}/{burst * n_clients})'}", flush=True)
+    print(
+        f"{n_clients:5d} clients  burst of {burst}: published in {published:.2f} s, all delivered in {elapsed:.2f} s "
+        f"-> {burst / elapsed:7.1f} alerts/s sustained, {delivered / elapsed:9.0f} deliveries/s"
+        f"{'' if complete else f'  (INCOMPLETE: {delivered}/{burst * n_clients})'}",
+        flush=True,
+    )
     for task in tasks:
         task.cancel()
     await bus.close()
@@ -133,24 +143,53 @@ def main() -> None:
     parser.add_argument("--alerts", type=int, default=50)
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between alerts in the latency phase")
-    parser.add_argument("--no-pin", action="store_true",
-                        help="let the scheduler place everything (default: server and Redis on CPU 0, clients on CPU 1)")
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="let the scheduler place everything (default: server and Redis on CPU 0, clients on CPU 1)",
+    )
     args = parser.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
     server_cpu, client_cpu = (None, None) if args.no_pin or len(cpus) < 2 else (cpus[0], cpus[1])
     on_cpu(client_cpu)()
     redis_port, port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        redis = subprocess.Popen([shutil.which("redis-server"), "--port", str(redis_port), "--bind", "127.0.0.1",
-                                  "--save", "", "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL,
-                                 preexec_fn=on_cpu(server_cpu))
+        redis = subprocess.Popen(
+            [
+                shutil.which("redis-server"),
+                "--port",
+                str(redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                tmp,
+            ],
+            stdout=subprocess.DEVNULL,
+            preexec_fn=on_cpu(server_cpu),
+        )
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        env = {**os.environ, "API_TOKEN": TOKEN, "REDIS_URL": redis_url, "WATCH_INTERVAL_S": "3600",
-               "DATABASE_URL": f"sqlite:///{Path(tmp) / 'control.db'}", "SSE_HEARTBEAT_S": "15",
-               "MLFLOW_TRACKING_URI": f"sqlite:///{Path(tmp) / 'mlflow.db'}", "RAY_ADDRESS": "http://127.0.0.1:9"}
+        env = {
+            **os.environ,
+            "API_TOKEN": TOKEN,
+            "REDIS_URL": redis_url,
+            "WATCH_INTERVAL_S": "3600",
+            "DATABASE_URL": f"sqlite:///{Path(tmp) / 'control.db'}",
+            "SSE_HEARTBEAT_S": "15",
+            "MLFLOW_TRACKING_URI": f"sqlite:///{Path(tmp) / 'mlflow.db'}",
+            "RAY_ADDRESS": "http://127.0.0.1:9",
+        }
         log = open(Path(tmp) / "server.log", "w")  # noqa: SIM115 - closed with the server below
-        server = subprocess.Popen([sys.executable, "-m", "polyp_control.main", "--port", str(port)], env=env,
-                                  preexec_fn=on_cpu(server_cpu), stdout=subprocess.DEVNULL, stderr=log)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "polyp_control.main", "--port", str(port)],
+            env=env,
+            preexec_fn=on_cpu(server_cpu),
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             for _ in range(120):
@@ -159,10 +198,15 @@ def main() -> None:
                     break
                 except OSError:
                     time.sleep(0.5)
-            split = ("scheduler's choice" if server_cpu is None else
-                     f"control service + redis-server on CPU {server_cpu}, clients + publisher on CPU {client_cpu}")
-            print(f"machine: {os.cpu_count()} CPUs; one control service process (uvicorn, 1 worker), redis-server, "
-                  f"clients in one asyncio process, all on 127.0.0.1; {split}")
+            split = (
+                "scheduler's choice"
+                if server_cpu is None
+                else f"control service + redis-server on CPU {server_cpu}, clients + publisher on CPU {client_cpu}"
+            )
+            print(
+                f"machine: {os.cpu_count()} CPUs; one control service process (uvicorn, 1 worker), redis-server, "
+                f"clients in one asyncio process, all on 127.0.0.1; {split}"
+            )
             for n in args.clients:
                 asyncio.run(measure(url, redis_url, n, args.alerts, args.burst, args.interval))
         except Exception:

@@ -94,12 +94,14 @@ def serve(kind: str, args) -> None:
     from polyp_inference.rayserve import RayServeBackend
 
     work = Path(args.work)
-    backend = {"torch": lambda: TorchEagerBackend(work / "weights.pt", args.encoder, args.size),
-               "torch-bf16": lambda: TorchEagerBackend(work / "weights.pt", args.encoder, args.size, bf16=True),
-               "onnxruntime": lambda: OnnxRuntimeBackend(work / "repo", MODEL),
-               "onnxruntime-int8": lambda: OnnxRuntimeBackend(work / "repo-int8", MODEL),
-               "triton": lambda: TritonBackend(args.backend_url, MODEL),
-               "rayserve": lambda: RayServeBackend(args.backend_url, MODEL)}[kind]()
+    backend = {
+        "torch": lambda: TorchEagerBackend(work / "weights.pt", args.encoder, args.size),
+        "torch-bf16": lambda: TorchEagerBackend(work / "weights.pt", args.encoder, args.size, bf16=True),
+        "onnxruntime": lambda: OnnxRuntimeBackend(work / "repo", MODEL),
+        "onnxruntime-int8": lambda: OnnxRuntimeBackend(work / "repo-int8", MODEL),
+        "triton": lambda: TritonBackend(args.backend_url, MODEL),
+        "rayserve": lambda: RayServeBackend(args.backend_url, MODEL),
+    }[kind]()
     app = FastAPI()
     app.include_router(predict_router(InferenceClient(backend)))
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
@@ -127,14 +129,27 @@ def train_model(work: Path, args, sources: list[str]) -> None:
         from polyp_train.trainer import TrainConfig
 
         recipe = PRESETS["cpu-fast"]
-        config = TrainConfig(data=sources, epochs=recipe["epochs"], workers=recipe["workers"], spec=spec,
-                             batch_size=recipe["batch_size"], lr=recipe["lr"], precision=recipe["precision"],
-                             channels_last=recipe["channels_last"], time_budget_min=args.train_minutes,
-                             storage_path=str(work / "ckpt"), cache_dir=str(work / "cache"), name="bench-serving")
+        config = TrainConfig(
+            data=sources,
+            epochs=recipe["epochs"],
+            workers=recipe["workers"],
+            spec=spec,
+            batch_size=recipe["batch_size"],
+            lr=recipe["lr"],
+            precision=recipe["precision"],
+            channels_last=recipe["channels_last"],
+            time_budget_min=args.train_minutes,
+            storage_path=str(work / "ckpt"),
+            cache_dir=str(work / "cache"),
+            name="bench-serving",
+        )
         started = time.perf_counter()
         summary = train(config, RunOptions(model_repo=str(work / "repo"), dice_threshold=0.0, int8=False))
-        print(f"trained Unet/{args.encoder} {args.size}px for {args.train_minutes:g} min with the cpu-fast recipe "
-              f"(wall {(time.perf_counter() - started) / 60:.1f} min); version {summary.version}", flush=True)
+        print(
+            f"trained Unet/{args.encoder} {args.size}px for {args.train_minutes:g} min with the cpu-fast recipe "
+            f"(wall {(time.perf_counter() - started) / 60:.1f} min); version {summary.version}",
+            flush=True,
+        )
         model = mlflow.pytorch.load_model(f"models:/{MODEL}/{summary.version}", map_location="cpu")
         if summary.version != "1":
             raise RuntimeError(f"expected the benchmark's first version to be 1, got {summary.version}")
@@ -151,8 +166,12 @@ def int8_model(work: Path, args, prepared) -> dict:
     candidate = quantized_candidate(fp32, args.size, prepared.train, prepared.val)
     config = (work / "repo" / MODEL / "config.pbtxt").read_text()
     publish(str(work / "repo-int8"), MODEL, 1, candidate.onnx, config)
-    return {"fp32": candidate.dice_fp32, "int8": candidate.dice_int8, "verdict": candidate.verdict(),
-            "accepted": candidate.accepted}
+    return {
+        "fp32": candidate.dice_fp32,
+        "int8": candidate.dice_int8,
+        "verdict": candidate.verdict(),
+        "accepted": candidate.accepted,
+    }
 
 
 def bf16_dice(work: Path, args, prepared) -> dict[str, float]:
@@ -184,6 +203,7 @@ async def load(url: str, image: bytes, concurrency: int, requests: int) -> tuple
     queue = list(range(requests))
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+
         async def worker():
             while queue:
                 queue.pop()
@@ -231,8 +251,24 @@ def measure(kind: str, work: Path, args, image: bytes, backend_url: str | None) 
     from polyp_dev.net import free_port
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--work", str(work), "--port", str(port),
-                             "--encoder", args.encoder, "--size", str(args.size), "--backend-url", backend_url or ""])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--serve",
+            kind,
+            "--work",
+            str(work),
+            "--port",
+            str(port),
+            "--encoder",
+            args.encoder,
+            "--size",
+            str(args.size),
+            "--backend-url",
+            backend_url or "",
+        ]
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_up(url, proc, image)
@@ -282,12 +318,18 @@ def main() -> None:
         prepared = prepare(sources, work / "cache", 0.2)
         dice = int8_model(work, args, prepared)
         dice["bf16"] = bf16_dice(work, args, prepared)
-        floors = {precision: floor_ms(model_file(work / repo, MODEL, 1), args.size)
-                  for precision, repo in (("fp32", "repo"), ("int8", "repo-int8"))}
-        print(f"\nmachine: {os.cpu_count()} CPUs, no GPU; Unet/{args.encoder} at {args.size}px; {args.requests} requests "
-              f"per level; image {len(image)} bytes (622x529 Kvasir-SEG frame); held out: {prepared.summary()}")
-        print(f"floor: ONNX Runtime session.run, batch 1 (median of 20): fp32 {floors['fp32']:.1f} ms, "
-              f"INT8 {floors['int8']:.1f} ms ({floors['fp32'] / floors['int8']:.2f}x)")
+        floors = {
+            precision: floor_ms(model_file(work / repo, MODEL, 1), args.size)
+            for precision, repo in (("fp32", "repo"), ("int8", "repo-int8"))
+        }
+        print(
+            f"\nmachine: {os.cpu_count()} CPUs, no GPU; Unet/{args.encoder} at {args.size}px; {args.requests} requests "
+            f"per level; image {len(image)} bytes (622x529 Kvasir-SEG frame); held out: {prepared.summary()}"
+        )
+        print(
+            f"floor: ONNX Runtime session.run, batch 1 (median of 20): fp32 {floors['fp32']:.1f} ms, "
+            f"INT8 {floors['int8']:.1f} ms ({floors['fp32'] / floors['int8']:.2f}x)"
+        )
         for precision in ("fp32", "bf16", "int8"):
             print(f"Dice {precision:4s} " + ", ".join(f"{name} {value:.4f}" for name, value in sorted(dice[precision].items())))
         print(f"INT8 verdict: {dice['verdict']} -> {'published' if dice['accepted'] else 'refused'} by the export step\n")
@@ -306,13 +348,17 @@ def main() -> None:
     print("\nthroughput against the eager baseline (same run):")
     for level in LEVELS:
         base = results["torch"][level][0] if "torch" in results else None
-        print(f"c={level:<3d} " + "   ".join(f"{kind} {rows[level][0] / base:4.2f}x" for kind, rows in results.items()
-                                                if base and kind != "torch"))
+        print(
+            f"c={level:<3d} "
+            + "   ".join(f"{kind} {rows[level][0] / base:4.2f}x" for kind, rows in results.items() if base and kind != "torch")
+        )
     for kind, precision in (("onnxruntime", "fp32"), ("onnxruntime-int8", "int8")):
         if kind in results:
             p50 = results[kind][1][1]
-            print(f"c=1 /predict p50 over bare session.run ({precision}): {p50:.1f} / {floors[precision]:.1f} ms = "
-                  f"{p50 / floors[precision]:.2f}x")
+            print(
+                f"c=1 /predict p50 over bare session.run ({precision}): {p50:.1f} / {floors[precision]:.1f} ms = "
+                f"{p50 / floors[precision]:.2f}x"
+            )
 
 
 if __name__ == "__main__":

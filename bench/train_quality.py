@@ -38,9 +38,15 @@ def main() -> None:
         from polyp_train.trainer import TrainConfig
 
         data = make_dataset(tmp / "data", args.n, 256, seed=7)
-        config = TrainConfig(data=str(data), epochs=args.epochs, workers=args.workers,
-                             spec=ModelSpec("Unet", args.encoder, args.size), storage_path=str(tmp / "ckpt"),
-                             cache_dir=str(tmp / "cache"), name="bench-quality")
+        config = TrainConfig(
+            data=str(data),
+            epochs=args.epochs,
+            workers=args.workers,
+            spec=ModelSpec("Unet", args.encoder, args.size),
+            storage_path=str(tmp / "ckpt"),
+            cache_dir=str(tmp / "cache"),
+            name="bench-quality",
+        )
         started = time.perf_counter()
         summary = train(config, RunOptions(model_repo=str(tmp / "repo"), dice_threshold=0.5))
         wall = time.perf_counter() - started
@@ -49,11 +55,15 @@ def main() -> None:
 
         client, _ = connect("polyp-segmentation")
         history = client.get_metric_history(summary.run_id, "val_dice")
-        print(f"\n{args.n} synthetic images (256px) at {args.size}px, Unet/{args.encoder}, {args.epochs} epochs, "
-              f"{args.workers} Ray worker(s), {os.cpu_count()} CPUs, wall {wall:.0f} s")
+        print(
+            f"\n{args.n} synthetic images (256px) at {args.size}px, Unet/{args.encoder}, {args.epochs} epochs, "
+            f"{args.workers} Ray worker(s), {os.cpu_count()} CPUs, wall {wall:.0f} s"
+        )
         print("validation Dice by epoch: " + " ".join(f"{m.step}:{m.value:.3f}" for m in sorted(history, key=lambda m: m.step)))
-        print(f"registered version {summary.version}, best val Dice {summary.val_dice:.3f}, IoU {summary.val_iou:.3f}, "
-              f"champion={summary.champion}, ONNX parity max abs diff {summary.parity_max_abs_diff}")
+        print(
+            f"registered version {summary.version}, best val Dice {summary.val_dice:.3f}, IoU {summary.val_iou:.3f}, "
+            f"champion={summary.champion}, ONNX parity max abs diff {summary.parity_max_abs_diff}"
+        )
         if not summary.published:
             print("the quality gate rejected the model; nothing exported, no real-frame score")
             return

@@ -59,10 +59,20 @@ def main() -> None:
         marks = [m for m in MARKS if m <= args.budget_min]
         spec = ModelSpec(recipe["arch"], recipe["encoder"], recipe["size"])
         config = TrainConfig(
-            data=sources, epochs=recipe["epochs"], workers=recipe["workers"], spec=spec, batch_size=recipe["batch_size"],
-            lr=recipe["lr"], precision=recipe["precision"], channels_last=recipe["channels_last"],
-            time_budget_min=args.budget_min, storage_path=str(tmp / "ckpt"), cache_dir=str(tmp / "cache"),
-            name=f"bench-real-{args.preset}", snapshots={"dir": str(snapshots), "minutes": marks})
+            data=sources,
+            epochs=recipe["epochs"],
+            workers=recipe["workers"],
+            spec=spec,
+            batch_size=recipe["batch_size"],
+            lr=recipe["lr"],
+            precision=recipe["precision"],
+            channels_last=recipe["channels_last"],
+            time_budget_min=args.budget_min,
+            storage_path=str(tmp / "ckpt"),
+            cache_dir=str(tmp / "cache"),
+            name=f"bench-real-{args.preset}",
+            snapshots={"dir": str(snapshots), "minutes": marks},
+        )
         started = time.perf_counter()
         summary = train(config, RunOptions(model_repo=str(tmp / "repo"), dice_threshold=0.0))
         wall = time.perf_counter() - started
@@ -72,10 +82,12 @@ def main() -> None:
         client, _ = connect("polyp-segmentation")
         history = {m.step: m.value for m in client.get_metric_history(summary.run_id, "train_images_per_s")}
         minutes = {m.step: m.value for m in client.get_metric_history(summary.run_id, "minutes")}
-        print(f"\n{args.preset}: {spec.architecture} {spec.size}px, batch {config.batch_size}, lr {config.lr}, "
-              f"{config.precision}, channels_last={config.channels_last}, {config.workers} Ray worker(s), "
-              f"{os.cpu_count()} CPUs; budget {args.budget_min:g} min, {len(minutes)} epochs in "
-              f"{max(minutes.values()):.1f} min of training, wall {wall / 60:.1f} min with start-up and export")
+        print(
+            f"\n{args.preset}: {spec.architecture} {spec.size}px, batch {config.batch_size}, lr {config.lr}, "
+            f"{config.precision}, channels_last={config.channels_last}, {config.workers} Ray worker(s), "
+            f"{os.cpu_count()} CPUs; budget {args.budget_min:g} min, {len(minutes)} epochs in "
+            f"{max(minutes.values()):.1f} min of training, wall {wall / 60:.1f} min with start-up and export"
+        )
         print(f"training throughput: median {statistics.median(history.values()):.1f} images/s per epoch")
 
         prepared = prepare(sources, tmp / "cache", config.val_fraction)
@@ -89,12 +101,25 @@ def main() -> None:
             network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
             (tmp / f"m{mark}.onnx").write_bytes(export_onnx(network.eval(), spec))
             metrics, _, seconds = evaluate(ModelUnderTest(tmp / f"m{mark}.onnx", "snapshot", str(mark)), prepared.val)
-            print(f"after {mark} min of training: " + ", ".join(
-                f"{name} mean Dice {m['mean_dice']:.4f} IoU {m['mean_iou']:.4f} ({m['images']} images)"
-                for name, m in metrics.items()) + f"  [scored in {seconds:.0f} s]")
+            print(
+                f"after {mark} min of training: "
+                + ", ".join(
+                    f"{name} mean Dice {m['mean_dice']:.4f} IoU {m['mean_iou']:.4f} ({m['images']} images)"
+                    for name, m in metrics.items()
+                )
+                + f"  [scored in {seconds:.0f} s]"
+            )
 
-        card = run_evaluation(f"models:/polyp-segmenter/{summary.version}", sources, "polyp-segmenter", None, "val",
-                              None, tmp / "cache", tmp / "card")
+        card = run_evaluation(
+            f"models:/polyp-segmenter/{summary.version}",
+            sources,
+            "polyp-segmenter",
+            None,
+            "val",
+            None,
+            tmp / "cache",
+            tmp / "card",
+        )
         print("\nbest epoch by in-training validation Dice (what the pipeline registers and exports):\n")
         print(card_markdown(card))
 

@@ -32,8 +32,7 @@ def plain_loop(data: Path, spec: ModelSpec, epochs: int, batch_size: int, thread
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     train = prepare([str(data)], data.parent / "cache", 0.2).train
-    loader = DataLoader(SegmentationDataset(train, spec.size, train=True), batch_size=batch_size, shuffle=True,
-                        drop_last=True)
+    loader = DataLoader(SegmentationDataset(train, spec.size, train=True), batch_size=batch_size, shuffle=True, drop_last=True)
     model = build_model(spec)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     rates = []
@@ -50,16 +49,26 @@ def plain_loop(data: Path, spec: ModelSpec, epochs: int, batch_size: int, thread
 
 
 def ray_loop(data: Path, spec: ModelSpec, epochs: int, batch_size: int, workers: int, cores: int, tmp: Path) -> list[float]:
-    config = TrainConfig(data=str(data), epochs=epochs, workers=workers, spec=spec, batch_size=batch_size,
-                         cpus_per_worker=max(1, cores // workers), storage_path=str(tmp / f"ray-{workers}"),
-                         cache_dir=str(tmp / "cache"), name=f"bench-{workers}")
+    config = TrainConfig(
+        data=str(data),
+        epochs=epochs,
+        workers=workers,
+        spec=spec,
+        batch_size=batch_size,
+        cpus_per_worker=max(1, cores // workers),
+        storage_path=str(tmp / f"ray-{workers}"),
+        cache_dir=str(tmp / "cache"),
+        name=f"bench-{workers}",
+    )
     return [epoch["train_images_per_s"] for epoch in outcome_of(make_trainer(config).fit()).history]
 
 
 def summary(label: str, rates: list[float], wall: float) -> float:
     steady = statistics.mean(rates[1:]) if len(rates) > 1 else rates[0]
-    print(f"{label:8s} images/s per epoch: {' '.join(f'{r:6.1f}' for r in rates)}  "
-          f"steady mean {steady:6.1f}  wall {wall:6.1f} s", flush=True)
+    print(
+        f"{label:8s} images/s per epoch: {' '.join(f'{r:6.1f}' for r in rates)}  steady mean {steady:6.1f}  wall {wall:6.1f} s",
+        flush=True,
+    )
     return steady
 
 
@@ -74,8 +83,10 @@ def main() -> None:
     cores = os.cpu_count() or 1
     spec = ModelSpec("Unet", args.encoder, args.size)
     print(f"machine: {cores} CPUs, torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
-    print(f"model: {spec.arch}/{spec.encoder} at {spec.size}px, batch {args.batch_size}, "
-          f"{args.n} synthetic images (80% train), {args.epochs} epochs")
+    print(
+        f"model: {spec.arch}/{spec.encoder} at {spec.size}px, batch {args.batch_size}, "
+        f"{args.n} synthetic images (80% train), {args.epochs} epochs"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = make_dataset(tmp / "data", args.n, args.size, seed=1)

@@ -101,8 +101,9 @@ def test_an_upward_import_is_caught(repo_root, tmp_path):
     """The check itself: a copy of the workspace with one seeded import of the control service into the core."""
     shutil.copy(repo_root / "pyproject.toml", tmp_path)
     for package in workspace(repo_root).values():
-        shutil.copytree(repo_root / package.folder, tmp_path / package.folder,
-                        ignore=shutil.ignore_patterns("tests", "__pycache__"))
+        shutil.copytree(
+            repo_root / package.folder, tmp_path / package.folder, ignore=shutil.ignore_patterns("tests", "__pycache__")
+        )
     seeded = tmp_path / "libs" / "core" / "src" / "polyp_core" / "seeded.py"
     seeded.write_text("from polyp_control.settings import Settings\n")
     (tmp_path / "libs" / "inference" / "src" / "polyp_inference" / "seeded.py").write_text("import polyp_train\n")
@@ -112,8 +113,19 @@ def test_an_upward_import_is_caught(repo_root, tmp_path):
     ]
 
 
-@pytest.mark.parametrize("name", ["polyp-core", "polyp-inference", "polyp-gitops", "polyp-control", "polyp-rayserve",
-                                  "polyp-train", "polyp-dev", "polyp-fixtures"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "polyp-core",
+        "polyp-inference",
+        "polyp-gitops",
+        "polyp-control",
+        "polyp-rayserve",
+        "polyp-train",
+        "polyp-dev",
+        "polyp-fixtures",
+    ],
+)
 def test_workspace_dependencies_point_down_the_layers(repo_root, name):
     packages = {p.name: p for p in workspace(repo_root).values()}
     ours = closure(_lock(repo_root), name) & packages.keys()

@@ -19,22 +19,23 @@ WORKFLOWS = ["ci.yml", "images.yml", "promote.yml", "e2e-kind.yml"]
 def test_workflows_pass_actionlint_with_shellcheck(repo_root):
     env_path = f"{repo_root / '.venv' / 'bin'}:{os.environ['PATH']}"
     assert shutil.which("shellcheck", path=env_path), "shellcheck (dev dependency) missing: actionlint would skip scripts"
-    result = subprocess.run([find_tool("actionlint")], cwd=repo_root, capture_output=True, text=True,
-                            env={**os.environ, "PATH": env_path})
+    result = subprocess.run(
+        [find_tool("actionlint")], cwd=repo_root, capture_output=True, text=True, env={**os.environ, "PATH": env_path}
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_shell_scripts_pass_shellcheck(repo_root):
     shellcheck = repo_root / ".venv" / "bin" / "shellcheck"
-    result = subprocess.run([str(shellcheck), "bootstrap/install.sh", ".ci/run"], cwd=repo_root,
-                            capture_output=True, text=True)
+    result = subprocess.run([str(shellcheck), "bootstrap/install.sh", ".ci/run"], cwd=repo_root, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 
 def test_python_passes_ruff(repo_root):
     """The lint job of ci.yml, here too, so `make test` fails where CI's lint would."""
-    result = subprocess.run([str(repo_root / ".venv" / "bin" / "ruff"), "check", "."], cwd=repo_root,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(repo_root / ".venv" / "bin" / "ruff"), "check", "."], cwd=repo_root, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout
 
 
@@ -80,7 +81,7 @@ def test_dockerfiles_are_multi_stage_pinned_and_non_root(repo_root, path):
         image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
         name, _, tag = image.rpartition(":")
         assert name and tag and tag != "latest" and re.search(r"\d", tag), f"{path}: {image} is not pinned"
-    final = text[text.rindex("\nFROM"):]
+    final = text[text.rindex("\nFROM") :]
     users = re.findall(r"^USER\s+(\S+)", final, flags=re.M)
     assert users and users[-1].split(":")[0] not in ("root", "0"), f"{path}: final stage runs as root"
     assert not re.search(r"^(ENV|ARG)\s+\S*(PASSWORD|SECRET|TOKEN|ACCESS_KEY)", text, flags=re.M | re.I)

@@ -15,8 +15,28 @@ from pathlib import Path
 
 import pytest
 
-BASIC = ["bash", "sh", "make", "env", "cat", "grep", "sed", "awk", "tr", "dirname", "basename", "mkdir", "rm",
-         "uname", "head", "tail", "printf", "test", "ln", "readlink"]
+BASIC = [
+    "bash",
+    "sh",
+    "make",
+    "env",
+    "cat",
+    "grep",
+    "sed",
+    "awk",
+    "tr",
+    "dirname",
+    "basename",
+    "mkdir",
+    "rm",
+    "uname",
+    "head",
+    "tail",
+    "printf",
+    "test",
+    "ln",
+    "readlink",
+]
 
 
 class FreshMachine:
@@ -42,8 +62,9 @@ class FreshMachine:
 
     def make(self, makefile: Path, workdir: Path, *targets: str) -> subprocess.CompletedProcess:
         env = {"HOME": os.environ.get("HOME", "/root"), "PATH": str(self.bin), "CALLS": str(self.calls)}
-        return subprocess.run(["make", "-s", "-C", str(workdir), "-f", str(makefile), *targets], env=env,
-                              capture_output=True, text=True)
+        return subprocess.run(
+            ["make", "-s", "-C", str(workdir), "-f", str(makefile), *targets], env=env, capture_output=True, text=True
+        )
 
     def recorded(self) -> list[str]:
         return self.calls.read_text().splitlines() if self.calls.exists() else []
@@ -89,7 +110,7 @@ def test_go_tools_and_uv_install_pinned_versions_into_the_checkout(repo_root, tm
     for call in go:
         assert re.search(r"@v\d+\.\d+\.\d+$", call), f"not pinned: {call}"
     pip = [c for c in calls if c.startswith("python3 -m pip install")]
-    assert len(pip) == 1 and re.search(r'--target \S+/checkout/\.tools/uv uv==\d+\.\d+\.\d+$', pip[0]), calls
+    assert len(pip) == 1 and re.search(r"--target \S+/checkout/\.tools/uv uv==\d+\.\d+\.\d+$", pip[0]), calls
     assert not any(c.startswith("sudo") for c in calls)  # user-level installs need no root
     uv = checkout / ".tools" / "bin" / "uv"
     assert uv.is_symlink() and os.readlink(uv) == str(checkout / ".tools" / "uv" / "bin" / "uv")

@@ -30,16 +30,23 @@ def git(*args: str, cwd: Path) -> str:
 def snapshot_repository(tmp: Path) -> tuple[Path, Path]:
     """A bare repository holding this working tree as one commit (what Argo CD reads), and a clone to push from."""
     seed = tmp / "seed"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
-                           capture_output=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True, capture_output=True)
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, files):
         source = REPO / name
         if source.is_file():
             (seed / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, seed / name)
     git("init", "-q", "-b", "main", cwd=seed)
-    for args in (("config", "user.email", "ci@polyp.invalid"), ("config", "user.name", "polyp test"),
-                 ("add", "-A"), ("commit", "-q", "-m", "snapshot of the working tree")):
+    for args in (
+        ("config", "user.email", "ci@polyp.invalid"),
+        ("config", "user.name", "polyp test"),
+        ("add", "-A"),
+        ("commit", "-q", "-m", "snapshot of the working tree"),
+    ):
         git(*args, cwd=seed)
     bare = tmp / "platform.git"
     git("clone", "-q", "--bare", str(seed), str(bare), cwd=tmp)
@@ -50,11 +57,13 @@ def snapshot_repository(tmp: Path) -> tuple[Path, Path]:
     return bare, work
 
 
-def run_kubectl(kubeconfig: str, env: dict[str, str], *args: str, stdin: str | None = None,
-                check: bool = True) -> subprocess.CompletedProcess:
+def run_kubectl(
+    kubeconfig: str, env: dict[str, str], *args: str, stdin: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
     """The cluster's own kubectl; with check, a failure fails the test with kubectl's message."""
-    result = subprocess.run([str(TOOLS_BIN / "kubectl"), f"--kubeconfig={kubeconfig}", *args],
-                            input=stdin, capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [str(TOOLS_BIN / "kubectl"), f"--kubeconfig={kubeconfig}", *args], input=stdin, capture_output=True, text=True, env=env
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr}")
     return result
@@ -108,8 +117,11 @@ class Platform:
 @contextlib.contextmanager
 def local_cluster(state_dir: Path):
     """polyp-cluster up with its state in state_dir; yields (env, its exports); stops it after."""
-    env = {**os.environ, "POLYP_CLUSTER_DIR": str(state_dir),
-           "PATH": os.pathsep.join([str(Path(sys.executable).parent), str(TOOLS_BIN), os.environ["PATH"]])}
+    env = {
+        **os.environ,
+        "POLYP_CLUSTER_DIR": str(state_dir),
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), str(TOOLS_BIN), os.environ["PATH"]]),
+    }
     cluster = [str(Path(sys.executable).parent / "polyp-cluster")]
     try:
         subprocess.run([*cluster, "up"], env=env, check=True)
@@ -128,10 +140,32 @@ def platform(tmp_path_factory) -> Platform:
     bare, work = snapshot_repository(tmp)
     with local_cluster(tmp / "cluster") as (env, exports):
         began = time.monotonic()
-        subprocess.run(["bash", str(work / "bootstrap" / "install.sh"), "--target", "local", "--env", ENV,
-                        "--repo", f"file://{bare}", "--revision", "main"], env=env, check=True)
+        subprocess.run(
+            [
+                "bash",
+                str(work / "bootstrap" / "install.sh"),
+                "--target",
+                "local",
+                "--env",
+                ENV,
+                "--repo",
+                f"file://{bare}",
+                "--revision",
+                "main",
+            ],
+            env=env,
+            check=True,
+        )
         print(f"install.sh --target local: {time.monotonic() - began:.0f} s", flush=True)
-        record = live.wait_synced_healthy(ROOT_APP, FIRST_SYNC_TIMEOUT_S, kubeconfig=exports["KUBECONFIG"],
-                                          log=lambda m: print(m, flush=True))
-        yield Platform(env=env, kubeconfig=exports["KUBECONFIG"], bare=bare, work=work,
-                       chart_mirror=exports["POLYP_CHART_MIRROR"], first_sync=record, state_dir=tmp / "cluster")
+        record = live.wait_synced_healthy(
+            ROOT_APP, FIRST_SYNC_TIMEOUT_S, kubeconfig=exports["KUBECONFIG"], log=lambda m: print(m, flush=True)
+        )
+        yield Platform(
+            env=env,
+            kubeconfig=exports["KUBECONFIG"],
+            bare=bare,
+            work=work,
+            chart_mirror=exports["POLYP_CHART_MIRROR"],
+            first_sync=record,
+            state_dir=tmp / "cluster",
+        )

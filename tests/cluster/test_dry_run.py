@@ -26,8 +26,7 @@ def kubectl(tmp_path_factory):
 def _namespaced_kinds(kubectl) -> set[tuple[str, str]]:
     """(group, kind) of every namespaced resource the server knows."""
     listing = kubectl("api-resources", "--no-headers", "-o", "wide")
-    return {(api_version.rpartition("/")[0], kind) for api_version, kind, namespaced in api_resources(listing)
-            if namespaced}
+    return {(api_version.rpartition("/")[0], kind) for api_version, kind, namespaced in api_resources(listing) if namespaced}
 
 
 def _list(objects: list[dict]) -> str:
@@ -42,10 +41,17 @@ def test_environment_passes_a_server_side_dry_run(kubectl, env: str):
         destination = app.application["spec"]["destination"]["namespace"]
         namespaces.add(destination)
         apps.append((destination, app.objects))
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
-            stdin=_list([o for _, objs in apps for o in objs if o["kind"] == "CustomResourceDefinition"]
-                        + [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}
-                           for n in sorted(namespaces | {"argocd"})]))
+    kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        "-",
+        stdin=_list(
+            [o for _, objs in apps for o in objs if o["kind"] == "CustomResourceDefinition"]
+            + [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in sorted(namespaces | {"argocd"})]
+        ),
+    )
     kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=120s")
     # Argo CD's own CRDs, which the bootstrap objects (AppProject, root Application) need.
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / ".tools" / "share" / "argocd" / "crds"))
@@ -57,7 +63,7 @@ def test_environment_passes_a_server_side_dry_run(kubectl, env: str):
             if obj["kind"] == "CustomResourceDefinition":
                 continue
             group = obj["apiVersion"].split("/")[0] if "/" in obj["apiVersion"] else ""
-            if (group, obj["kind"]) in namespaced:   # Argo CD puts these in the destination namespace
+            if (group, obj["kind"]) in namespaced:  # Argo CD puts these in the destination namespace
                 obj.setdefault("metadata", {}).setdefault("namespace", destination)
             objects.append(obj)
     out = kubectl("apply", "--server-side", "--dry-run=server", "--force-conflicts", "-f", "-", stdin=_list(objects))

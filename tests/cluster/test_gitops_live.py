@@ -43,21 +43,45 @@ def test_every_application_synced_and_healthy_in_wave_order(platform: Platform):
     # The check judged the waves: every child after the first wave was seen appearing.
     first_wave = min(record.waves[n] for n in expected - {ROOT_APP})
     assert {n for n in expected - {ROOT_APP} if record.waves[n] > first_wave} <= set(record.judged(ROOT_APP))
-    print("first Synced+Healthy (s after install):",
-          json.dumps({n: round(t) for n, t in sorted(record.ready_after_s.items(), key=lambda kv: kv[1])}))
+    print(
+        "first Synced+Healthy (s after install):",
+        json.dumps({n: round(t) for n, t in sorted(record.ready_after_s.items(), key=lambda kv: kv[1])}),
+    )
 
 
 def test_install_again_keeps_the_secrets_and_argo_cd(platform: Platform):
     def secrets() -> dict:
-        return {f"{ns}/{name}": platform.get("-n", ns, "secret", name)["data"]
-                for ns, name in [("polyp", "control-api-token"), ("minio", "minio-root"), ("polyp", "s3-credentials"),
-                                 ("minio", "s3-credentials"), ("monitoring", "grafana-admin")]}
+        return {
+            f"{ns}/{name}": platform.get("-n", ns, "secret", name)["data"]
+            for ns, name in [
+                ("polyp", "control-api-token"),
+                ("minio", "minio-root"),
+                ("polyp", "s3-credentials"),
+                ("minio", "s3-credentials"),
+                ("monitoring", "grafana-admin"),
+            ]
+        }
+
     before = secrets()
     assert before["polyp/s3-credentials"] == before["minio/s3-credentials"]
     pids = json.loads((platform.state_dir / "state.json").read_text())["pids"]
-    again = subprocess.run(["bash", str(platform.work / "bootstrap" / "install.sh"), "--target", "local", "--env", ENV,
-                            "--repo", f"file://{platform.bare}", "--revision", "main"], env=platform.env,
-                           capture_output=True, text=True)
+    again = subprocess.run(
+        [
+            "bash",
+            str(platform.work / "bootstrap" / "install.sh"),
+            "--target",
+            "local",
+            "--env",
+            ENV,
+            "--repo",
+            f"file://{platform.bare}",
+            "--revision",
+            "main",
+        ],
+        env=platform.env,
+        capture_output=True,
+        text=True,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "control-api-token exists: kept" in again.stdout
     assert secrets() == before
@@ -67,9 +91,16 @@ def test_install_again_keeps_the_secrets_and_argo_cd(platform: Platform):
 
 def test_a_hand_edit_of_a_managed_deployment_is_reverted(platform: Platform):
     managed = _image(platform, "polyp", "control-service")
-    platform.kubectl("-n", "polyp", "patch", "deployment", "control-service", "--type=json", "-p",
-                     json.dumps([{"op": "replace", "path": "/spec/template/spec/containers/0/image",
-                                  "value": "example.invalid/hand-edit:1"}]))
+    platform.kubectl(
+        "-n",
+        "polyp",
+        "patch",
+        "deployment",
+        "control-service",
+        "--type=json",
+        "-p",
+        json.dumps([{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "example.invalid/hand-edit:1"}]),
+    )
     assert _image(platform, "polyp", "control-service") == "example.invalid/hand-edit:1"
     took = platform.wait(lambda: _image(platform, "polyp", "control-service") == managed, 120, "self-heal")
     print(f"self-heal restored {managed} in {took:.1f} s")
@@ -78,16 +109,19 @@ def test_a_hand_edit_of_a_managed_deployment_is_reverted(platform: Platform):
 def test_a_bump_commit_reaches_the_cluster_and_its_revert_rolls_back(platform: Platform):
     before = _image(platform, "polyp", "control-service")
     head = git("rev-parse", "HEAD", cwd=platform.work)
-    assert gitops(["-C", str(platform.work), "bump", "--env", ENV, "--component", "control-service",
-                   "--tag", "0.2.0-live"]) == 0
+    assert gitops(["-C", str(platform.work), "bump", "--env", ENV, "--component", "control-service", "--tag", "0.2.0-live"]) == 0
     assert git("rev-parse", "HEAD", cwd=platform.work) != head, "bump made no commit"
     git("push", "-q", "origin", "main", cwd=platform.work)
-    took = platform.wait(lambda: (_image(platform, "polyp", "control-service") or "").endswith(":0.2.0-live"),
-                         SYNC_FROM_GIT_TIMEOUT_S, "the bumped image in the cluster")
+    took = platform.wait(
+        lambda: (_image(platform, "polyp", "control-service") or "").endswith(":0.2.0-live"),
+        SYNC_FROM_GIT_TIMEOUT_S,
+        "the bumped image in the cluster",
+    )
     print(f"bump commit -> new image in the Deployment: {took:.1f} s")
     platform.revert_last()
-    took = platform.wait(lambda: _image(platform, "polyp", "control-service") == before,
-                         SYNC_FROM_GIT_TIMEOUT_S, "the revert rolled back")
+    took = platform.wait(
+        lambda: _image(platform, "polyp", "control-service") == before, SYNC_FROM_GIT_TIMEOUT_S, "the revert rolled back"
+    )
     print(f"revert commit -> previous image back: {took:.1f} s")
 
 
@@ -95,28 +129,37 @@ def test_disabling_a_component_prunes_its_objects(platform: Platform):
     assert platform.get("-n", "polyp", "deployment", "frontend")
     _edit_env_values(platform, lambda v: v["components"]["frontend"].__setitem__("enabled", False))
     platform.push("dev: frontend off")
-    took = platform.wait(lambda: platform.get("-n", "polyp", "deployment", "frontend") is None
-                         and "frontend" not in platform.applications(), SYNC_FROM_GIT_TIMEOUT_S, "frontend pruned")
+    took = platform.wait(
+        lambda: platform.get("-n", "polyp", "deployment", "frontend") is None and "frontend" not in platform.applications(),
+        SYNC_FROM_GIT_TIMEOUT_S,
+        "frontend pruned",
+    )
     print(f"frontend Application and Deployment pruned {took:.1f} s after the commit")
     platform.revert_last()
-    platform.wait(lambda: platform.get("-n", "polyp", "deployment", "frontend") is not None,
-                  SYNC_FROM_GIT_TIMEOUT_S, "frontend back after the revert")
+    platform.wait(
+        lambda: platform.get("-n", "polyp", "deployment", "frontend") is not None,
+        SYNC_FROM_GIT_TIMEOUT_S,
+        "frontend back after the revert",
+    )
     platform.all_synced_healthy()
 
 
 def test_an_invalid_value_is_a_sync_error_on_its_application_only(platform: Platform):
     before = platform.get("-n", "polyp", "deployment", "control-service")["spec"]
-    _edit_env_values(platform, lambda v: v["components"]["control-service"]["values"].__setitem__(
-        "replicaCount", "many"))
+    _edit_env_values(platform, lambda v: v["components"]["control-service"]["values"].__setitem__("replicaCount", "many"))
     platform.push("dev: an invalid replicaCount")
 
     def control_service_error() -> str:
         app = platform.get("-n", "argocd", "applications.argoproj.io", "control-service") or {}
-        return " ".join(c.get("message", "") for c in (app.get("status") or {}).get("conditions") or []
-                        if c.get("type") == "ComparisonError")
+        return " ".join(
+            c.get("message", "") for c in (app.get("status") or {}).get("conditions") or [] if c.get("type") == "ComparisonError"
+        )
 
-    platform.wait(lambda: "replicaCount" in control_service_error(), SYNC_FROM_GIT_TIMEOUT_S,
-                  "a ComparisonError naming replicaCount on control-service")
+    platform.wait(
+        lambda: "replicaCount" in control_service_error(),
+        SYNC_FROM_GIT_TIMEOUT_S,
+        "a ComparisonError naming replicaCount on control-service",
+    )
     print("control-service:", control_service_error()[:300])
     states = platform.applications()
     others = {n: (s.sync, s.health) for n, s in states.items() if n not in ("control-service", ROOT_APP)}

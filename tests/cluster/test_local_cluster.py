@@ -25,13 +25,15 @@ def test_up_twice_reuses_the_running_cluster_and_down_stops_it(tmp_path: Path):
     state_file = tmp_path / "cluster" / "state.json"
     with local_cluster(tmp_path / "cluster") as (env, exports):
         first = json.loads(state_file.read_text())
-        subprocess.run([str(Path(sys.executable).parent / "polyp-cluster"), "up"], env=env, check=True,
-                       capture_output=True)
+        subprocess.run([str(Path(sys.executable).parent / "polyp-cluster"), "up"], env=env, check=True, capture_output=True)
         second = json.loads(state_file.read_text())
         assert second == first, "a second `up` started something again"
         assert all(_alive(pid) for pid in first["pids"].values())
         nodes = json.loads(run_kubectl(exports["KUBECONFIG"], env, "get", "nodes", "-o", "json").stdout)["items"]
-        ready = [n["metadata"]["name"] for n in nodes
-                 if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])]
+        ready = [
+            n["metadata"]["name"]
+            for n in nodes
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
+        ]
         assert len(ready) == 2
     assert not [name for name, pid in first["pids"].items() if _alive(pid)]

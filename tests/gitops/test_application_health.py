@@ -33,13 +33,20 @@ def assess(repo_root: Path, status: dict | None) -> tuple[str, str]:
 SYNCED = {"status": "Synced", "revision": "abc"}
 
 
-@pytest.mark.parametrize("status, health, says", [
-    ({"sync": SYNCED, "health": {"status": "Healthy"}}, "Healthy", ""),
-    ({"sync": SYNCED, "health": {"status": "Progressing", "message": "1 of 2 pods ready"}}, "Progressing", "1 of 2 pods"),
-    ({"sync": SYNCED, "health": {"status": "Degraded", "message": "Deployment mlflow: CrashLoopBackOff"}},
-     "Degraded", "CrashLoopBackOff"),
-    (None, "Progressing", "first reconciliation"),
-], ids=["healthy", "progressing", "degraded", "new"])
+@pytest.mark.parametrize(
+    "status, health, says",
+    [
+        ({"sync": SYNCED, "health": {"status": "Healthy"}}, "Healthy", ""),
+        ({"sync": SYNCED, "health": {"status": "Progressing", "message": "1 of 2 pods ready"}}, "Progressing", "1 of 2 pods"),
+        (
+            {"sync": SYNCED, "health": {"status": "Degraded", "message": "Deployment mlflow: CrashLoopBackOff"}},
+            "Degraded",
+            "CrashLoopBackOff",
+        ),
+        (None, "Progressing", "first reconciliation"),
+    ],
+    ids=["healthy", "progressing", "degraded", "new"],
+)
 def test_relays_the_childs_own_health_when_it_is_synced(repo_root, status, health, says):
     assert assess(repo_root, status)[0] == health
     assert says in assess(repo_root, status)[1]
@@ -47,32 +54,53 @@ def test_relays_the_childs_own_health_when_it_is_synced(repo_root, status, healt
 
 def test_a_child_that_failed_to_render_is_degraded_not_healthy(repo_root):
     """Seen live: mlflow with an unknown values key rendered nothing and reported health Healthy."""
-    status = {"sync": {"status": "Unknown"}, "health": {"status": "Healthy"},
-              "conditions": [{"type": "ComparisonError", "message": "failed to execute helm template: values don't "
-                              "meet the specifications of the schema(s): additional properties 'flaskServerSecret'"}]}
+    status = {
+        "sync": {"status": "Unknown"},
+        "health": {"status": "Healthy"},
+        "conditions": [
+            {
+                "type": "ComparisonError",
+                "message": "failed to execute helm template: values don't "
+                "meet the specifications of the schema(s): additional properties 'flaskServerSecret'",
+            }
+        ],
+    }
     health, message = assess(repo_root, status)
     assert health == "Degraded"
     assert message.startswith("ComparisonError: ") and "flaskServerSecret" in message
 
 
 def test_an_invalid_spec_is_degraded(repo_root):
-    status = {"sync": {"status": "Unknown"}, "health": {"status": "Healthy"}, "conditions": [
-        {"type": "SyncError", "message": "retrying"},
-        {"type": "InvalidSpecError", "message": "namespace kube-system is not permitted in project 'polyp-platform'"}]}
+    status = {
+        "sync": {"status": "Unknown"},
+        "health": {"status": "Healthy"},
+        "conditions": [
+            {"type": "SyncError", "message": "retrying"},
+            {"type": "InvalidSpecError", "message": "namespace kube-system is not permitted in project 'polyp-platform'"},
+        ],
+    }
     assert assess(repo_root, status) == (
-        "Degraded", "InvalidSpecError: namespace kube-system is not permitted in project 'polyp-platform'")
+        "Degraded",
+        "InvalidSpecError: namespace kube-system is not permitted in project 'polyp-platform'",
+    )
 
 
 def test_a_failed_sync_is_degraded_with_its_message(repo_root):
-    status = {"sync": {"status": "OutOfSync"}, "health": {"status": "Healthy"},
-              "operationState": {"phase": "Failed", "message": "one or more objects failed to apply"}}
+    status = {
+        "sync": {"status": "OutOfSync"},
+        "health": {"status": "Healthy"},
+        "operationState": {"phase": "Failed", "message": "one or more objects failed to apply"},
+    }
     assert assess(repo_root, status) == ("Degraded", "last sync failed: one or more objects failed to apply")
 
 
 @pytest.mark.parametrize("health", ["Healthy", "Missing"])
 def test_out_of_sync_is_not_healthy_yet(repo_root, health):
-    status = {"sync": {"status": "OutOfSync"}, "health": {"status": health},
-              "operationState": {"phase": "Running", "message": "waiting for healthy state"}}
+    status = {
+        "sync": {"status": "OutOfSync"},
+        "health": {"status": health},
+        "operationState": {"phase": "Running", "message": "waiting for healthy state"},
+    }
     health_now, message = assess(repo_root, status)
     assert health_now == "Progressing" and message.startswith("OutOfSync")
 
@@ -89,10 +117,24 @@ def test_the_argo_cd_chart_installs_this_check_and_a_sync_timeout(repo_root):
     helm = find_tool("helm")
     chart = chart_archive("argo-cd", argocd_chart(repo_root)[1])
     out = subprocess.run(
-        [helm, "template", "argocd", str(chart), "--namespace", "argocd", "--kube-version", "1.34.0",
-         "--values", str(repo_root / "bootstrap" / "argocd-values.yaml"),
-         "--set-file", f"{key}={repo_root / 'bootstrap' / 'application-health.lua'}"],
-        capture_output=True, text=True, check=True).stdout
+        [
+            helm,
+            "template",
+            "argocd",
+            str(chart),
+            "--namespace",
+            "argocd",
+            "--kube-version",
+            "1.34.0",
+            "--values",
+            str(repo_root / "bootstrap" / "argocd-values.yaml"),
+            "--set-file",
+            f"{key}={repo_root / 'bootstrap' / 'application-health.lua'}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     maps = {o["metadata"]["name"]: o for o in yaml.safe_load_all(out) if o and o["kind"] == "ConfigMap"}
     assert maps["argocd-cm"]["data"][HEALTH_KEY] == (repo_root / "bootstrap" / "application-health.lua").read_text()
     timeout = int(maps["argocd-cmd-params-cm"]["data"]["controller.sync.timeout.seconds"])

@@ -12,7 +12,7 @@ from polyp_gitops.tools import ToolError, run
 OWN_CHARTS = ["control-service", "frontend", "inference", "training", "database"]
 
 
-@pytest.mark.parametrize("chart", OWN_CHARTS + ["polyp-lib"])
+@pytest.mark.parametrize("chart", [*OWN_CHARTS, "polyp-lib"])
 def test_chart_lints_strictly(repo_root, chart):
     path = repo_root / "charts" / chart
     if chart != "polyp-lib":
@@ -23,25 +23,36 @@ def test_chart_lints_strictly(repo_root, chart):
 
 @pytest.mark.parametrize("env", ["dev", "staging", "prod"])
 def test_app_of_apps_and_root_charts_lint_strictly(repo_root, env):
-    for chart, extra in (("apps", ["-f", str(repo_root / "environments" / env / "values.yaml")]),
-                         ("bootstrap/root", [])):
-        output = run(["helm", "lint", "--strict", str(repo_root / chart), *extra,
-                      "--set", f"repoURL=https://example.com/r.git,environment={env}"])
+    for chart, extra in (("apps", ["-f", str(repo_root / "environments" / env / "values.yaml")]), ("bootstrap/root", [])):
+        output = run(
+            [
+                "helm",
+                "lint",
+                "--strict",
+                str(repo_root / chart),
+                *extra,
+                "--set",
+                f"repoURL=https://example.com/r.git,environment={env}",
+            ]
+        )
         assert "0 chart(s) failed" in output
 
 
-@pytest.mark.parametrize("chart, values, complaint", [
-    ("control-service", {"image": {"tag": "latest"}}, "image.tag"),
-    ("control-service", {"alerts": {"diceFloor": 1.5}}, "diceFloor"),
-    ("control-service", {"replicas": 2}, "replicas"),                   # typo of replicaCount
-    ("control-service", {"config": {"trainingData": "kvasir=/data/kvasir"}}, "trainingData"),  # a pod-local path
-    ("frontend", {"image": {"tag": "main"}}, "image.tag"),
-    ("inference", {"model": {"version": "v2"}}, "model.version"),
-    ("inference", {"model": {"sha256": "abc123"}}, "model.sha256"),
-    ("inference", {"triton": {"image": {"tag": "latest"}}}, "triton.image.tag"),
-    ("training", {"storage": {"checkpointUri": "/data"}}, "checkpointUri"),
-    ("database", {"instances": 0}, "instances"),
-])
+@pytest.mark.parametrize(
+    "chart, values, complaint",
+    [
+        ("control-service", {"image": {"tag": "latest"}}, "image.tag"),
+        ("control-service", {"alerts": {"diceFloor": 1.5}}, "diceFloor"),
+        ("control-service", {"replicas": 2}, "replicas"),  # typo of replicaCount
+        ("control-service", {"config": {"trainingData": "kvasir=/data/kvasir"}}, "trainingData"),  # a pod-local path
+        ("frontend", {"image": {"tag": "main"}}, "image.tag"),
+        ("inference", {"model": {"version": "v2"}}, "model.version"),
+        ("inference", {"model": {"sha256": "abc123"}}, "model.sha256"),
+        ("inference", {"triton": {"image": {"tag": "latest"}}}, "triton.image.tag"),
+        ("training", {"storage": {"checkpointUri": "/data"}}, "checkpointUri"),
+        ("database", {"instances": 0}, "instances"),
+    ],
+)
 def test_values_schema_rejects_bad_values(repo_root, chart, values, complaint):
     with pytest.raises(ToolError) as failure:
         helm_template(repo_root / "charts" / chart, chart, "polyp", values=values)
@@ -50,8 +61,9 @@ def test_values_schema_rejects_bad_values(repo_root, chart, values, complaint):
 
 def test_training_data_may_name_several_datasets(repo_root):
     both = "kvasir=s3://datasets/kvasir-seg clinicdb=s3://datasets/cvc-clinicdb"
-    rendered = helm_template(repo_root / "charts" / "control-service", "control-service", "polyp",
-                             values={"config": {"trainingData": both}})
+    rendered = helm_template(
+        repo_root / "charts" / "control-service", "control-service", "polyp", values={"config": {"trainingData": both}}
+    )
     assert both in str(rendered)
 
 
@@ -59,8 +71,12 @@ def test_apps_chart_demands_repo_and_environment(repo_root):
     with pytest.raises(ToolError, match="repoURL is required"):
         helm_template(repo_root / "apps", "root", "argocd", parameters=[{"name": "environment", "value": "dev"}])
     with pytest.raises(ToolError, match="environment must be dev, staging or prod"):
-        helm_template(repo_root / "apps", "root", "argocd",
-                      parameters=[{"name": "repoURL", "value": "https://x"}, {"name": "environment", "value": "qa"}])
+        helm_template(
+            repo_root / "apps",
+            "root",
+            "argocd",
+            parameters=[{"name": "repoURL", "value": "https://x"}, {"name": "environment", "value": "qa"}],
+        )
 
 
 def test_prod_runs_highly_available(rendered):
@@ -69,12 +85,16 @@ def test_prod_runs_highly_available(rendered):
     assert ("PodDisruptionBudget", "control-service") in objects
     assert objects[("Cluster", "platform-db")]["spec"]["instances"] == 3
     assert ("PodDisruptionBudget", "control-service") not in {
-        (o["kind"], o["metadata"]["name"]) for o in rendered["dev"].all_objects()}
+        (o["kind"], o["metadata"]["name"]) for o in rendered["dev"].all_objects()
+    }
 
 
 def _triton_start(repo_root, values: dict) -> str:
-    [runtime] = [o for o in helm_template(repo_root / "charts" / "inference", "inference", "polyp", values=values)
-                 if o["kind"] == "ServingRuntime"]
+    [runtime] = [
+        o
+        for o in helm_template(repo_root / "charts" / "inference", "inference", "polyp", values=values)
+        if o["kind"] == "ServingRuntime"
+    ]
     [container] = runtime["spec"]["containers"]
     assert container["command"] == ["/bin/sh", "-c"]
     return container["args"][0]
@@ -86,8 +106,13 @@ def _run_start(script: str, store, tmp_path) -> subprocess.CompletedProcess:
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / "tritonserver").write_text('#!/bin/sh\necho "tritonserver $*"\n')
     (bin_dir / "tritonserver").chmod(0o755)
-    return subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=30,
-                          env={"PATH": f"{bin_dir}:/usr/bin:/bin", "MODEL_STORE": str(store)})
+    return subprocess.run(
+        ["/bin/sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "MODEL_STORE": str(store)},
+    )
 
 
 def test_triton_starts_only_on_the_pinned_published_version(repo_root, tmp_path):
@@ -123,8 +148,13 @@ def test_inference_canary_only_where_kserve_can_split_traffic(repo_root):
     chart = repo_root / "charts" / "inference"
     with pytest.raises(ToolError, match="needs deploymentMode Serverless"):
         helm_template(chart, "inference", "polyp", values={"canary": {"trafficPercent": 10}})
-    [isvc] = [o for o in helm_template(chart, "inference", "polyp", values={
-        "deploymentMode": "Serverless", "canary": {"trafficPercent": 10}}) if o["kind"] == "InferenceService"]
+    [isvc] = [
+        o
+        for o in helm_template(
+            chart, "inference", "polyp", values={"deploymentMode": "Serverless", "canary": {"trafficPercent": 10}}
+        )
+        if o["kind"] == "InferenceService"
+    ]
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 10
     [isvc] = [o for o in helm_template(chart, "inference", "polyp") if o["kind"] == "InferenceService"]
     assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
@@ -142,8 +172,12 @@ def test_inference_backend_rayserve_renders_a_valid_rayservice_serving_the_pin(r
     from polyp_rayserve import build
 
     digest = "ab" * 32
-    objects = helm_template(repo_root / "charts" / "inference", "inference", "polyp", values={
-        "backend": "rayserve", "model": {"version": "7", "sha256": digest}, "replicas": {"min": 1, "max": 3}})
+    objects = helm_template(
+        repo_root / "charts" / "inference",
+        "inference",
+        "polyp",
+        values={"backend": "rayserve", "model": {"version": "7", "sha256": digest}, "replicas": {"min": 1, "max": 3}},
+    )
     kinds = {o["kind"] for o in objects}
     assert "RayService" in kinds and not kinds & {"InferenceService", "ServingRuntime"}
     report = kubeconform(objects)

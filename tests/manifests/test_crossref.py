@@ -43,15 +43,30 @@ def test_a_cluster_kind_outside_the_whitelist(dev):
     assert any("cluster-scoped ClusterRole" in p for p in problems)
 
 
-@pytest.mark.parametrize("seed, expected", [
-    (lambda env: _object(env, "mlflow", "Deployment")["spec"]["template"]["spec"]["containers"][0]["envFrom"].append(
-        {"secretRef": {"name": "mlflow-flask-typo"}}), "names Secret polyp/mlflow-flask-typo, which nothing creates"),
-    (lambda env: _object(env, "control-service", "Deployment")["spec"]["template"]["spec"].update(
-        serviceAccountName="nobody"), "names ServiceAccount polyp/nobody"),
-    (lambda env: _object(env, "control-service", "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"].append(
-        {"name": "MLFLOW_TRACKING_URI", "value": "http://mlfow.polyp.svc.cluster.local:5000"}),
-     "names Service polyp/mlfow, which nothing creates"),
-], ids=["secret", "service-account", "service-host"])
+@pytest.mark.parametrize(
+    "seed, expected",
+    [
+        (
+            lambda env: _object(env, "mlflow", "Deployment")["spec"]["template"]["spec"]["containers"][0]["envFrom"].append(
+                {"secretRef": {"name": "mlflow-flask-typo"}}
+            ),
+            "names Secret polyp/mlflow-flask-typo, which nothing creates",
+        ),
+        (
+            lambda env: _object(env, "control-service", "Deployment")["spec"]["template"]["spec"].update(
+                serviceAccountName="nobody"
+            ),
+            "names ServiceAccount polyp/nobody",
+        ),
+        (
+            lambda env: _object(env, "control-service", "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"].append(
+                {"name": "MLFLOW_TRACKING_URI", "value": "http://mlfow.polyp.svc.cluster.local:5000"}
+            ),
+            "names Service polyp/mlfow, which nothing creates",
+        ),
+    ],
+    ids=["secret", "service-account", "service-host"],
+)
 def test_a_name_nothing_provides(dev, repo_root, seed, expected):
     seed(dev)
     assert any(expected in p for p in crossref.references_exist(dev, repo_root)), crossref.references_exist(dev, repo_root)
@@ -89,18 +104,25 @@ def test_a_service_monitor_that_selects_nothing(dev):
 
 def test_an_alert_on_a_metric_nothing_exports(dev):
     rule = _object(dev, "control-service", "PrometheusRule")["spec"]["groups"][0]["rules"][0]
-    rule["expr"] = "increase(polyp_training_runz_total{status=\"failed\"}[1h]) > 0  # typo"
+    rule["expr"] = 'increase(polyp_training_runz_total{status="failed"}[1h]) > 0  # typo'
     [problem] = crossref.rules_use_exported_metrics(dev, OWN_METRICS)
     assert "reads polyp_training_runz_total, which no target exports" in problem
 
 
-@pytest.mark.parametrize("expr, names", [
-    ('sum(rate(node_cpu_seconds_total{mode!="idle"}[5m])) WITHOUT (cpu, mode) / ON (instance) GROUP_LEFT() count(up)',
-     {"node_cpu_seconds_total", "up"}),
-    ("time() - polyp_model_last_registered_timestamp_seconds > 36 * 3600", {"polyp_model_last_registered_timestamp_seconds"}),
-    ("cluster:node_cpu:sum_rate5m / count(sum(node_cpu_seconds_total) BY (instance, cpu))",
-     {"cluster:node_cpu:sum_rate5m", "node_cpu_seconds_total"}),
-])
+@pytest.mark.parametrize(
+    "expr, names",
+    [
+        (
+            'sum(rate(node_cpu_seconds_total{mode!="idle"}[5m])) WITHOUT (cpu, mode) / ON (instance) GROUP_LEFT() count(up)',
+            {"node_cpu_seconds_total", "up"},
+        ),
+        ("time() - polyp_model_last_registered_timestamp_seconds > 36 * 3600", {"polyp_model_last_registered_timestamp_seconds"}),
+        (
+            "cluster:node_cpu:sum_rate5m / count(sum(node_cpu_seconds_total) BY (instance, cpu))",
+            {"cluster:node_cpu:sum_rate5m", "node_cpu_seconds_total"},
+        ),
+    ],
+)
 def test_metric_names_are_read_from_promql(expr, names):
     assert crossref.metric_names(expr) == names
 
@@ -119,17 +141,19 @@ def test_images_lists_upstream_and_our_images(rendered):
 
 def test_a_values_key_the_upstream_chart_does_not_know(dev):
     values = dev.apps["minio"].application["spec"]["source"]["helm"]["valuesObject"]
-    values["replica"] = 2                                # replicas
-    values["persistence"]["sise"] = "1Gi"                # size
-    values["resources"]["limits"]["anything"] = "1"      # passed through to Kubernetes: not the chart's to judge
+    values["replica"] = 2  # replicas
+    values["persistence"]["sise"] = "1Gi"  # size
+    values["resources"]["limits"]["anything"] = "1"  # passed through to Kubernetes: not the chart's to judge
     assert sorted(crossref.unknown_upstream_values(dev)) == [
         "minio: values key persistence.sise is not a value of minio 5.4.0",
-        "minio: values key replica is not a value of minio 5.4.0"]
+        "minio: values key replica is not a value of minio 5.4.0",
+    ]
 
 
 def test_subchart_values_count_as_known(dev):
     values = dev.apps["kube-prometheus-stack"].application["spec"]["source"]["helm"]["valuesObject"]
     assert values["grafana"]["sidecar"]["resources"]  # grafana's own values.yaml, a subchart
-    values["grafana"]["sidecar"]["dashboard"] = {}    # dashboards
+    values["grafana"]["sidecar"]["dashboard"] = {}  # dashboards
     assert crossref.unknown_upstream_values(dev) == [
-        "kube-prometheus-stack: values key grafana.sidecar.dashboard is not a value of kube-prometheus-stack 88.5.3"]
+        "kube-prometheus-stack: values key grafana.sidecar.dashboard is not a value of kube-prometheus-stack 88.5.3"
+    ]

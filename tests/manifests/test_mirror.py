@@ -22,16 +22,33 @@ def test_a_chart_mirror_replaces_every_upstream_repository(repo_root):
 
 
 def test_install_sh_takes_argo_cd_from_the_mirror_too(repo_root):
-    out = subprocess.run([str(repo_root / "bootstrap" / "install.sh"), "--dry-run", "--target", "kind", "--env", "dev",
-                          "--repo", TEST_REPO_URL, "--revision", "main", "--chart-mirror", MIRROR],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            str(repo_root / "bootstrap" / "install.sh"),
+            "--dry-run",
+            "--target",
+            "kind",
+            "--env",
+            "dev",
+            "--repo",
+            TEST_REPO_URL,
+            "--revision",
+            "main",
+            "--chart-mirror",
+            MIRROR,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert f"helm upgrade --install argocd oci://{MIRROR}/argo-cd --version" in out
     assert f"value: {MIRROR}" in out  # the root Application passes it to the app-of-apps
 
 
 def test_charts_lists_what_the_mirror_must_hold(repo_root):
-    out = subprocess.run([sys.executable, "-m", "polyp_gitops.cli", "-C", str(repo_root), "charts"],
-                         capture_output=True, text=True, check=True).stdout.splitlines()
+    out = subprocess.run(
+        [sys.executable, "-m", "polyp_gitops.cli", "-C", str(repo_root), "charts"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     assert "argo-cd 10.1.1 https://argoproj.github.io/argo-helm" in out
     assert "kube-prometheus-stack 88.5.3 https://prometheus-community.github.io/helm-charts" in out
     assert len(out) == 10

@@ -115,14 +115,24 @@ def test_sync_policy_is_automated_in_dev_and_manual_in_prod(rendered):
                 assert "automated" not in policy, (env, name)
 
 
-@pytest.mark.parametrize("user, provider", [
-    ("kserve", "kserve-crd"), ("kserve", "cert-manager"), ("inference", "kserve"),
-    ("training", "kuberay-operator"), ("database", "cloudnative-pg"), ("mlflow", "database"),
-    ("mlflow", "minio"), ("control-service", "kube-prometheus-stack"), ("control-service", "redis"),
-])
+@pytest.mark.parametrize(
+    "user, provider",
+    [
+        ("kserve", "kserve-crd"),
+        ("kserve", "cert-manager"),
+        ("inference", "kserve"),
+        ("training", "kuberay-operator"),
+        ("database", "cloudnative-pg"),
+        ("mlflow", "database"),
+        ("mlflow", "minio"),
+        ("control-service", "kube-prometheus-stack"),
+        ("control-service", "redis"),
+    ],
+)
 def test_sync_waves_put_providers_before_their_users(rendered, user, provider):
     def wave(name):
         return int(_apps(rendered, "dev")[name].application["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"])
+
     assert wave(provider) < wave(user)
 
 

@@ -70,9 +70,21 @@ def test_a_kind_without_schema_is_an_error_not_a_skip():
 
 def test_bootstrap_dry_run_prints_valid_manifests_without_secret_values(repo_root):
     out = subprocess.run(
-        [str(repo_root / "bootstrap" / "install.sh"), "--dry-run", "--target", "kind", "--env", "dev",
-         "--repo", TEST_REPO_URL, "--revision", "v1.2.3"],
-        capture_output=True, text=True, check=True,
+        [
+            str(repo_root / "bootstrap" / "install.sh"),
+            "--dry-run",
+            "--target",
+            "kind",
+            "--env",
+            "dev",
+            "--repo",
+            TEST_REPO_URL,
+            "--revision",
+            "v1.2.3",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     objects = [o for o in yaml.safe_load_all(out) if o]
     report = kubeconform(objects)
@@ -91,21 +103,26 @@ def _looks_secret(key: str) -> bool:
     return any(word in key.lower() for word in ("password", "secret", "token", "default"))
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--target", "minikube", "--env", "dev"], "--target must be kind, gke or local"),
-    (["--target", "kind", "--env", "qa"], "--env must be dev, staging or prod"),
-    (["--target", "kind", "--env", "dev", "--bogus"], "unknown argument: --bogus"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--target", "minikube", "--env", "dev"], "--target must be kind, gke or local"),
+        (["--target", "kind", "--env", "qa"], "--env must be dev, staging or prod"),
+        (["--target", "kind", "--env", "dev", "--bogus"], "unknown argument: --bogus"),
+    ],
+)
 def test_bootstrap_rejects_bad_arguments_clearly(repo_root, args, message):
-    result = subprocess.run([str(repo_root / "bootstrap" / "install.sh"), "--dry-run", *args],
-                            capture_output=True, text=True)
+    result = subprocess.run([str(repo_root / "bootstrap" / "install.sh"), "--dry-run", *args], capture_output=True, text=True)
     assert result.returncode == 2 and message in result.stderr
 
 
 def test_validate_command_reports_argo_cd_and_every_application(repo_root):
     """`make validate` for one environment: per Application chart/objects/valid, then the cross-references."""
-    result = subprocess.run([sys.executable, "-m", "polyp_gitops.cli", "-C", str(repo_root), "validate", "--env", "dev"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "polyp_gitops.cli", "-C", str(repo_root), "validate", "--env", "dev"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert re.match(r"bootstrap: \d+ valid, 0 invalid, 0 errors, 0 skipped", lines[0])

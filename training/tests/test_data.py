@@ -47,11 +47,14 @@ def test_fingerprint_follows_content_and_split(synthetic, tmp_path):
     assert fingerprint_of(copy) != fingerprint_of(synthetic)
 
 
-@pytest.mark.parametrize("breakage, message", [
-    (lambda d: shutil.rmtree(d / "masks"), "has no masks/ folder"),
-    (lambda d: (d / "masks" / "synthetic-00003.png").unlink(), "1 image(s) have no mask"),
-    (lambda d: [p.unlink() for p in (d / "images").iterdir()], "holds no images"),
-])
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        (lambda d: shutil.rmtree(d / "masks"), "has no masks/ folder"),
+        (lambda d: (d / "masks" / "synthetic-00003.png").unlink(), "1 image(s) have no mask"),
+        (lambda d: [p.unlink() for p in (d / "images").iterdir()], "holds no images"),
+    ],
+)
 def test_bad_datasets_are_named_clearly(synthetic, tmp_path, breakage, message):
     broken = _copy(synthetic, tmp_path / "broken")
     breakage(broken)
@@ -66,7 +69,7 @@ def test_bad_pairs_fail_by_name_or_are_left_out_and_reported(synthetic, tmp_path
     Image.new("L", (10, 10)).save(broken / "masks" / "synthetic-00007.png")
     with pytest.raises(DatasetError, match=r"1 image\(s\) have no mask.*synthetic-00003"):
         data.discover(broken)
-    with pytest.raises(DatasetError, match="synthetic-00005.jpg"):
+    with pytest.raises(DatasetError, match=r"synthetic-00005.jpg"):
         data.check_pairs(data.discover(broken, problems=[]))
 
     problems: list[str] = []
@@ -88,9 +91,10 @@ def test_the_release_zip_a_nested_folder_and_a_list_file_read_the_same_pairs(syn
         for path in sorted((nested / "Kvasir-SEG").rglob("*.*")):
             bundle.write(path, path.relative_to(nested))
     listing = tmp_path / "pairs.txt"
-    listing.write_text("# image mask\n" + "".join(
-        f"{s.image.relative_to(tmp_path)} {s.mask.relative_to(tmp_path)}\n"
-        for s in data.discover(nested)))
+    listing.write_text(
+        "# image mask\n"
+        + "".join(f"{s.image.relative_to(tmp_path)} {s.mask.relative_to(tmp_path)}\n" for s in data.discover(nested))
+    )
     for source in (nested, data.materialize(str(archive), tmp_path / "cache"), listing):
         assert [(s.stem, s.image.read_bytes()) for s in data.discover(source)] == expected, source
 
@@ -111,7 +115,7 @@ def test_letterbox_keeps_aspect_and_pads_centred():
     image = Image.new("RGB", (622, 529), (200, 100, 50))
     pixels, _ = letterbox_image(image, 256)
     assert pixels.shape == (256, 256, 3)
-    assert (pixels[:19] == 0).all() and (pixels[19 + 218:] == 0).all() and (pixels[128, 128] == (200, 100, 50)).all()
+    assert (pixels[:19] == 0).all() and (pixels[19 + 218 :] == 0).all() and (pixels[128, 128] == (200, 100, 50)).all()
 
 
 def test_real_frames_roundtrip_to_their_original_size(kvasir_samples):
@@ -154,9 +158,15 @@ def test_cvc_clinicdb_readme_table_maps_frames_to_sequences(tmp_path):
 
     (tmp_path / CVC_README).write_bytes(  # Latin-1, as the original (an accented name in its text)
         "Hospital Cl\xednic\n       |      1 to  25    |\t 1\t|\n       |     26 to  50    |\t 2   |\n"
-        "       |    318 to 342    |16 \t|\n\t  |    547 to 571    |27\t|\n       |    592 to 612    |\t29\t|\n"
-        .encode("latin-1"))
+        "       |    318 to 342    |16 \t|\n\t  |    547 to 571    |27\t|\n       |    592 to 612    |\t29\t|\n".encode("latin-1")
+    )
     sequences = sequence_map(tmp_path)
     assert (sequences["1"], sequences["25"], sequences["26"], sequences["330"], sequences["571"], sequences["612"]) == (
-        "1", "1", "2", "16", "27", "29")
+        "1",
+        "1",
+        "2",
+        "16",
+        "27",
+        "29",
+    )
     assert "26" in sequences and "300" not in sequences

@@ -34,9 +34,13 @@ def test_an_interrupted_push_resumes_with_what_is_missing(s3_server, synthetic, 
     client = storage.s3_client()
     for key in ("manifest.json", "images/synthetic-00001.jpg", "masks/synthetic-00002.png"):
         client.delete_object(Bucket="datasets-resume", Key=f"set/{key}")
-    result = subprocess.run([sys.executable, "-m", "polyp_train.cli", "dataset", "push", str(synthetic),
-                             "s3://datasets-resume/set"], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "POLYP_HOME": str(tmp_path / "home")})
+    result = subprocess.run(
+        [sys.executable, "-m", "polyp_train.cli", "dataset", "push", str(synthetic), "s3://datasets-resume/set"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "POLYP_HOME": str(tmp_path / "home")},
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert (summary["uploaded"], summary["skipped"]) == (2, 22)

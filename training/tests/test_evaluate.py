@@ -67,22 +67,51 @@ def test_the_command_reads_a_model_repository_and_writes_the_card(kvasir_samples
     constant_model(repo / "polyp-segmenter" / "1" / MODEL_FILE, -8.0)
     constant_model(repo / "polyp-segmenter" / "2" / MODEL_FILE, 8.0)
     result = subprocess.run(
-        [sys.executable, "-m", "polyp_train.cli", "evaluate", "--model", str(repo), "--data", f"kvasir={kvasir_samples}",
-         "--split", "all", "--out", str(tmp_path / "card")],
-        capture_output=True, text=True, env={"POLYP_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "polyp_train.cli",
+            "evaluate",
+            "--model",
+            str(repo),
+            "--data",
+            f"kvasir={kvasir_samples}",
+            "--split",
+            "all",
+            "--out",
+            str(tmp_path / "card"),
+        ],
+        capture_output=True,
+        text=True,
+        env={"POLYP_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"},
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["model"]["version"] == "2", "the newest published version"
     assert summary["metrics"]["kvasir"]["mean_dice"] == pytest.approx(
-        np.mean([d for d, _ in by_hand(kvasir_samples).values()]), abs=1e-4)
+        np.mean([d for d, _ in by_hand(kvasir_samples).values()]), abs=1e-4
+    )
     card = json.loads((tmp_path / "card" / "model_card.json").read_text())
     assert len(card["images"]) == 5 and (tmp_path / "card" / "model_card.md").read_text().startswith("# Model card")
 
 
 def test_a_missing_model_is_a_clear_error(kvasir_samples, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "polyp_train.cli", "evaluate", "--model", str(tmp_path / "nowhere"),
-         "--data", str(kvasir_samples)], capture_output=True, text=True,
-        env={"POLYP_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "polyp_train.cli",
+            "evaluate",
+            "--model",
+            str(tmp_path / "nowhere"),
+            "--data",
+            str(kvasir_samples),
+        ],
+        capture_output=True,
+        text=True,
+        env={"POLYP_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"},
+        timeout=300,
+    )
     assert result.returncode != 0 and "no published polyp-segmenter version" in result.stderr
     assert "Traceback" not in result.stderr

@@ -90,7 +90,10 @@ def test_s3_publish_writes_one_object_per_version(s3_server, model_and_onnx):
     target = publish("s3://export-test/triton", "polyp-segmenter", 1, onnx_bytes, config)
     assert target == "s3://export-test/triton/polyp-segmenter/1"
     assert sorted(storage.list_objects("s3://export-test/triton")) == [
-        "polyp-segmenter/1/model.onnx", "polyp-segmenter/config.pbtxt", "polyp-segmenter/configs/pin-1.pbtxt"]
+        "polyp-segmenter/1/model.onnx",
+        "polyp-segmenter/config.pbtxt",
+        "polyp-segmenter/configs/pin-1.pbtxt",
+    ]
     body = storage.s3_client().get_object(Bucket="export-test", Key="triton/polyp-segmenter/1/model.onnx")["Body"].read()
     assert body == onnx_bytes
     with pytest.raises(ExportError, match="immutable"):

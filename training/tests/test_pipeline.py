@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +21,17 @@ pytestmark = [pytest.mark.ray, pytest.mark.training]
 
 
 def tiny_config(data: str, tmp_path, **overrides) -> TrainConfig:
-    settings = dict(data=data, epochs=2, workers=2, spec=TINY, batch_size=2, val_fraction=0.25, seed=1,
-                    storage_path=str(tmp_path / "checkpoints"), cache_dir=str(tmp_path / "cache"))
+    settings = {
+        "data": data,
+        "epochs": 2,
+        "workers": 2,
+        "spec": TINY,
+        "batch_size": 2,
+        "val_fraction": 0.25,
+        "seed": 1,
+        "storage_path": str(tmp_path / "checkpoints"),
+        "cache_dir": str(tmp_path / "cache"),
+    }
     return TrainConfig(**{**settings, **overrides})
 
 
@@ -33,8 +43,9 @@ def local_run(synthetic, ray_local, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         mp.setenv("POLYP_HOME", str(tmp / "home"))
-        summary = train(tiny_config(str(synthetic), tmp),
-                        RunOptions(dice_threshold=0.0, model_repo=str(tmp / "repo"), int8=False))
+        summary = train(
+            tiny_config(str(synthetic), tmp), RunOptions(dice_threshold=0.0, model_repo=str(tmp / "repo"), int8=False)
+        )
         client, _ = connect("polyp-segmentation")
         yield summary, client, tmp
 
@@ -51,7 +62,7 @@ def test_run_holds_params_metrics_fingerprint_split_and_artifacts(local_run, syn
     assert run.data.params["dataset_fingerprint"] == prepared.fingerprint == summary.dataset_fingerprint
     name = prepared.splits[0].name
     assert run.data.params[f"data.{name}.split"] == "file-name hash" and run.data.params[f"data.{name}.val"] == "3"
-    split = json.loads(open(client.download_artifacts(summary.run_id, "data/split.json", str(tmp_path))).read())
+    split = json.loads(Path(client.download_artifacts(summary.run_id, "data/split.json", str(tmp_path))).read_text())
     assert split["datasets"][name]["val_stems"] == [s.stem for s in prepared.val] and split["left_out"] == []
     assert run.data.params["workers"] == "2" and run.data.params["encoder"] == "resnet18"
     assert run.data.tags["mlflow.source.git.commit"]
@@ -90,7 +101,7 @@ def test_exported_model_segments_a_real_frame(local_run, kvasir_samples):
 
 
 def test_quality_gate_both_branches(local_run):
-    summary, client, _ = local_run
+    _summary, client, _ = local_run
     first = client.get_model_version("polyp-segmenter", "1")
     second = client.create_model_version("polyp-segmenter", first.source, run_id=first.run_id)
     champion_dice = float(first.tags["val_dice"])
@@ -109,8 +120,9 @@ def test_quality_gate_both_branches(local_run):
 
 
 def test_rejected_version_is_not_published(synthetic, ray_local, tmp_path, mlflow_home):
-    summary = train(tiny_config(str(synthetic), tmp_path, epochs=1),
-                    RunOptions(dice_threshold=0.999, model_repo=str(tmp_path / "repo")))
+    summary = train(
+        tiny_config(str(synthetic), tmp_path, epochs=1), RunOptions(dice_threshold=0.999, model_repo=str(tmp_path / "repo"))
+    )
     assert not summary.champion and summary.published is None and "below the threshold" in summary.gate_reason
     assert not (tmp_path / "repo").exists()
 
@@ -124,8 +136,10 @@ def test_s3_dataset_checkpoints_and_model_repository(synthetic, ray_local, s3_se
     summary = train(config, RunOptions(dice_threshold=0.0, model_repo="s3://models/triton", int8=False))
     assert summary.published == f"s3://models/triton/polyp-segmenter/{summary.version}"
     assert sorted(storage.list_objects("s3://models/triton")) == [
-        f"polyp-segmenter/{summary.version}/model.onnx", "polyp-segmenter/config.pbtxt",
-        f"polyp-segmenter/configs/pin-{summary.version}.pbtxt"]
+        f"polyp-segmenter/{summary.version}/model.onnx",
+        "polyp-segmenter/config.pbtxt",
+        f"polyp-segmenter/configs/pin-{summary.version}.pbtxt",
+    ]
     checkpoints = storage.list_objects("s3://ray/checkpoints")
     assert any(key.endswith("model.pt") for key in checkpoints), checkpoints
 
@@ -154,12 +168,14 @@ def test_bf16_channels_last_under_a_time_budget_reports_each_dataset(synthetic, 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     snapshots = tmp_path / "snapshots"
     snapshots.mkdir()
-    config = tiny_config([f"a={synthetic}", f"b={synthetic}"], tmp_path, epochs=5, precision="bf16",
-                         channels_last=True, time_budget_min=0.001)
+    config = tiny_config(
+        [f"a={synthetic}", f"b={synthetic}"], tmp_path, epochs=5, precision="bf16", channels_last=True, time_budget_min=0.001
+    )
     outcome = outcome_of(make_trainer(config, loop_overrides={"snapshots": {"dir": str(snapshots), "minutes": [0]}}).fit())
     assert [m["epoch"] for m in outcome.history] == [1]
     assert {"val_dice.a", "val_dice.b"} <= set(outcome.history[0]) and outcome.history[0]["val_dice.a"] == pytest.approx(
-        outcome.history[0]["val_dice.b"])
+        outcome.history[0]["val_dice.b"]
+    )
     assert (snapshots / "after-0-min.pt").is_file()
 
 

@@ -22,10 +22,12 @@ def red_channel_model(scale: float, offset: float) -> bytes:
     weight = helper.make_tensor("w", TensorProto.FLOAT, [1, 3, 1, 1], [scale, 0.0, 0.0])
     bias = helper.make_tensor("b", TensorProto.FLOAT, [1], [offset])
     graph = helper.make_graph(
-        [helper.make_node("Conv", [INPUT_NAME, "w", "b"], [OUTPUT_NAME])], "red",
+        [helper.make_node("Conv", [INPUT_NAME, "w", "b"], [OUTPUT_NAME])],
+        "red",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])],
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", 1, SIZE, SIZE])],
-        initializer=[weight, bias])
+        initializer=[weight, bias],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
@@ -44,8 +46,10 @@ def test_the_int8_model_holds_quantized_weights_and_answers_like_fp32(kvasir):
     graph_ops = {node.op_type for node in onnx.load_from_string(int8).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= graph_ops, "QDQ format"
     frame = calibration_inputs(train[:1], SIZE)[0]
-    outputs = [ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: frame})[0]
-               for model in (fp32, int8)]
+    outputs = [
+        ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: frame})[0]
+        for model in (fp32, int8)
+    ]
     assert np.abs(outputs[0] - outputs[1]).max() < 0.05 * np.abs(outputs[0]).max()
 
 

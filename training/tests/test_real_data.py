@@ -29,8 +29,10 @@ CVC_SEQUENCES = {"1": range(1, 7), "4": range(68, 74), "10": range(200, 206), "2
 @pytest.fixture(scope="module")
 def real(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("real")
-    return {"kvasir": polyp_fixtures.linked("data/kvasir-seg", base / "kvasir-seg"),
-            "clinicdb": polyp_fixtures.linked("data/cvc-clinicdb", base / "cvc-clinicdb")}
+    return {
+        "kvasir": polyp_fixtures.linked("data/kvasir-seg", base / "kvasir-seg"),
+        "clinicdb": polyp_fixtures.linked("data/cvc-clinicdb", base / "cvc-clinicdb"),
+    }
 
 
 def test_both_datasets_read_with_their_original_sizes_and_binary_masks(real):

@@ -10,8 +10,17 @@ from pydantic import ValidationError
 from polyp_core import repository
 from polyp_core.job import DEFAULTS, RunSummary, TrainingParameters, summary_from_output, train_command, validation_message
 
-SUMMARY = RunSummary(run_id="abc", version="3", val_dice=0.81, val_iou=0.7, champion=True, gate_reason="first model",
-                     dataset_fingerprint="f" * 16, published="/repo/polyp-segmenter/3", parity_max_abs_diff=1e-5)
+SUMMARY = RunSummary(
+    run_id="abc",
+    version="3",
+    val_dice=0.81,
+    val_iou=0.7,
+    champion=True,
+    gate_reason="first model",
+    dataset_fingerprint="f" * 16,
+    published="/repo/polyp-segmenter/3",
+    parity_max_abs_diff=1e-5,
+)
 
 
 def test_train_command_carries_every_parameter_as_an_option():
@@ -34,10 +43,19 @@ def test_a_dataset_path_cannot_inject_shell_words():
     assert args[args.index("--data") + 1] == "/data/x; rm -rf /"
 
 
-@pytest.mark.parametrize("bad, field", [({"epochs": 0}, "epochs"), ({"size": 100}, "size"), ({"arch": "Resnet"}, "arch"),
-                                        ({"lr": 0}, "lr"), ({"colour": "red"}, "colour"),
-                                        ({"precision": "int4"}, "precision"), ({"time_budget_min": 0}, "time_budget_min"),
-                                        ({"time_budget_min": 5e-324}, "time_budget_min")])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"size": 100}, "size"),
+        ({"arch": "Resnet"}, "arch"),
+        ({"lr": 0}, "lr"),
+        ({"colour": "red"}, "colour"),
+        ({"precision": "int4"}, "precision"),
+        ({"time_budget_min": 0}, "time_budget_min"),
+        ({"time_budget_min": 5e-324}, "time_budget_min"),
+    ],
+)
 def test_out_of_contract_parameters_are_named(bad, field):
     with pytest.raises(ValidationError) as caught:
         TrainingParameters(**bad)
@@ -45,7 +63,7 @@ def test_out_of_contract_parameters_are_named(bad, field):
 
 
 def test_the_summary_is_the_last_json_line_of_the_output():
-    output = f"epoch 1 ...\n{{\"not\": \"a summary\"}}\nexported version 3\n{SUMMARY.json_line()}\n"
+    output = f'epoch 1 ...\n{{"not": "a summary"}}\nexported version 3\n{SUMMARY.json_line()}\n'
     assert summary_from_output(output) == SUMMARY
 
 

@@ -25,8 +25,12 @@ def git(root: Path, *args: str) -> str:
 
 @pytest.fixture
 def repo(tmp_path):
-    for rel in ["apps/Chart.yaml", "apps/values.yaml", "environments", *[f"charts/{c}/values.yaml" for c in
-                ("control-service", "frontend", "inference", "training", "database")]]:
+    for rel in [
+        "apps/Chart.yaml",
+        "apps/values.yaml",
+        "environments",
+        *[f"charts/{c}/values.yaml" for c in ("control-service", "frontend", "inference", "training", "database")],
+    ]:
         src, dst = REPO_ROOT / rel, tmp_path / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
@@ -66,8 +70,11 @@ def test_bump_to_the_same_tag_is_a_no_op(repo):
 
 def test_bump_handles_block_style_and_plain_scalars(repo):
     path = repo / "environments" / "dev" / "values.yaml"
-    path.write_text(path.read_text().replace('      image: {tag: "0.1.0"}\n  frontend:',
-                                             "      image:\n        tag: 0.1.0  # block style\n  frontend:"))
+    path.write_text(
+        path.read_text().replace(
+            '      image: {tag: "0.1.0"}\n  frontend:', "      image:\n        tag: 0.1.0  # block style\n  frontend:"
+        )
+    )
     git(repo, "commit", "-qam", "block style")
     promotion.bump("dev", "control-service", "1.2.0", root=repo)
     assert changed_lines(repo) == ["-        tag: 0.1.0  # block style", '+        tag: "1.2.0"  # block style']
@@ -80,8 +87,10 @@ def test_promote_copies_exactly_the_pins_as_one_commit(repo):
     staging_before = yaml.safe_load(env_text(repo, "staging"))
 
     assert [str(c) for c in promotion.plan("dev", "staging", root=repo)] == [
-        f"control-service image.tag: 0.1.0 -> {SHA}", "training image.tag: 0.1.0 -> 2.0.0",
-        "inference model.version: 1 -> 7"]
+        f"control-service image.tag: 0.1.0 -> {SHA}",
+        "training image.tag: 0.1.0 -> 2.0.0",
+        "inference model.version: 1 -> 7",
+    ]
     head = git(repo, "rev-parse", "HEAD").strip()
     changes = promotion.promote("dev", "staging", root=repo)
     assert len(changes) == 3
@@ -114,9 +123,10 @@ def test_a_model_pinned_by_digest_is_promoted_with_its_digest(repo):
 
     # A new version without a digest clears the old one, which would not match the new bytes.
     assert [str(c) for c in promotion.pin_model("dev", "8", root=repo)] == [
-        "inference model.version: 7 -> 8", f"inference model.sha256: {digest} -> "]
-    assert yaml.safe_load(env_text(repo, "dev"))["components"]["inference"]["values"]["model"] == {"version": "8",
-                                                                                                    "sha256": ""}
+        "inference model.version: 7 -> 8",
+        f"inference model.sha256: {digest} -> ",
+    ]
+    assert yaml.safe_load(env_text(repo, "dev"))["components"]["inference"]["values"]["model"] == {"version": "8", "sha256": ""}
     assert promotion.pin_model("dev", "8", root=repo) == []  # already so: no commit
 
 
@@ -134,16 +144,19 @@ def test_rollback_is_a_git_revert_of_the_promotion(repo):
     assert env_text(repo, "staging") == before
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda r: promotion.bump("qa", "frontend", "1.0.0", root=r), "unknown environment 'qa'"),
-    (lambda r: promotion.bump("dev", "mlflow", "1.0.0", root=r), "unknown component 'mlflow'"),
-    (lambda r: promotion.bump("dev", "frontend", "latest", root=r), "not immutable"),
-    (lambda r: promotion.bump("dev", "frontend", "feature-x", root=r), "not immutable"),
-    (lambda r: promotion.pin_model("dev", "v3", root=r), "not an MLflow model version"),
-    (lambda r: promotion.pin_model("dev", "3", root=r, sha256="abc123"), "not a sha256"),
-    (lambda r: promotion.plan("dev", "prod", root=r), "one step at a time"),
-    (lambda r: promotion.plan("prod", "dev", root=r), "one step at a time"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda r: promotion.bump("qa", "frontend", "1.0.0", root=r), "unknown environment 'qa'"),
+        (lambda r: promotion.bump("dev", "mlflow", "1.0.0", root=r), "unknown component 'mlflow'"),
+        (lambda r: promotion.bump("dev", "frontend", "latest", root=r), "not immutable"),
+        (lambda r: promotion.bump("dev", "frontend", "feature-x", root=r), "not immutable"),
+        (lambda r: promotion.pin_model("dev", "v3", root=r), "not an MLflow model version"),
+        (lambda r: promotion.pin_model("dev", "3", root=r, sha256="abc123"), "not a sha256"),
+        (lambda r: promotion.plan("dev", "prod", root=r), "one step at a time"),
+        (lambda r: promotion.plan("prod", "dev", root=r), "one step at a time"),
+    ],
+)
 def test_bad_requests_fail_clearly_and_write_nothing(repo, call, message):
     with pytest.raises(PinError, match=message):
         call(repo)
@@ -166,15 +179,13 @@ def test_a_dirty_tree_is_refused_and_left_as_it_was(repo):
 
 def _cli(repo, *args, cwd=None):
     env = {**os.environ, "POLYP_REPO_ROOT": str(repo)}
-    return subprocess.run([sys.executable, "-m", "polyp_gitops.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "polyp_gitops.cli", *args], capture_output=True, text=True, env=env, cwd=cwd)
 
 
 def _cli_in(cwd, *args):
     """As a user runs it: no POLYP_REPO_ROOT, in a working directory of their choice."""
     env = {k: v for k, v in os.environ.items() if k != "POLYP_REPO_ROOT"}
-    return subprocess.run([sys.executable, "-m", "polyp_gitops.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "polyp_gitops.cli", *args], capture_output=True, text=True, env=env, cwd=cwd)
 
 
 def test_commands_act_on_the_clone_they_run_in_not_the_one_installed_from(repo):
@@ -195,10 +206,17 @@ def test_repo_dir_names_the_repository_from_anywhere(repo, tmp_path_factory):
     assert git(repo, "log", "-1", "--format=%s").strip() == "model: serve model version 9 in dev"
 
 
-@pytest.mark.parametrize("command", [
-    ["bump", "--env", "dev", "--component", "frontend", "--tag", SHA], ["pin-model", "--env", "dev", "--version", "9"],
-    ["diff", "--from", "dev", "--to", "staging"], ["promote", "--from", "dev", "--to", "staging"],
-    ["render", "--env", "dev"], ["validate", "--env", "dev"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["bump", "--env", "dev", "--component", "frontend", "--tag", SHA],
+        ["pin-model", "--env", "dev", "--version", "9"],
+        ["diff", "--from", "dev", "--to", "staging"],
+        ["promote", "--from", "dev", "--to", "staging"],
+        ["render", "--env", "dev"],
+        ["validate", "--env", "dev"],
+    ],
+)
 def test_outside_any_repository_every_command_exits_2_and_writes_nothing(tmp_path, command):
     outside = tmp_path / "not-a-repo"
     outside.mkdir()

@@ -20,7 +20,8 @@ def repo(tmp_path):
     (chart / "templates" / "cm.yaml").write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\n  namespace: {{ .Release.Namespace }}\n"
         "data:\n  greeting: {{ .Values.greeting | quote }}\n  size: {{ .Values.size | quote }}\n"
-        "  replicas: {{ .Values.replicas | quote }}\n")
+        "  replicas: {{ .Values.replicas | quote }}\n"
+    )
     (chart / "values-big.yaml").write_text("size: big\n")
     (tmp_path / "environments").mkdir()
     (tmp_path / "environments" / "dev.yaml").write_text("greeting: hi from dev\n")
@@ -42,19 +43,27 @@ def _data(rendered):
 
 
 def test_precedence_is_value_files_then_inline_values_then_parameters(repo):
-    source = {"repoURL": REPO, "path": "charts/demo", "targetRevision": "main", "helm": {
-        "valueFiles": ["values-big.yaml"],
-        "valuesObject": {"greeting": "inline", "replicas": 2},
-        "parameters": [{"name": "replicas", "value": "3"}],
-    }}
+    source = {
+        "repoURL": REPO,
+        "path": "charts/demo",
+        "targetRevision": "main",
+        "helm": {
+            "valueFiles": ["values-big.yaml"],
+            "valuesObject": {"greeting": "inline", "replicas": 2},
+            "parameters": [{"name": "replicas", "value": "3"}],
+        },
+    }
     meta, data = _data(render_application(_app(source), REPO, repo))
     assert data == {"greeting": "inline", "size": "big", "replicas": "3"}
     assert meta == {"name": "demo-app", "namespace": "team"}  # release name defaults to the app name
 
 
 def test_values_string_and_release_name(repo):
-    source = {"repoURL": REPO, "path": "charts/demo", "helm": {"values": yaml.safe_dump({"size": "medium"}),
-                                                                 "releaseName": "custom"}}
+    source = {
+        "repoURL": REPO,
+        "path": "charts/demo",
+        "helm": {"values": yaml.safe_dump({"size": "medium"}), "releaseName": "custom"},
+    }
     meta, data = _data(render_application(_app(source), REPO, repo))
     assert meta["name"] == "custom" and data["size"] == "medium"
 
@@ -70,7 +79,7 @@ def test_multi_source_ref_value_files(repo):
 
 def test_missing_value_file_is_an_error_unless_ignored(repo):
     source = {"repoURL": REPO, "path": "charts/demo", "helm": {"valueFiles": ["nope.yaml"]}}
-    with pytest.raises(ValueError, match="nope.yaml does not exist"):
+    with pytest.raises(ValueError, match=r"nope.yaml does not exist"):
         render_application(_app(source), REPO, repo)
     source["helm"]["ignoreMissingValueFiles"] = True
     _, data = _data(render_application(_app(source), REPO, repo))
@@ -87,8 +96,12 @@ def test_upstream_chart_renders_from_the_packaged_archive_with_inline_values(rep
     charts = tmp_path_factory.mktemp("charts")
     run(["helm", "package", str(repo / "charts" / "demo"), "--version", "1.2.3", "--destination", str(charts)])
     monkeypatch.setenv("POLYP_CHARTS_DIR", str(charts))
-    source = {"repoURL": "https://charts.example.com", "chart": "demo", "targetRevision": "1.2.3",
-              "helm": {"releaseName": "thing", "valuesObject": {"size": "huge"}}}
+    source = {
+        "repoURL": "https://charts.example.com",
+        "chart": "demo",
+        "targetRevision": "1.2.3",
+        "helm": {"releaseName": "thing", "valuesObject": {"size": "huge"}},
+    }
     rendered = render_application(_app(source), REPO, repo)
     assert rendered.upstream_chart == "https://charts.example.com/demo@1.2.3"
     meta, data = _data(rendered)

@@ -118,7 +118,7 @@ def test_a_pinned_triton_serves_exactly_its_version_after_a_newer_one_is_publish
             return versions
 
         assert run(answers_for(4)) == {"1"}
-        with pytest.raises(ServingUnavailable, match="version 2|unavailable|not found"):
+        with pytest.raises(ServingUnavailable, match=r"version 2|unavailable|not found"):
             run(InferenceClient(TritonBackend(server.url, MODEL, version=2)).predict(real_frames[0][1], "image/jpeg"))
         run(unpinned_client.close())
 
@@ -130,7 +130,7 @@ def test_a_pinned_onnxruntime_backend_keeps_its_version_and_waits_for_an_unpubli
     assert run(InferenceClient(OnnxRuntimeBackend(model_repo, MODEL)).predict(real_frames[0][1], "image/jpeg")).version == "2"
     ahead = OnnxRuntimeBackend(model_repo, MODEL, version=3)
     assert run(ahead.ready()) is False
-    with pytest.raises(ServingUnavailable, match="pinned version 3 .* is not published"):
+    with pytest.raises(ServingUnavailable, match=r"pinned version 3 .* is not published"):
         run(ahead.model_info())
 
 
@@ -183,7 +183,7 @@ def test_triton_down_is_unavailable_after_bounded_retries():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     backend = TritonBackend(f"http://127.0.0.1:{port}", MODEL, timeout_s=2, retries=2, backoff_s=0.01)
-    with pytest.raises(ServingUnavailable, match="unreachable .* after 3 attempts"):
+    with pytest.raises(ServingUnavailable, match=r"unreachable .* after 3 attempts"):
         run(InferenceClient(backend).predict(real_png(), "image/png"))
     run(backend.close())
 

@@ -39,8 +39,7 @@ def closed_port_url() -> str:
 
 
 def test_predict_returns_mask_area_boxes_and_version(exported):
-    response = app_for(OnnxRuntimeBackend(exported, MODEL)).post(
-        "/predict", files={"file": ("frame.jpg", jpeg(), "image/jpeg")})
+    response = app_for(OnnxRuntimeBackend(exported, MODEL)).post("/predict", files={"file": ("frame.jpg", jpeg(), "image/jpeg")})
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["version"] == "1" and (body["width"], body["height"]) == (64, 48)
@@ -60,19 +59,24 @@ def test_a_client_gets_only_the_outputs_it_asks_for(exported):
     assert both["mask_png_base64"] == mask_only["mask_png_base64"] and both["area_fraction"] == mask_only["area_fraction"]
 
 
-@pytest.mark.parametrize("params, field", [({"outputs": "heatmap"}, "outputs"), ({"min_area": 2}, "min_area"),
-                                           ({"min_area": -0.1}, "min_area")])
+@pytest.mark.parametrize(
+    "params, field", [({"outputs": "heatmap"}, "outputs"), ({"min_area": 2}, "min_area"), ({"min_area": -0.1}, "min_area")]
+)
 def test_bad_output_options_are_422_naming_the_parameter(exported, params, field):
     response = app_for(OnnxRuntimeBackend(exported, MODEL)).post(
-        "/predict", params=params, files={"file": ("frame.jpg", jpeg(), "image/jpeg")})
+        "/predict", params=params, files={"file": ("frame.jpg", jpeg(), "image/jpeg")}
+    )
     assert response.status_code == 422 and field in response.text
 
 
-@pytest.mark.parametrize("upload, status, message", [
-    (("a.gif", b"GIF89a....", "image/gif"), 415, "unsupported media type 'image/gif'"),
-    (("a.jpg", b"\xff\xd8garbage", "image/jpeg"), 422, "cannot decode the upload as image/jpeg"),
-    (("a.jpg", jpeg((1200, 1200)) + b"\0" * 2_000_000, "image/jpeg"), 413, "larger than the limit of 1000000 bytes"),
-])
+@pytest.mark.parametrize(
+    "upload, status, message",
+    [
+        (("a.gif", b"GIF89a....", "image/gif"), 415, "unsupported media type 'image/gif'"),
+        (("a.jpg", b"\xff\xd8garbage", "image/jpeg"), 422, "cannot decode the upload as image/jpeg"),
+        (("a.jpg", jpeg((1200, 1200)) + b"\0" * 2_000_000, "image/jpeg"), 413, "larger than the limit of 1000000 bytes"),
+    ],
+)
 def test_bad_uploads_get_a_clear_4xx(exported, upload, status, message):
     response = app_for(OnnxRuntimeBackend(exported, MODEL)).post("/predict", files={"file": upload})
     assert response.status_code == status and message in response.json()["detail"]
@@ -91,8 +95,7 @@ def test_inference_server_down_is_503_with_retry_after():
 
 
 def test_no_model_yet_is_503(tmp_path):
-    response = app_for(OnnxRuntimeBackend(tmp_path, MODEL)).post(
-        "/predict", files={"file": ("frame.jpg", jpeg(), "image/jpeg")})
+    response = app_for(OnnxRuntimeBackend(tmp_path, MODEL)).post("/predict", files={"file": ("frame.jpg", jpeg(), "image/jpeg")})
     assert response.status_code == 503 and "train one first" in response.json()["detail"]
 
 
@@ -104,10 +107,13 @@ def test_smoke_passes_against_a_serving_triton(triton, capsys):
 
 
 @pytest.mark.triton
-@pytest.mark.parametrize("args, reason", [
-    (["--model", "absent-model"], "absent-model"),
-    (["--timeout", "1"], None),
-])
+@pytest.mark.parametrize(
+    "args, reason",
+    [
+        (["--model", "absent-model"], "absent-model"),
+        (["--timeout", "1"], None),
+    ],
+)
 def test_smoke_fails_with_the_reason(triton, capsys, args, reason):
     url = triton.url if reason else closed_port_url()
     assert smoke.main(["--url", url, *args]) == 1
@@ -133,6 +139,7 @@ def test_predictions_beyond_the_per_replica_limit_get_429_not_a_queue(exported):
     app = FastAPI()
     app.include_router(predict_router(InferenceClient(backend), max_concurrent=1))
     with TestClient(app) as client, ThreadPoolExecutor(1) as pool:
+
         def upload():
             return client.post("/predict", files={"file": ("frame.jpg", jpeg(), "image/jpeg")})
 

@@ -34,7 +34,9 @@ def test_a_jpeg_reduced_on_decode_keeps_its_geometry_and_nearly_its_pixels():
     assert (reduced.width, reduced.height) == (full.width, full.height) == full.image.size
     assert reduced.image.width < full.width and min(reduced.image.size) >= 256  # decoded small, still covering
     (full_input, full_box), (reduced_input, reduced_box) = (
-        preprocess(full.image, 256), preprocess(reduced.image, 256, (reduced.width, reduced.height)))
+        preprocess(full.image, 256),
+        preprocess(reduced.image, 256, (reduced.width, reduced.height)),
+    )
     assert reduced_box == full_box
     assert np.abs(full_input - reduced_input).mean() < 0.05  # ImageNet-normalised units (one grey level is ~0.017)
     assert decode(encoded(fmt="PNG"), "image/png", reduce_for=8).image.size == (40, 30)  # PNG has no reduced decode
@@ -60,12 +62,15 @@ def test_a_decompression_bomb_is_413_not_decoded():
         decode(bomb, "image/png")
 
 
-@pytest.mark.parametrize("data, content_type", [
-    (b"not an image at all", "image/png"),
-    (encoded(fmt="PNG"), "image/jpeg"),  # a PNG labelled as JPEG
-    (encoded(fmt="JPEG")[:200], "image/jpeg"),  # truncated
-    (b"", "image/png"),
-])
+@pytest.mark.parametrize(
+    "data, content_type",
+    [
+        (b"not an image at all", "image/png"),
+        (encoded(fmt="PNG"), "image/jpeg"),  # a PNG labelled as JPEG
+        (encoded(fmt="JPEG")[:200], "image/jpeg"),  # truncated
+        (b"", "image/png"),
+    ],
+)
 def test_undecodable_uploads_are_422(data, content_type):
     with pytest.raises(UndecodableImage):
         decode(data, content_type)
@@ -74,8 +79,8 @@ def test_undecodable_uploads_are_422(data, content_type):
 def test_segment_restores_original_size_and_boxes_each_polyp():
     box = Letterbox.for_shape(height=50, width=100, size=64)  # letterboxed: 32 rows of image, padded top and bottom
     logits = np.full((64, 64), -10.0, dtype=np.float32)
-    logits[box.top + 4: box.top + 12, 8:24] = 10.0    # polyp 1: 8 x 16 model pixels
-    logits[box.top + 20: box.top + 24, 40:44] = 10.0  # polyp 2: 4 x 4
+    logits[box.top + 4 : box.top + 12, 8:24] = 10.0  # polyp 1: 8 x 16 model pixels
+    logits[box.top + 20 : box.top + 24, 40:44] = 10.0  # polyp 2: 4 x 4
     result = segment(logits, box)
     assert result.mask.shape == (50, 100) and set(np.unique(result.mask)) == {0, 255}
     big, small = result.boxes
@@ -92,7 +97,7 @@ def test_segment_restores_original_size_and_boxes_each_polyp():
 def test_regions_below_the_minimum_area_get_no_box_but_stay_in_the_mask():
     box = Letterbox.for_shape(height=64, width=64, size=64)
     logits = np.full((64, 64), -10.0, dtype=np.float32)
-    logits[4:20, 4:20] = 10.0   # 256 px: 6.25 % of the image
+    logits[4:20, 4:20] = 10.0  # 256 px: 6.25 % of the image
     logits[40:42, 40:42] = 10.0  # 4 px: 0.1 %, speckle
     everything = segment(logits, box)
     assert len(everything.boxes) == 2

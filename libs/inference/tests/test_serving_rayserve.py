@@ -105,7 +105,7 @@ def test_a_pinned_application_serves_exactly_its_version_after_a_newer_one_is_pu
         versions = {run(client.predict(real_frames[0][1], "image/jpeg")).version for _ in range(3)}
         run(client.close())
         expecting_2 = InferenceClient(RayServeBackend(server.url, MODEL, version=2))  # the control service's MODEL_VERSION
-        with pytest.raises(ServingUnavailable, match="serves version 1 .* not the pinned 2"):
+        with pytest.raises(ServingUnavailable, match=r"serves version 1 .* not the pinned 2"):
             run(expecting_2.predict(real_frames[0][1], "image/jpeg"))
         run(expecting_2.close())
     assert versions == {"1"}
@@ -114,9 +114,11 @@ def test_a_pinned_application_serves_exactly_its_version_after_a_newer_one_is_pu
 def test_unreachable_or_unknown_is_unavailable_not_a_crash(served):
     from polyp_dev.net import free_port
 
-    for backend, message in ((RayServeBackend(f"http://127.0.0.1:{free_port()}/polyp-segmenter", MODEL), "unreachable"),
-                             (RayServeBackend(served.url, "another-model"), "serves model 'polyp-segmenter'"),
-                             (RayServeBackend(served.url.replace("polyp-segmenter", "nothing-here"), MODEL), "HTTP 404")):
+    for backend, message in (
+        (RayServeBackend(f"http://127.0.0.1:{free_port()}/polyp-segmenter", MODEL), "unreachable"),
+        (RayServeBackend(served.url, "another-model"), "serves model 'polyp-segmenter'"),
+        (RayServeBackend(served.url.replace("polyp-segmenter", "nothing-here"), MODEL), "HTTP 404"),
+    ):
         with pytest.raises(ServingUnavailable, match=message):
             run(InferenceClient(backend).predict(real_frames_png(), "image/png"))
         assert run(backend.ready()) is False

@@ -27,8 +27,11 @@ def redis_url(tmp_path_factory):
         pytest.fail("redis-server is not installed: `make test` installs it (Debian package redis-server)")
     port = free_port()
     folder = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(port, proc, 60, "redis-server")
     except ServerDidNotStart as exc:
@@ -58,13 +61,33 @@ def postgres_server():
     if as_user:
         nobody = pwd.getpwnam("nobody")
         os.chown(folder, nobody.pw_uid, nobody.pw_gid)
-    subprocess.run([_postgres_binary("initdb"), "-D", str(folder / "data"), "-U", "polyp", "--auth=trust",
-                    "--encoding=UTF8", "--no-sync"], check=True, capture_output=True, **as_user)
+    subprocess.run(
+        [_postgres_binary("initdb"), "-D", str(folder / "data"), "-U", "polyp", "--auth=trust", "--encoding=UTF8", "--no-sync"],
+        check=True,
+        capture_output=True,
+        **as_user,
+    )
     port = free_port()
     log = open(folder / "server.log", "w")  # noqa: SIM115 - closed with the server
-    proc = subprocess.Popen([_postgres_binary("postgres"), "-D", str(folder / "data"), "-h", "127.0.0.1", "-p", str(port),
-                             "-k", str(folder), "-F", "-c", "max_connections=200"], stdout=log, stderr=subprocess.STDOUT,
-                            **as_user)
+    proc = subprocess.Popen(
+        [
+            _postgres_binary("postgres"),
+            "-D",
+            str(folder / "data"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-k",
+            str(folder),
+            "-F",
+            "-c",
+            "max_connections=200",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        **as_user,
+    )
     try:
         wait_for_port(port, proc, 60, "postgres")
     except ServerDidNotStart as exc:
@@ -91,11 +114,21 @@ def postgres_url(postgres_server) -> str:
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     """Local defaults on temporary files; Ray unreachable unless a test provides one."""
-    return Settings(api_token=TOKEN, api_read_token=READ_TOKEN, redis_url=None, ray_address=closed_port_url(),
-                    database_url=f"sqlite:///{tmp_path / 'control.db'}",
-                    mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", model_repo=str(tmp_path / "repo"),
-                    training_data=str(tmp_path / "data"), cors_origins=["http://page.example"], watch_interval_s=3600,
-                    run_poll_interval_s=0.5, sse_heartbeat_s=1, instance_id="test")
+    return Settings(
+        api_token=TOKEN,
+        api_read_token=READ_TOKEN,
+        redis_url=None,
+        ray_address=closed_port_url(),
+        database_url=f"sqlite:///{tmp_path / 'control.db'}",
+        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        model_repo=str(tmp_path / "repo"),
+        training_data=str(tmp_path / "data"),
+        cors_origins=["http://page.example"],
+        watch_interval_s=3600,
+        run_poll_interval_s=0.5,
+        sse_heartbeat_s=1,
+        instance_id="test",
+    )
 
 
 class ControlServer:
@@ -109,8 +142,12 @@ class ControlServer:
 
     def start(self, timeout_s: float = 180) -> ControlServer:
         self._out = open(self.log, "a")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "polyp_control.main", "--port", str(self.port)],
-                                     env=self.env, stdout=self._out, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "polyp_control.main", "--port", str(self.port)],
+            env=self.env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
         try:
             wait_for_http(f"{self.url}/healthz", self.proc, timeout_s, "the control service")
         except ServerDidNotStart as exc:
@@ -128,10 +165,16 @@ def control_server(tmp_path):
     started = []
 
     def start(**env) -> ControlServer:
-        base = {"DATABASE_URL": f"sqlite:///{tmp_path / 'control.db'}",
-                "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "RAY_ADDRESS": closed_port_url(),
-                "MODEL_REPO": str(tmp_path / "repo"), "TRAINING_DATA": str(tmp_path / "data"),
-                "RUN_POLL_INTERVAL_S": "0.5", "SSE_HEARTBEAT_S": "1", "POLYP_HOME": str(tmp_path / "home")}
+        base = {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'control.db'}",
+            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "RAY_ADDRESS": closed_port_url(),
+            "MODEL_REPO": str(tmp_path / "repo"),
+            "TRAINING_DATA": str(tmp_path / "data"),
+            "RUN_POLL_INTERVAL_S": "0.5",
+            "SSE_HEARTBEAT_S": "1",
+            "POLYP_HOME": str(tmp_path / "home"),
+        }
         server = ControlServer({**base, **env}, tmp_path / f"control-{len(started)}.log").start()
         started.append(server)
         return server

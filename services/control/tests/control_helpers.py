@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from polyp_dev.net import free_port
 
-TOKEN = "test-token-not-a-secret"            # the write token
+TOKEN = "test-token-not-a-secret"  # the write token
 READ_TOKEN = "test-read-token-not-a-secret"
 REPO = Path(__file__).resolve().parents[3]
 
@@ -26,13 +27,12 @@ def read_auth() -> dict:
 def register_version(tracking_uri: str, dice: float, champion: bool = False, name: str = "polyp-segmenter") -> str:
     """A model version in a real MLflow registry, as training registers it (val_dice tag); champion: it passed
     the gate and is the one served."""
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
-    try:
+    with contextlib.suppress(MlflowException):  # exists already
         client.create_registered_model(name)
-    except Exception:  # noqa: BLE001 - exists already
-        pass
     version = client.create_model_version(name, "file:///tmp/model", run_id=None)
     client.set_model_version_tag(name, version.version, "val_dice", f"{dice:.4f}")
     if champion:

@@ -60,6 +60,7 @@ def test_history_replay_and_live_delivery_without_gaps_or_duplicates(bus_factory
 def test_a_client_that_falls_behind_is_told_to_reconnect_and_catches_up_by_id(bus_factory):
     """Per-client queues are bounded: past the limit the subscription ends with SlowSubscriber, and a new one
     from the last id received replays the rest, in order, nothing twice."""
+
     async def scenario():
         bus = bus_factory()
         bus.client_queue_max = 4

@@ -74,22 +74,29 @@ def test_the_write_token_reads_too(client):
 def test_stream_tickets_expire_and_cannot_be_forged():
     ticket = issue_ticket(TOKEN, now=1000.0)
     check_ticket(TOKEN, ticket, now=1000.0 + TICKET_TTL_S - 1)
-    for bad, now in ((ticket, 1000.0 + TICKET_TTL_S + 1), (issue_ticket("another-token", now=1000.0), 1000.0),
-                     (ticket.replace(ticket.split(".")[0], "9999999999", 1), 1000.0), ("garbage", 1000.0)):
+    for bad, now in (
+        (ticket, 1000.0 + TICKET_TTL_S + 1),
+        (issue_ticket("another-token", now=1000.0), 1000.0),
+        (ticket.replace(ticket.split(".")[0], "9999999999", 1), 1000.0),
+        ("garbage", 1000.0),
+    ):
         with pytest.raises(HTTPException) as refused:
             check_ticket(TOKEN, bad, now=now)
         assert refused.value.status_code == 401
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"name": "n", "cron": "61 * * * *"}, "invalid cron expression '61 * * * *'"),
-    ({"name": "n", "cron": "every day"}, "invalid cron expression"),
-    ({"name": "n"}, "give exactly one of cron or interval_seconds"),
-    ({"name": "n", "cron": "0 2 * * *", "interval_seconds": 60}, "give exactly one of cron or interval_seconds"),
-    ({"name": "n", "cron": "0 2 * * *", "timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
-    ({"name": "n", "interval_seconds": 60, "params": {"epochs": 0}}, "greater than or equal to 1"),
-    ({"name": "n", "interval_seconds": 60, "max_attempts": 0}, "greater than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"name": "n", "cron": "61 * * * *"}, "invalid cron expression '61 * * * *'"),
+        ({"name": "n", "cron": "every day"}, "invalid cron expression"),
+        ({"name": "n"}, "give exactly one of cron or interval_seconds"),
+        ({"name": "n", "cron": "0 2 * * *", "interval_seconds": 60}, "give exactly one of cron or interval_seconds"),
+        ({"name": "n", "cron": "0 2 * * *", "timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+        ({"name": "n", "interval_seconds": 60, "params": {"epochs": 0}}, "greater than or equal to 1"),
+        ({"name": "n", "interval_seconds": 60, "max_attempts": 0}, "greater than or equal to 1"),
+    ],
+)
 def test_bad_schedules_are_422_with_the_reason(client, body, message):
     response = client.post("/v1/schedules", json=body, headers=auth())
     assert response.status_code == 422
@@ -97,9 +104,18 @@ def test_bad_schedules_are_422_with_the_reason(client, body, message):
 
 
 def test_schedule_lifecycle(client):
-    created = client.post("/v1/schedules", headers=auth(), json={
-        "name": "nightly", "cron": "30 2 * * *", "timezone": "Europe/Oslo", "params": {"epochs": 5},
-        "max_attempts": 2, "sla_minutes": 90})
+    created = client.post(
+        "/v1/schedules",
+        headers=auth(),
+        json={
+            "name": "nightly",
+            "cron": "30 2 * * *",
+            "timezone": "Europe/Oslo",
+            "params": {"epochs": 5},
+            "max_attempts": 2,
+            "sla_minutes": 90,
+        },
+    )
     assert created.status_code == 201, created.text
     schedule = created.json()
     assert schedule["next_run_at"] and not schedule["paused"] and schedule["params"]["epochs"] == 5
@@ -113,23 +129,33 @@ def test_schedule_lifecycle(client):
     assert client.get(f"/v1/schedules/{sid}").status_code == 404
 
 
-@pytest.mark.parametrize("method, path", [
-    ("get", "/v1/schedules/nope"), ("post", "/v1/schedules/nope/pause"), ("post", "/v1/schedules/nope/resume"),
-    ("delete", "/v1/schedules/nope"), ("get", "/v1/runs/nope"), ("get", "/v1/runs/nope/logs"),
-    ("post", "/v1/runs/nope/cancel"),
-])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("get", "/v1/schedules/nope"),
+        ("post", "/v1/schedules/nope/pause"),
+        ("post", "/v1/schedules/nope/resume"),
+        ("delete", "/v1/schedules/nope"),
+        ("get", "/v1/runs/nope"),
+        ("get", "/v1/runs/nope/logs"),
+        ("post", "/v1/runs/nope/cancel"),
+    ],
+)
 def test_unknown_ids_are_404(client, method, path):
     response = getattr(client, method)(path, headers=auth())
     assert response.status_code == 404 and "nope" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"epochs": 0}, "greater than or equal to 1"),
-    ({"size": 100}, "multiple of 32"),
-    ({"arch": "Transformer9000"}, "should match pattern"),
-    ({"data": "/data; rm -rf /"}, "should match pattern"),
-    ({"learning_rate": 0.1}, "extra"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"epochs": 0}, "greater than or equal to 1"),
+        ({"size": 100}, "multiple of 32"),
+        ({"arch": "Transformer9000"}, "should match pattern"),
+        ({"data": "/data; rm -rf /"}, "should match pattern"),
+        ({"learning_rate": 0.1}, "extra"),
+    ],
+)
 def test_bad_hyperparameters_are_422(client, body, message):
     response = client.post("/v1/runs", json=body, headers=auth())
     assert response.status_code == 422 and message in str(response.json()["detail"]).lower()
@@ -226,7 +252,9 @@ def test_training_data_may_name_several_datasets_and_a_run_may_pick_one(client):
     training_data = "kvasir=s3://datasets/kvasir clinicdb=s3://datasets/cvc"
     both = shlex.split(entrypoint(Hyperparameters(dice_threshold=0.7), training_data, "/r", "r1"))
     assert [both[i + 1] for i, word in enumerate(both) if word == "--data"] == [
-        "kvasir=s3://datasets/kvasir", "clinicdb=s3://datasets/cvc"]
+        "kvasir=s3://datasets/kvasir",
+        "clinicdb=s3://datasets/cvc",
+    ]
     one = client.post("/v1/runs", json={"epochs": 1, "data": "kvasir=/data/kvasir"}, headers=auth())
     assert one.status_code == 201, one.text
     command = shlex.split(entrypoint(Hyperparameters(**one.json()["params"]), "a=/x b=/y", "/r", "r2"))

@@ -22,7 +22,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.training]
 
 
 def test_the_first_default_run_passes_the_gate_resolves_freshness_and_can_be_evaluated(
-        control_server, kvasir_samples, tmp_path, monkeypatch):
+    control_server, kvasir_samples, tmp_path, monkeypatch
+):
     import aiohttp
 
     # As under `.venv/bin/pytest` with no venv on PATH: the job must still find polyp-train.
@@ -34,14 +35,20 @@ def test_the_first_default_run_passes_the_gate_resolves_freshness_and_can_be_eva
     data = ensure_dataset(tmp_path / "home")  # make up's synthetic dataset
     mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with LocalRayHead(free_port(), log=tmp_path / "ray.log") as ray:
-        server = control_server(RAY_ADDRESS=ray.address, TRAINING_DATA=str(data), MLFLOW_TRACKING_URI=mlflow_uri,
-                                POLYP_CHECKPOINT_URI=str(tmp_path / "checkpoints"), WATCH_INTERVAL_S="2",
-                                RUN_POLL_INTERVAL_S="1")
+        server = control_server(
+            RAY_ADDRESS=ray.address,
+            TRAINING_DATA=str(data),
+            MLFLOW_TRACKING_URI=mlflow_uri,
+            POLYP_CHECKPOINT_URI=str(tmp_path / "checkpoints"),
+            WATCH_INTERVAL_S="2",
+            RUN_POLL_INTERVAL_S="1",
+        )
 
         async def scenario():
             headers = {"Authorization": f"Bearer {TOKEN}"}
             events: list[dict] = []
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600), headers=read_auth()) as session:
+
                 async def listen():
                     async with session.get(f"{server.url}/v1/alerts/stream") as response:
                         async for raw in response.content:
@@ -88,9 +95,23 @@ def test_the_first_default_run_passes_the_gate_resolves_freshness_and_can_be_eva
 
     # The published (served) version, scored on real Kvasir-SEG frames with a model card.
     evaluation = subprocess.run(
-        ["polyp-train", "evaluate", "--model", str(tmp_path / "repo"), "--data", f"kvasir={kvasir_samples}",
-         "--split", "all", "--out", str(tmp_path / "card")],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
+        [
+            "polyp-train",
+            "evaluate",
+            "--model",
+            str(tmp_path / "repo"),
+            "--data",
+            f"kvasir={kvasir_samples}",
+            "--split",
+            "all",
+            "--out",
+            str(tmp_path / "card"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"},
+    )
     assert evaluation.returncode == 0, evaluation.stderr
     summary = json.loads(evaluation.stdout.strip().splitlines()[-1])
     assert summary["model"]["version"] == served and summary["metrics"]["kvasir"]["images"] == 5

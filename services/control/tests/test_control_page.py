@@ -33,8 +33,12 @@ STATIC = str(REPO / "services" / "frontend" / "static")
 
 
 def call(url: str, method: str = "GET", body: dict | None = None):
-    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None,
-                                     headers={**auth(), "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={**auth(), "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read() or b"null")
 
@@ -65,8 +69,9 @@ class Browser:
 def test_page_shows_alerts_live_and_triggers_training(control_server, redis_url):
     from playwright.sync_api import expect, sync_playwright
 
-    server = control_server(REDIS_URL=redis_url, STATIC_DIR=str(REPO / "services" / "frontend" / "static"),
-                            WATCH_INTERVAL_S="3600")
+    server = control_server(
+        REDIS_URL=redis_url, STATIC_DIR=str(REPO / "services" / "frontend" / "static"), WATCH_INTERVAL_S="3600"
+    )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
         page = browser.new_page()
@@ -126,9 +131,16 @@ def test_watches_from_the_page_and_api_drive_alerts_end_to_end(control_server, r
     from playwright.sync_api import expect
 
     server = control_server(REDIS_URL=redis_url, STATIC_DIR=STATIC, WATCH_INTERVAL_S="3600")
-    watch = call(f"{server.url}/v1/watches", "POST", {
-        "description": "training keeps failing", "check": {"kind": "run_failures", "count": 1, "window_hours": 1},
-        "interval_s": 5, "severity": "critical"})
+    watch = call(
+        f"{server.url}/v1/watches",
+        "POST",
+        {
+            "description": "training keeps failing",
+            "check": {"kind": "run_failures", "count": 1, "window_hours": 1},
+            "interval_s": 5,
+            "severity": "critical",
+        },
+    )
     with Browser(server.url) as page:
         row = page.locator(f"#watches li[data-watch-id='{watch['id']}']")
         expect(row).to_contain_text("training keeps failing", timeout=WAIT_MS)

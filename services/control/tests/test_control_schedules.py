@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import urllib.request
@@ -10,8 +11,12 @@ from control_helpers import auth
 
 
 def call(url: str, method: str = "GET", body: dict | None = None):
-    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None,
-                                     headers={**auth(), "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={**auth(), "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read() or b"null")
 
@@ -32,13 +37,16 @@ def test_schedules_survive_a_restart(control_server):
 def test_two_replicas_fire_each_due_time_once(control_server):
     """Both replicas share the database (as in a cluster); fires go to an unreachable Ray, so each fire is one failed run."""
     replicas = [control_server(HOSTNAME="replica-a"), control_server(HOSTNAME="replica-b")]
-    schedule = call(f"{replicas[0].url}/v1/schedules", "POST",
-                    {"name": "fast", "interval_seconds": 2, "max_attempts": 1, "params": {"epochs": 1}})
+    schedule = call(
+        f"{replicas[0].url}/v1/schedules",
+        "POST",
+        {"name": "fast", "interval_seconds": 2, "max_attempts": 1, "params": {"epochs": 1}},
+    )
     time.sleep(11)
     call(f"{replicas[1].url}/v1/schedules/{schedule['id']}/pause", "POST")
     runs = call(f"{replicas[0].url}/v1/runs?schedule_id={schedule['id']}")
     created = sorted(run["created_at"] for run in runs)
     assert len(created) >= 3, runs
-    gaps = [b - a for a, b in zip(created, created[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(created)]
     assert min(gaps) > 1.0, f"two runs for one due time: {gaps}"
     assert all(run["status"] == "failed" and run["attempt"] == 1 for run in runs)

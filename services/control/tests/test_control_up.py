@@ -39,14 +39,25 @@ def processes_in_group(pgid: int) -> list[str]:
 @pytest.mark.parametrize("backend", ["onnxruntime", "rayserve"])
 def test_make_up_serves_and_ctrl_c_stops_everything_without_a_traceback(backend, tmp_path):
     port, ray_port = free_port(), free_port()
-    env = {**os.environ, "POLYP_HOME": str(tmp_path / "home"), "PORT": str(port), "RAY_DASHBOARD_PORT": str(ray_port),
-           "PATH": "/usr/bin:/bin", "INFERENCE_BACKEND": backend}  # not the venv's PATH: polyp-up must not need it
+    env = {
+        **os.environ,
+        "POLYP_HOME": str(tmp_path / "home"),
+        "PORT": str(port),
+        "RAY_DASHBOARD_PORT": str(ray_port),
+        "PATH": "/usr/bin:/bin",
+        "INFERENCE_BACKEND": backend,
+    }  # not the venv's PATH: polyp-up must not need it
     for name in ("API_TOKEN", "API_READ_TOKEN", "INFERENCE_URL", "MODEL_VERSION"):
         env.pop(name, None)
     log = tmp_path / "up.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([str(Path(sys.executable).with_name("polyp-up"))], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # a terminal's process group
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("polyp-up"))],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # a terminal's process group
     try:
         deadline = time.time() + 300
         while "Ctrl-C stops everything" not in log.read_text():
@@ -71,10 +82,16 @@ def test_make_up_serves_and_ctrl_c_stops_everything_without_a_traceback(backend,
         with open(sorted((polyp_fixtures.path("samples/kvasir-seg") / "images").glob("*.jpg"))[0], "rb") as frame:
             body, boundary = frame.read(), "polyp-frame"
         upload = urllib.request.Request(
-            f"http://127.0.0.1:{port}/v1/predict", method="POST",
-            data=(f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.jpg\"\r\n"
-                  f"Content-Type: image/jpeg\r\n\r\n").encode() + body + f"\r\n--{boundary}--\r\n".encode(),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": f"multipart/form-data; boundary={boundary}"})
+            f"http://127.0.0.1:{port}/v1/predict",
+            method="POST",
+            data=(
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f.jpg"\r\n'
+                f"Content-Type: image/jpeg\r\n\r\n"
+            ).encode()
+            + body
+            + f"\r\n--{boundary}--\r\n".encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(upload, timeout=60)
         detail = refused.value.read().decode()

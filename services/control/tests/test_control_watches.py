@@ -26,8 +26,9 @@ def run(coroutine):
 def make_watches(settings) -> Watches:
     """A replica's watches: its own instance over the shared database and bus."""
     engine = db.make_engine(settings.database_url)
-    return Watches(engine, ModelRegistry(settings.mlflow_tracking_uri, settings.model_name), LocalBus(engine),
-                   Metrics(), settings)
+    return Watches(
+        engine, ModelRegistry(settings.mlflow_tracking_uri, settings.model_name), LocalBus(engine), Metrics(), settings
+    )
 
 
 @pytest.fixture
@@ -46,8 +47,13 @@ def test_the_environment_watches_are_created_on_first_start_and_listed(client, s
 
 
 def test_create_get_replace_pause_resume_delete(client):
-    spec = {"description": "v3 stays good", "target": "3", "check": {"kind": "quality", "floor": 0.8},
-            "interval_s": 30, "severity": "critical"}
+    spec = {
+        "description": "v3 stays good",
+        "target": "3",
+        "check": {"kind": "quality", "floor": 0.8},
+        "interval_s": 30,
+        "severity": "critical",
+    }
     created = client.post("/v1/watches", json=spec, headers=auth())
     assert created.status_code == 201, created.text
     watch = created.json()
@@ -64,17 +70,20 @@ def test_create_get_replace_pause_resume_delete(client):
     assert gone.status_code == 404 and "no watch" in gone.json()["detail"]
 
 
-@pytest.mark.parametrize("spec, complaint", [
-    ({"check": {"kind": "quality"}}, "needs a floor, a ceiling or both"),
-    ({"check": {"kind": "quality", "floor": 0.9, "ceiling": 0.8}}, "must be below ceiling"),
-    ({"check": {"kind": "quality", "floor": 1.5}}, "less than or equal to 1"),
-    ({"check": {"kind": "freshness", "max_age_hours": 0}}, "greater than 0"),
-    ({"check": {"kind": "latency", "max_ms": 5}}, "does not match any of the expected tags"),
-    ({"check": {"kind": "run_failures", "count": 0, "window_hours": 24}}, "greater than or equal to 1"),
-    ({"check": {"kind": "freshness", "max_age_hours": 1}, "target": "champion; drop"}, "target"),
-    ({"check": {"kind": "freshness", "max_age_hours": 1}, "interval_s": 1}, "interval_s"),
-    ({"check": {"kind": "freshness", "max_age_hours": 1}, "colour": "red"}, "colour"),
-])
+@pytest.mark.parametrize(
+    "spec, complaint",
+    [
+        ({"check": {"kind": "quality"}}, "needs a floor, a ceiling or both"),
+        ({"check": {"kind": "quality", "floor": 0.9, "ceiling": 0.8}}, "must be below ceiling"),
+        ({"check": {"kind": "quality", "floor": 1.5}}, "less than or equal to 1"),
+        ({"check": {"kind": "freshness", "max_age_hours": 0}}, "greater than 0"),
+        ({"check": {"kind": "latency", "max_ms": 5}}, "does not match any of the expected tags"),
+        ({"check": {"kind": "run_failures", "count": 0, "window_hours": 24}}, "greater than or equal to 1"),
+        ({"check": {"kind": "freshness", "max_age_hours": 1}, "target": "champion; drop"}, "target"),
+        ({"check": {"kind": "freshness", "max_age_hours": 1}, "interval_s": 1}, "interval_s"),
+        ({"check": {"kind": "freshness", "max_age_hours": 1}, "colour": "red"}, "colour"),
+    ],
+)
 def test_bad_watches_are_422_with_what_was_wrong(client, spec, complaint):
     answer = client.post("/v1/watches", json=spec, headers=auth())
     assert answer.status_code == 422 and complaint in answer.text, answer.text
@@ -125,7 +134,8 @@ def test_quality_episodes_of_the_served_model_alert_once_and_survive_a_restart(s
         changed = await make_watches(settings).check()
         assert {(a.type, a.state, a.details["watch_id"]) for a in changed} == {
             ("model_quality_low", "resolved", "model-quality-floor"),
-            ("model_quality_suspicious", "firing", "model-quality-ceiling")}
+            ("model_quality_suspicious", "firing", "model-quality-ceiling"),
+        }
         low = make_watches(settings).get("model-quality-floor").state
         assert low.status == "ok" and low.last_value == pytest.approx(0.995)
 
@@ -157,12 +167,17 @@ def test_a_watch_on_a_version_number_and_a_run_failure_watch(settings):
     now = time.time()
     with watches.engine.begin() as conn:
         for i, finished in enumerate((now - 60, now - 30, now - 7200)):  # two in the window, one long before
-            conn.execute(db.runs.insert().values(id=f"r{i}", status="failed", params={}, attempt=1, created_at=finished,
-                                                 finished_at=finished))
+            conn.execute(
+                db.runs.insert().values(
+                    id=f"r{i}", status="failed", params={}, attempt=1, created_at=finished, finished_at=finished
+                )
+            )
 
     sent = run(watches.check())
-    assert {(a.type, a.details["watch_id"]) for a in sent} == {("model_quality_low", on_version.id),
-                                                               ("training_failures", failures.id)}
+    assert {(a.type, a.details["watch_id"]) for a in sent} == {
+        ("model_quality_low", on_version.id),
+        ("training_failures", failures.id),
+    }
     assert watches.get(failures.id).state.last_value == 2
     assert watches.get(on_version.id).state.message == "polyp-segmenter v1 val_dice 0.500 is below the floor 0.6"
 

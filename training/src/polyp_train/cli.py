@@ -30,6 +30,7 @@ def _positive(kind):
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
         return value
+
     return parse
 
 
@@ -41,12 +42,20 @@ def _fraction(text: str) -> float:
 
 
 def _add_training_args(p: argparse.ArgumentParser, preset: dict) -> None:
-    p.add_argument("--data", required=True, action="append",
-                   help="dataset, repeatable: [NAME=]PATH, PATH a folder with images/ and masks/ (or holding one), "
-                        "the Kvasir-SEG release zip, a list file of 'image mask' lines, or s3://bucket/prefix")
-    p.add_argument("--bad-pairs", choices=["fail", "skip"], default="fail",
-                   help="a missing mask or image, an unreadable file or a size mismatch: fail the run (default) "
-                        "or leave the pair out and report it")
+    p.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        help="dataset, repeatable: [NAME=]PATH, PATH a folder with images/ and masks/ (or holding one), "
+        "the Kvasir-SEG release zip, a list file of 'image mask' lines, or s3://bucket/prefix",
+    )
+    p.add_argument(
+        "--bad-pairs",
+        choices=["fail", "skip"],
+        default="fail",
+        help="a missing mask or image, an unreadable file or a size mismatch: fail the run (default) "
+        "or leave the pair out and report it",
+    )
     # The job contract's options: the same defaults, bounds and help the control service's API has.
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named recipe (see polyp_train.presets); options given win")
     for name, info in TrainingParameters.model_fields.items():
@@ -57,22 +66,36 @@ def _add_training_args(p: argparse.ArgumentParser, preset: dict) -> None:
         elif name == "precision":
             p.add_argument(option(name), choices=PRECISIONS, default=default, help=help_text)
         else:  # an optional field (default None) takes the type it holds when given
-            kind = type(info.default) if info.default is not None else next(
-                t for t in typing.get_args(info.annotation) if t is not type(None))
+            kind = (
+                type(info.default)
+                if info.default is not None
+                else next(t for t in typing.get_args(info.annotation) if t is not type(None))
+            )
             p.add_argument(option(name), type=kind, default=default, help=help_text)
-    p.add_argument("--device", choices=["cpu", "cuda"], default=preset.get("device", "cpu"),
-                   help="cuda: one GPU per Ray worker (same as --gpu)")
+    p.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default=preset.get("device", "cpu"),
+        help="cuda: one GPU per Ray worker (same as --gpu)",
+    )
     p.add_argument("--cpus-per-worker", type=_positive(int), help="default: the cluster's CPUs / workers")
     p.add_argument("--gpu", action="store_true", help="one GPU per worker")
     p.add_argument("--val-fraction", type=_fraction, default=DEFAULT_VAL_FRACTION)
     p.add_argument("--model-repo", help="Triton model repository (folder or s3://); omit to skip export")
     p.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered model and Triton model name")
-    p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True,
-                   help="also publish an INT8 version (ONNX Runtime static quantization, calibrated on training frames) "
-                        "when its validation Dice is within 0.01 of fp32 on every dataset (default on)")
+    p.add_argument(
+        "--int8",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also publish an INT8 version (ONNX Runtime static quantization, calibrated on training frames) "
+        "when its validation Dice is within 0.01 of fp32 on every dataset (default on)",
+    )
     p.add_argument("--experiment", default="polyp-segmentation")
-    p.add_argument("--storage-path", default=os.environ.get("POLYP_CHECKPOINT_URI") or str(polyp_home() / "ray-results"),
-                   help="Ray Train checkpoints: folder or s3://")
+    p.add_argument(
+        "--storage-path",
+        default=os.environ.get("POLYP_CHECKPOINT_URI") or str(polyp_home() / "ray-results"),
+        help="Ray Train checkpoints: folder or s3://",
+    )
     p.add_argument("--ray-address", help="Ray cluster (default: RAY_ADDRESS, else a local Ray)")
     p.add_argument("--name", default="polyp-train", help="run name")
 
@@ -87,14 +110,24 @@ def _configs(args):
     except ValidationError as exc:
         raise ValueError(f"bad training options: {validation_message(exc)}") from None
     config = TrainConfig(
-        data=args.data, epochs=job.epochs, workers=job.workers, spec=ModelSpec(job.arch, job.encoder, job.size),
-        batch_size=job.batch_size, lr=job.lr, val_fraction=args.val_fraction, seed=job.seed,
-        skip_bad_pairs=args.bad_pairs == "skip", precision=job.precision, channels_last=job.channels_last,
+        data=args.data,
+        epochs=job.epochs,
+        workers=job.workers,
+        spec=ModelSpec(job.arch, job.encoder, job.size),
+        batch_size=job.batch_size,
+        lr=job.lr,
+        val_fraction=args.val_fraction,
+        seed=job.seed,
+        skip_bad_pairs=args.bad_pairs == "skip",
+        precision=job.precision,
+        channels_last=job.channels_last,
         time_budget_min=job.time_budget_min,
-        cpus_per_worker=args.cpus_per_worker, gpu=args.gpu or args.device == "cuda", storage_path=args.storage_path,
-        name=args.name)
-    options = RunOptions(args.experiment, args.model_name, job.dice_threshold, args.model_repo, args.ray_address,
-                         int8=args.int8)
+        cpus_per_worker=args.cpus_per_worker,
+        gpu=args.gpu or args.device == "cuda",
+        storage_path=args.storage_path,
+        name=args.name,
+    )
+    options = RunOptions(args.experiment, args.model_name, job.dice_threshold, args.model_repo, args.ray_address, int8=args.int8)
     return config, options
 
 
@@ -138,11 +171,21 @@ def _evaluate(args) -> int:
 
     from .evaluate import card_markdown, run_evaluation
 
-    card = run_evaluation(args.model, args.data, args.model_name, args.version, args.split, args.val_fraction,
-                          polyp_home() / "cache", Path(args.out) if args.out else None, args.bad_pairs == "skip")
+    card = run_evaluation(
+        args.model,
+        args.data,
+        args.model_name,
+        args.version,
+        args.split,
+        args.val_fraction,
+        polyp_home() / "cache",
+        Path(args.out) if args.out else None,
+        args.bad_pairs == "skip",
+    )
     print(card_markdown(card))
-    print(json.dumps({"model": card["model"], "metrics": card["evaluation"]["metrics"],
-                      "fingerprint": card["data"]["fingerprint"]}))
+    print(
+        json.dumps({"model": card["model"], "metrics": card["evaluation"]["metrics"], "fingerprint": card["data"]["fingerprint"]})
+    )
     return 0
 
 
@@ -152,15 +195,18 @@ def _dataset_push(args) -> int:
     from .dataset_push import push
 
     summary = push(args.source, args.destination, polyp_home() / "cache")
-    print(f"pushed {summary.pairs} pairs to {summary.uri}: {summary.uploaded} files uploaded, {summary.skipped} "
-          f"already there; fingerprint {summary.fingerprint}")
+    print(
+        f"pushed {summary.pairs} pairs to {summary.uri}: {summary.uploaded} files uploaded, {summary.skipped} "
+        f"already there; fingerprint {summary.fingerprint}"
+    )
     print(json.dumps(asdict(summary)))
     return 0
 
 
 def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="polyp-train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="polyp-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     synthetic = sub.add_parser("make-synthetic", help="generate a polyp-like dataset")
@@ -190,15 +236,25 @@ def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
     export.set_defaults(func=_export)
 
     evaluate = sub.add_parser("evaluate", help="mean Dice and IoU per dataset at original resolution; a model card")
-    evaluate.add_argument("--model", required=True,
-                          help="model repository, version folder, model.onnx, or models:/NAME/VERSION | models:/NAME@ALIAS")
+    evaluate.add_argument(
+        "--model",
+        required=True,
+        help="model repository, version folder, model.onnx, or models:/NAME/VERSION | models:/NAME@ALIAS",
+    )
     evaluate.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="the model in a repository")
     evaluate.add_argument("--version", help="the version in a repository (default: the newest published)")
     evaluate.add_argument("--data", required=True, action="append", help="as for train: [NAME=]PATH, repeatable")
-    evaluate.add_argument("--split", choices=["val", "all"], default="val",
-                          help="val: the held-out frames of training's split (default); all: every frame")
-    evaluate.add_argument("--val-fraction", type=_fraction,
-                          help=f"as the model was trained with (default: its MLflow run's, else {DEFAULT_VAL_FRACTION})")
+    evaluate.add_argument(
+        "--split",
+        choices=["val", "all"],
+        default="val",
+        help="val: the held-out frames of training's split (default); all: every frame",
+    )
+    evaluate.add_argument(
+        "--val-fraction",
+        type=_fraction,
+        help=f"as the model was trained with (default: its MLflow run's, else {DEFAULT_VAL_FRACTION})",
+    )
     evaluate.add_argument("--bad-pairs", choices=["fail", "skip"], default="fail")
     evaluate.add_argument("--out", help="folder for model_card.md and model_card.json")
     evaluate.set_defaults(func=_evaluate)

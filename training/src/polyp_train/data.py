@@ -87,8 +87,9 @@ def discover(root: Path, dataset: str = "", problems: list[str] | None = None) -
     root = Path(root)
     if root.is_file() and root.suffix.lower() in LIST_SUFFIXES:
         listed = _from_list(root)
-        missing = [f"{image.name} (listed in {root.name})" for _, image, mask in listed
-                   if not (image.is_file() and mask.is_file())]
+        missing = [
+            f"{image.name} (listed in {root.name})" for _, image, mask in listed if not (image.is_file() and mask.is_file())
+        ]
         _report(problems, missing, "listed pair(s) with a missing file")
         pairs = [(stem, image, mask) for stem, image, mask in listed if image.is_file() and mask.is_file()]
     else:

@@ -53,7 +53,6 @@ def push(source: str, uri: str, cache_dir: Path) -> PushSummary:
         uploaded += 1
     with tempfile.TemporaryDirectory() as tmp:
         record = Path(tmp) / "manifest.json"
-        record.write_text(json.dumps({"fingerprint": prepared.fingerprint, "pairs": len(samples), "files": manifest},
-                                     indent=1))
+        record.write_text(json.dumps({"fingerprint": prepared.fingerprint, "pairs": len(samples), "files": manifest}, indent=1))
         storage.put_file(f"{base}/manifest.json", record, file_digest(record).hex())
     return PushSummary(uri, len(samples), uploaded, skipped, prepared.fingerprint)

@@ -30,9 +30,9 @@ from .prepare import DEFAULT_VAL_FRACTION, PreparedData
 
 CITATIONS = {  # by a word in the dataset's source (its name or path)
     ("kvasir",): 'Jha D. et al. "Kvasir-SEG: A Segmented Polyp Dataset." MMM 2020, LNCS 11962, pp. 451-462. '
-              "doi:10.1007/978-3-030-37734-2_37 (research and educational use only)",
+    "doi:10.1007/978-3-030-37734-2_37 (research and educational use only)",
     ("cvc", "clinicdb"): 'Bernal J. et al. "WM-DOVA maps for accurate polyp highlighting in colonoscopy: Validation vs. saliency '
-           'maps from physicians." Computerized Medical Imaging and Graphics 43:99-111, 2015 (research and educational use only)',
+    'maps from physicians." Computerized Medical Imaging and Graphics 43:99-111, 2015 (research and educational use only)',
 }
 
 
@@ -80,8 +80,14 @@ def per_dataset(scores: list[ImageScore]) -> dict[str, dict]:
     found: dict[str, list[ImageScore]] = {}
     for item in scores:
         found.setdefault(item.dataset, []).append(item)
-    return {name: {"images": len(items), "mean_dice": round(float(np.mean([s.dice for s in items])), 4),
-                   "mean_iou": round(float(np.mean([s.iou for s in items])), 4)} for name, items in found.items()}
+    return {
+        name: {
+            "images": len(items),
+            "mean_dice": round(float(np.mean([s.dice for s in items])), 4),
+            "mean_iou": round(float(np.mean([s.iou for s in items])), 4),
+        }
+        for name, items in found.items()
+    }
 
 
 def evaluate(model: ModelUnderTest, samples: list[Sample]) -> tuple[dict[str, dict], list[ImageScore], float]:
@@ -106,8 +112,10 @@ def resolve_model(model: str, model_name: str, version: str | None, workdir: Pat
         return ModelUnderTest(path / MODEL_FILE, path.parent.name, path.name)
     chosen = version or newest_version(path, model_name)
     if chosen is None or not (path / model_name / str(chosen) / MODEL_FILE).is_file():
-        raise ExportError(f"{model}: no published {model_name} version {version or ''} there (give a model "
-                          "repository, a version folder, a model.onnx or models:/NAME/VERSION)")
+        raise ExportError(
+            f"{model}: no published {model_name} version {version or ''} there (give a model "
+            "repository, a version folder, a model.onnx or models:/NAME/VERSION)"
+        )
     return ModelUnderTest(path / model_name / str(chosen) / MODEL_FILE, model_name, str(chosen))
 
 
@@ -127,46 +135,85 @@ def _from_registry(reference: str, workdir: Path) -> ModelUnderTest:
         raise ExportError(f"no model version models:/{reference}: {exc.message}") from exc
     published = Path(found.tags.get("triton_repository", "")) / MODEL_FILE
     run = client.get_run(found.run_id)
-    details = {"training_seconds": round((run.info.end_time - run.info.start_time) / 1000) if run.info.end_time else None,
-               **{key: run.data.params.get(key) for key in ("arch", "encoder", "input_size", "epochs", "workers",
-                                                            "dataset", "dataset_fingerprint", "val_fraction", "hardware")},
-               "best_val_dice": run.data.metrics.get("best_val_dice")}
+    details = {
+        "training_seconds": round((run.info.end_time - run.info.start_time) / 1000) if run.info.end_time else None,
+        **{
+            key: run.data.params.get(key)
+            for key in (
+                "arch",
+                "encoder",
+                "input_size",
+                "epochs",
+                "workers",
+                "dataset",
+                "dataset_fingerprint",
+                "val_fraction",
+                "hardware",
+            )
+        },
+        "best_val_dice": run.data.metrics.get("best_val_dice"),
+    }
     if not published.is_file():
-        spec = ModelSpec(**json.loads(Path(mlflow.artifacts.download_artifacts(
-            run_id=found.run_id, artifact_path="model_spec/model_spec.json")).read_text()))
+        spec = ModelSpec(
+            **json.loads(
+                Path(
+                    mlflow.artifacts.download_artifacts(run_id=found.run_id, artifact_path="model_spec/model_spec.json")
+                ).read_text()
+            )
+        )
         network = mlflow.pytorch.load_model(f"models:/{name}/{found.version}", map_location="cpu")
         published = workdir / MODEL_FILE
         published.write_bytes(export_onnx(network, spec))
     return ModelUnderTest(published, name, str(found.version), found.run_id, details)
 
 
-def model_card(model: ModelUnderTest, prepared: PreparedData, split: str, metrics: dict[str, dict], seconds: float,
-               sources: list[str]) -> dict:
-    citations = sorted({text for words, text in CITATIONS.items()
-                        for source in sources if any(word in source.lower() for word in words)})
+def model_card(
+    model: ModelUnderTest, prepared: PreparedData, split: str, metrics: dict[str, dict], seconds: float, sources: list[str]
+) -> dict:
+    citations = sorted(
+        {text for words, text in CITATIONS.items() for source in sources if any(word in source.lower() for word in words)}
+    )
     return {
         "model": {"name": model.name, "version": model.version, "file": str(model.onnx), "mlflow_run": model.run_id},
         "training": model.details,
-        "data": {"sources": sources, "fingerprint": prepared.fingerprint, "splits": prepared.summary(),
-                 "left_out": prepared.problems},
-        "evaluation": {"split": split, "metrics": metrics, "resolution": "original", "threshold": 0.5,
-                       "score": "mean over images of per-image Dice and IoU", "seconds": round(seconds, 1),
-                       "hardware": hardware(), "python": platform.python_version()},
+        "data": {
+            "sources": sources,
+            "fingerprint": prepared.fingerprint,
+            "splits": prepared.summary(),
+            "left_out": prepared.problems,
+        },
+        "evaluation": {
+            "split": split,
+            "metrics": metrics,
+            "resolution": "original",
+            "threshold": 0.5,
+            "score": "mean over images of per-image Dice and IoU",
+            "seconds": round(seconds, 1),
+            "hardware": hardware(),
+            "python": platform.python_version(),
+        },
         "citations": citations,
     }
 
 
 def card_markdown(card: dict) -> str:
     model, evaluation = card["model"], card["evaluation"]
-    lines = [f"# Model card: {model['name']} version {model['version'] or '(unversioned)'}", "",
-             f"Evaluated on the **{evaluation['split']}** split at original resolution through the serving "
-             f"preprocessing ({evaluation['score']}; threshold {evaluation['threshold']}), "
-             f"in {evaluation['seconds']} s on {evaluation['hardware']}.", "",
-             "| dataset | images | mean Dice | mean IoU | split |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        f"# Model card: {model['name']} version {model['version'] or '(unversioned)'}",
+        "",
+        f"Evaluated on the **{evaluation['split']}** split at original resolution through the serving "
+        f"preprocessing ({evaluation['score']}; threshold {evaluation['threshold']}), "
+        f"in {evaluation['seconds']} s on {evaluation['hardware']}.",
+        "",
+        "| dataset | images | mean Dice | mean IoU | split |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for name, metrics in evaluation["metrics"].items():
         split = card["data"]["splits"].get(name, {})
-        lines.append(f"| {name} | {metrics['images']} | {metrics['mean_dice']:.4f} | {metrics['mean_iou']:.4f} | "
-                     f"{split.get('split', '')} |")
+        lines.append(
+            f"| {name} | {metrics['images']} | {metrics['mean_dice']:.4f} | {metrics['mean_iou']:.4f} | "
+            f"{split.get('split', '')} |"
+        )
     lines += ["", f"Data fingerprint `{card['data']['fingerprint']}`; sources: {', '.join(card['data']['sources'])}."]
     if card["training"]:
         lines += ["", "Training: " + ", ".join(f"{k} {v}" for k, v in card["training"].items() if v is not None) + "."]
@@ -184,8 +231,17 @@ def write_card(card: dict, folder: Path) -> tuple[Path, Path]:
     return folder / "model_card.json", folder / "model_card.md"
 
 
-def run_evaluation(model: str, sources: list[str], model_name: str, version: str | None, split: str,
-                   val_fraction: float | None, cache_dir: Path, out: Path | None, skip_bad: bool = False) -> dict:
+def run_evaluation(
+    model: str,
+    sources: list[str],
+    model_name: str,
+    version: str | None,
+    split: str,
+    val_fraction: float | None,
+    cache_dir: Path,
+    out: Path | None,
+    skip_bad: bool = False,
+) -> dict:
     """The whole command: resolve, split like training did, score, write (and log) the card."""
     from .prepare import prepare
 

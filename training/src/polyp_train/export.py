@@ -24,7 +24,7 @@ from . import storage
 from .errors import ExportError
 from .model import ModelSpec
 
-PARITY_TOLERANCE = 1e-3   # max |logit difference| between ONNX Runtime and PyTorch
+PARITY_TOLERANCE = 1e-3  # max |logit difference| between ONNX Runtime and PyTorch
 OPSET = 17
 
 
@@ -36,9 +36,16 @@ def export_onnx(model, spec: ModelSpec) -> bytes:
     model = model.eval()
     buffer = io.BytesIO()
     dummy = torch.zeros(1, 3, spec.size, spec.size)
-    torch.onnx.export(model, dummy, buffer, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                      dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                      opset_version=OPSET, dynamo=False)
+    torch.onnx.export(
+        model,
+        dummy,
+        buffer,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        opset_version=OPSET,
+        dynamo=False,
+    )
     data = buffer.getvalue()
     try:
         onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
@@ -96,8 +103,10 @@ def publish(repo: str, model_name: str, version: int, onnx_bytes: bytes, config:
     staging.mkdir()
     try:
         (staging / MODEL_FILE).write_bytes(onnx_bytes)
-        for text, final in ((pin, Path(repo) / repository.pin_config_path(model_name, version)),
-                            (config, model_dir / CONFIG_FILE)):
+        for text, final in (
+            (pin, Path(repo) / repository.pin_config_path(model_name, version)),
+            (config, model_dir / CONFIG_FILE),
+        ):
             temporary = model_dir / f".config-{uuid.uuid4().hex[:8]}"
             temporary.write_text(text)
             os.replace(temporary, final)
@@ -110,6 +119,9 @@ def publish(repo: str, model_name: str, version: int, onnx_bytes: bytes, config:
 
 def record_published(client, model_name: str, version: str, published: str, onnx_bytes: bytes, precision: str) -> None:
     """What serving and a pin need to know about a published version (onnx_sha256: charts/inference model.sha256)."""
-    for key, value in (("triton_repository", published), ("precision", precision),
-                       ("onnx_sha256", hashlib.sha256(onnx_bytes).hexdigest())):
+    for key, value in (
+        ("triton_repository", published),
+        ("precision", precision),
+        ("onnx_sha256", hashlib.sha256(onnx_bytes).hexdigest()),
+    ):
         client.set_model_version_tag(model_name, version, key, value)

@@ -29,8 +29,7 @@ def cpu_has_bf16() -> bool:
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.is_file():
         return False
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines()
-                  if line.startswith("flags")), [])
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), [])
     return bool({"avx512_bf16", "amx_bf16"} & set(flags))
 
 

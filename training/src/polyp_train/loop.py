@@ -60,8 +60,9 @@ def _to(images, masks, device, channels_last: bool):
     return images, masks.to(device)
 
 
-def evaluate(model: torch.nn.Module, loader: DataLoader, device, precision: str = "fp32",
-             channels_last: bool = False) -> tuple[float, float, float, float]:
+def evaluate(
+    model: torch.nn.Module, loader: DataLoader, device, precision: str = "fp32", channels_last: bool = False
+) -> tuple[float, float, float, float]:
     """Sums over this worker's shard: (loss * n, Dice, IoU, n)."""
     model.eval()
     loss_sum = dice_sum = iou_sum = count = 0.0
@@ -108,7 +109,8 @@ def train_loop_per_worker(config: dict) -> None:
         shard = Subset(SegmentationDataset(part.val, spec.size, train=False), range(rank, len(part.val), world))
         val_loaders[part.name] = DataLoader(shard, batch_size=config["batch_size"])
     train_loader = ray.train.torch.prepare_data_loader(
-        DataLoader(train_set, batch_size=config["batch_size"], shuffle=True, drop_last=len(train_set) > config["batch_size"]))
+        DataLoader(train_set, batch_size=config["batch_size"], shuffle=True, drop_last=len(train_set) > config["batch_size"])
+    )
 
     model = build_model(spec)
     if channels_last:
@@ -134,8 +136,11 @@ def train_loop_per_worker(config: dict) -> None:
         started, seen, loss_sum = time.perf_counter(), 0, 0.0
         for step, (images, masks) in enumerate(train_loader):
             # Schedule by wall time under a budget (its end is known, not its epoch count), else by epoch.
-            progress = ((time.perf_counter() - run_started) / budget_s if budget_s
-                        else (epoch - 1 + step / steps_per_epoch) / config["epochs"])
+            progress = (
+                (time.perf_counter() - run_started) / budget_s
+                if budget_s
+                else (epoch - 1 + step / steps_per_epoch) / config["epochs"]
+            )
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(config["lr"], progress)
             images, masks = _to(images, masks, device, channels_last)
@@ -171,14 +176,17 @@ def train_loop_per_worker(config: dict) -> None:
                 metrics[f"val_dice.{name}"] = per_set[4 * index + 1] / max(per_set[4 * index + 3], 1)
         finished = epoch == config["epochs"] or over_budget > 0
         if rank == 0:
-            print(f"epoch {epoch}/{config['epochs']} " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "epoch"),
-                  flush=True)
+            print(
+                f"epoch {epoch}/{config['epochs']} " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "epoch"),
+                flush=True,
+            )
             if logger:
                 logger(metrics, epoch)
             history.append(metrics)
             while pending_marks and metrics["minutes"] >= pending_marks[0]:
-                torch.save(getattr(model, "module", model).state_dict(),
-                           Path(snapshots["dir"]) / f"after-{pending_marks.pop(0)}-min.pt")
+                torch.save(
+                    getattr(model, "module", model).state_dict(), Path(snapshots["dir"]) / f"after-{pending_marks.pop(0)}-min.pt"
+                )
             with tempfile.TemporaryDirectory() as folder:
                 save_checkpoint(Path(folder), getattr(model, "module", model), spec, history)
                 ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder))
@@ -201,7 +209,9 @@ def _epoch_logger(config: dict):
         timestamp = int(time.time() * 1000)
         from mlflow.entities import Metric
 
-        client.log_batch(tracking["run_id"], metrics=[
-            Metric(key, float(value), timestamp, epoch) for key, value in metrics.items() if key != "epoch"])
+        client.log_batch(
+            tracking["run_id"],
+            metrics=[Metric(key, float(value), timestamp, epoch) for key, value in metrics.items() if key != "epoch"],
+        )
 
     return log

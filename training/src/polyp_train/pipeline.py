@@ -42,12 +42,25 @@ def prepare_dataset(config: TrainConfig) -> PreparedData:
 
 def _params(config: TrainConfig, prepared: PreparedData) -> dict:
     params = {
-        "arch": config.spec.arch, "encoder": config.spec.encoder, "input_size": config.spec.size,
-        "epochs": config.epochs, "workers": config.workers, "batch_size": config.batch_size, "lr": config.lr,
-        "val_fraction": config.val_fraction, "seed": config.seed, "train_images": len(prepared.train),
-        "val_images": len(prepared.val), "dataset": " ".join(config.sources()), "dataset_fingerprint": prepared.fingerprint,
-        "gpu": config.gpu, "bad_pairs_left_out": len(prepared.problems), "hardware": hardware(),
-        "precision": config.precision, "channels_last": config.channels_last, "time_budget_min": config.time_budget_min,
+        "arch": config.spec.arch,
+        "encoder": config.spec.encoder,
+        "input_size": config.spec.size,
+        "epochs": config.epochs,
+        "workers": config.workers,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "val_fraction": config.val_fraction,
+        "seed": config.seed,
+        "train_images": len(prepared.train),
+        "val_images": len(prepared.val),
+        "dataset": " ".join(config.sources()),
+        "dataset_fingerprint": prepared.fingerprint,
+        "gpu": config.gpu,
+        "bad_pairs_left_out": len(prepared.problems),
+        "hardware": hardware(),
+        "precision": config.precision,
+        "channels_last": config.channels_last,
+        "time_budget_min": config.time_budget_min,
     }
     for name, summary in prepared.summary().items():
         params.update({f"data.{name}.{key}": value for key, value in summary.items() if key != "val_sequences"})
@@ -67,8 +80,9 @@ def _validation_batch(val: list[datasets.Sample], size: int, limit: int = 8):
     return pairs, np.stack([normalize(image) for image, _ in pairs])
 
 
-def finish_run(client, run_id: str, outcome: TrainOutcome, config: TrainConfig, options: RunOptions,
-               prepared: PreparedData) -> RunSummary:
+def finish_run(
+    client, run_id: str, outcome: TrainOutcome, config: TrainConfig, options: RunOptions, prepared: PreparedData
+) -> RunSummary:
     """Artifacts, registration, quality gate and export for a finished training run."""
     import mlflow
     import torch
@@ -95,15 +109,22 @@ def finish_run(client, run_id: str, outcome: TrainOutcome, config: TrainConfig, 
     client.log_metric(run_id, "best_val_iou", best["val_iou"])
     with mlflow.start_run(run_id=run_id):
         # Pickle, not MLflow's default pt2 graph: the model keeps its dynamic batch axis.
-        info = mlflow.pytorch.log_model(model, name="model", registered_model_name=options.model_name,
-                                        serialization_format="pickle",
-                                        pip_requirements=["torch", "segmentation-models-pytorch"])
+        info = mlflow.pytorch.log_model(
+            model,
+            name="model",
+            registered_model_name=options.model_name,
+            serialization_format="pickle",
+            pip_requirements=["torch", "segmentation-models-pytorch"],
+        )
     version = str(info.registered_model_version)
     client.set_model_version_tag(options.model_name, version, "dataset_fingerprint", fingerprint)
     decision = quality_gate(client, options.model_name, version, best["val_dice"], options.dice_threshold)
     client.set_tag(run_id, "quality_gate", "passed" if decision.promoted else "rejected")
-    print(f"registered {options.model_name} version {version}: quality gate "
-          f"{'passed' if decision.promoted else 'rejected'} ({decision.reason})", flush=True)
+    print(
+        f"registered {options.model_name} version {version}: quality gate "
+        f"{'passed' if decision.promoted else 'rejected'} ({decision.reason})",
+        flush=True,
+    )
 
     published, parity, int8_version = None, None, None
     # Serving takes the newest published version, so only a version that passed the gate is published.
@@ -113,20 +134,31 @@ def finish_run(client, run_id: str, outcome: TrainOutcome, config: TrainConfig, 
         onnx_bytes = export_onnx(model, spec)
         parity = check_parity(model, onnx_bytes, inputs)
         client.log_metric(run_id, "onnx_parity_max_abs_diff", parity.max_abs_diff)
-        published = publish(options.model_repo, options.model_name, int(version), onnx_bytes,
-                            triton_config(options.model_name, spec))
+        published = publish(
+            options.model_repo, options.model_name, int(version), onnx_bytes, triton_config(options.model_name, spec)
+        )
         record_published(client, options.model_name, version, published, onnx_bytes, "fp32")
         print(f"exported version {version} to {published} ({parity})", flush=True)
         if options.int8:
             int8_version = publish_int8(client, run_id, options, version, onnx_bytes, spec, prepared)
-    return RunSummary(run_id=run_id, model_name=options.model_name, version=version, val_dice=best["val_dice"],
-                      val_iou=best["val_iou"], champion=decision.promoted, gate_reason=decision.reason,
-                      dataset_fingerprint=fingerprint, published=published,
-                      parity_max_abs_diff=parity.max_abs_diff if parity else None, int8_version=int8_version)
+    return RunSummary(
+        run_id=run_id,
+        model_name=options.model_name,
+        version=version,
+        val_dice=best["val_dice"],
+        val_iou=best["val_iou"],
+        champion=decision.promoted,
+        gate_reason=decision.reason,
+        dataset_fingerprint=fingerprint,
+        published=published,
+        parity_max_abs_diff=parity.max_abs_diff if parity else None,
+        int8_version=int8_version,
+    )
 
 
-def publish_int8(client, run_id: str, options: RunOptions, version: str, onnx_bytes: bytes, spec,
-                 prepared: PreparedData) -> str | None:
+def publish_int8(
+    client, run_id: str, options: RunOptions, version: str, onnx_bytes: bytes, spec, prepared: PreparedData
+) -> str | None:
     """Quantize the published fp32 version; if its validation Dice holds, register and publish the INT8
     model as the next version (tags: precision, quantized_from, both Dice) and make it the champion, so
     serving takes it. Returns its version, or None when quantization would cost Dice."""
@@ -144,11 +176,15 @@ def publish_int8(client, run_id: str, options: RunOptions, version: str, onnx_by
         (Path(tmp) / "model.onnx").write_bytes(candidate.onnx)
         client.log_artifact(run_id, str(Path(tmp) / "model.onnx"), "model_int8")
     source = client.get_model_version(options.model_name, version)
-    int8 = client.create_model_version(options.model_name, f"{client.get_run(run_id).info.artifact_uri}/model_int8",
-                                       run_id=run_id, tags={**source.tags, "quantized_from": version,
-                                                            "int8_verdict": candidate.verdict()})
-    published = publish(options.model_repo, options.model_name, int(int8.version), candidate.onnx,
-                        triton_config(options.model_name, spec))
+    int8 = client.create_model_version(
+        options.model_name,
+        f"{client.get_run(run_id).info.artifact_uri}/model_int8",
+        run_id=run_id,
+        tags={**source.tags, "quantized_from": version, "int8_verdict": candidate.verdict()},
+    )
+    published = publish(
+        options.model_repo, options.model_name, int(int8.version), candidate.onnx, triton_config(options.model_name, spec)
+    )
     record_published(client, options.model_name, int8.version, published, candidate.onnx, "int8")
     client.set_registered_model_alias(options.model_name, CHAMPION, int8.version)
     print(f"exported INT8 version {int8.version} (from {version}) to {published}", flush=True)
@@ -160,8 +196,10 @@ def train(config: TrainConfig, options: RunOptions) -> RunSummary:
     fingerprint = prepared.fingerprint
     client, experiment_id = connect(options.experiment)
     ensure_ray(options.ray_address)
-    run = client.create_run(experiment_id, tags={"mlflow.source.git.commit": git_commit(),
-                                                 "dataset_fingerprint": fingerprint, "mlflow.runName": config.name})
+    run = client.create_run(
+        experiment_id,
+        tags={"mlflow.source.git.commit": git_commit(), "dataset_fingerprint": fingerprint, "mlflow.runName": config.name},
+    )
     run_id = run.info.run_id
     for key, value in _params(config, prepared).items():
         client.log_param(run_id, key, value)

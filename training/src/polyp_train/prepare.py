@@ -39,7 +39,7 @@ def parse_source(text: str) -> DataSource:
 class PreparedData:
     splits: list[DatasetSplit]
     fingerprint: str
-    problems: list[str]    # bad pairs left out (with skip_bad); empty otherwise
+    problems: list[str]  # bad pairs left out (with skip_bad); empty otherwise
 
     @property
     def train(self) -> list[data.Sample]:

@@ -12,10 +12,30 @@ are this recipe without the budget: ten epochs. gpu: the same recipe on one CUDA
 from __future__ import annotations
 
 PRESETS: dict[str, dict] = {
-    "cpu-fast": {"arch": "Unet", "encoder": "resnet18", "size": 192, "batch_size": 8, "lr": 2e-3, "epochs": 500,
-                 "workers": 1, "precision": "auto", "channels_last": True, "time_budget_min": 60.0},
-    "gpu": {"arch": "Unet", "encoder": "resnet34", "size": 352, "batch_size": 16, "lr": 1e-3, "epochs": 100,
-            "workers": 1, "precision": "bf16", "channels_last": True, "device": "cuda"},
+    "cpu-fast": {
+        "arch": "Unet",
+        "encoder": "resnet18",
+        "size": 192,
+        "batch_size": 8,
+        "lr": 2e-3,
+        "epochs": 500,
+        "workers": 1,
+        "precision": "auto",
+        "channels_last": True,
+        "time_budget_min": 60.0,
+    },
+    "gpu": {
+        "arch": "Unet",
+        "encoder": "resnet34",
+        "size": 352,
+        "batch_size": 16,
+        "lr": 1e-3,
+        "epochs": 100,
+        "workers": 1,
+        "precision": "bf16",
+        "channels_last": True,
+        "device": "cuda",
+    },
 }
 
 

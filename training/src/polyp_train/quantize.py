@@ -34,8 +34,9 @@ class QuantizedCandidate:
         return all(self.dice_fp32[name] - self.dice_int8[name] <= MAX_DICE_LOSS for name in self.dice_fp32)
 
     def verdict(self) -> str:
-        scores = ", ".join(f"{name} INT8 {self.dice_int8[name]:.4f} vs fp32 {self.dice_fp32[name]:.4f}"
-                           for name in sorted(self.dice_fp32))
+        scores = ", ".join(
+            f"{name} INT8 {self.dice_int8[name]:.4f} vs fp32 {self.dice_fp32[name]:.4f}" for name in sorted(self.dice_fp32)
+        )
         relation = "within" if self.accepted else "not within"
         return f"validation mean Dice {scores}: {relation} {MAX_DICE_LOSS} of fp32"
 
@@ -71,8 +72,15 @@ def quantize_int8(onnx_bytes: bytes, calibration: list[np.ndarray]) -> bytes:
         fp32, prepared, int8 = (Path(tmp) / name for name in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
         fp32.write_bytes(onnx_bytes)
         quant_pre_process(str(fp32), str(prepared))  # shape inference and graph folding quantize better
-        quantize_static(str(prepared), str(int8), Frames(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        quantize_static(
+            str(prepared),
+            str(int8),
+            Frames(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
         return int8.read_bytes()
 
 

@@ -29,19 +29,22 @@ class ExportSummary:
         return json.dumps(asdict(self))
 
 
-def export_registered(model_name: str, version: str | None, alias: str | None, repo: str,
-                      data: str | None = None, cache_dir: str | None = None) -> ExportSummary:
+def export_registered(
+    model_name: str, version: str | None, alias: str | None, repo: str, data: str | None = None, cache_dir: str | None = None
+) -> ExportSummary:
     import mlflow
     from mlflow.exceptions import MlflowException
 
     client, _ = connect("polyp-segmentation")
     try:
-        found = client.get_model_version(model_name, version) if version else \
-            client.get_model_version_by_alias(model_name, alias)
+        found = client.get_model_version(model_name, version) if version else client.get_model_version_by_alias(model_name, alias)
     except MlflowException as exc:
         raise ExportError(f"no model version {model_name} {version or '@' + alias}: {exc.message}") from exc
-    spec = ModelSpec(**json.loads(Path(mlflow.artifacts.download_artifacts(
-        run_id=found.run_id, artifact_path="model_spec/model_spec.json")).read_text()))
+    spec = ModelSpec(
+        **json.loads(
+            Path(mlflow.artifacts.download_artifacts(run_id=found.run_id, artifact_path="model_spec/model_spec.json")).read_text()
+        )
+    )
     model = mlflow.pytorch.load_model(f"models:/{model_name}/{found.version}", map_location="cpu")
 
     if data:

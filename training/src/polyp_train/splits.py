@@ -44,14 +44,18 @@ def sequence_map(folder: Path) -> dict[str, str] | None:
 @dataclass
 class DatasetSplit:
     name: str
-    policy: str                     # "file-name hash" or "video sequence"
+    policy: str  # "file-name hash" or "video sequence"
     train: list[Sample]
     val: list[Sample]
     val_sequences: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
-        return {"split": self.policy, "train": len(self.train), "val": len(self.val),
-                **({"val_sequences": self.val_sequences} if self.val_sequences else {})}
+        return {
+            "split": self.policy,
+            "train": len(self.train),
+            "val": len(self.val),
+            **({"val_sequences": self.val_sequences} if self.val_sequences else {}),
+        }
 
 
 def split_dataset(name: str, samples: list[Sample], val_fraction: float, sequences: dict[str, str] | None) -> DatasetSplit:
@@ -75,10 +79,15 @@ def split_dataset(name: str, samples: list[Sample], val_fraction: float, sequenc
     val_ids: list[str] = []
     while len(val_ids) < len(order) - 1 and sum(len(by_sequence[i]) for i in val_ids) < val_fraction * len(samples):
         val_ids.append(order[len(val_ids)])
-    train = [s for seq in order[len(val_ids):] for s in by_sequence[seq]]
+    train = [s for seq in order[len(val_ids) :] for s in by_sequence[seq]]
     val = [s for seq in val_ids for s in by_sequence[seq]]
-    return DatasetSplit(name, "video sequence", sorted(train, key=lambda s: s.stem), sorted(val, key=lambda s: s.stem),
-                        sorted(val_ids, key=lambda seq: (len(seq), seq)))
+    return DatasetSplit(
+        name,
+        "video sequence",
+        sorted(train, key=lambda s: s.stem),
+        sorted(val, key=lambda s: s.stem),
+        sorted(val_ids, key=lambda seq: (len(seq), seq)),
+    )
 
 
 def fingerprint(splits: list[DatasetSplit]) -> str:

@@ -25,7 +25,7 @@ def list_objects(uri: str) -> list[str]:
     prefix = f"{prefix}/" if prefix else ""
     try:
         pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        return [obj["Key"][len(prefix):] for page in pages for obj in page.get("Contents", [])]
+        return [obj["Key"][len(prefix) :] for page in pages for obj in page.get("Contents", [])]
     except (BotoCoreError, ClientError) as exc:
         raise _storage_error(uri, exc) from exc
 
@@ -107,4 +107,4 @@ def pyarrow_filesystem(uri: str):
     options = {"endpoint_override": endpoint} if endpoint else {}
     if endpoint and endpoint.startswith("http://"):
         options["scheme"] = "http"
-    return fs.S3FileSystem(region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"), **options), uri[len("s3://"):]
+    return fs.S3FileSystem(region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"), **options), uri[len("s3://") :]

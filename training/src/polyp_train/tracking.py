@@ -30,7 +30,7 @@ def tracking_uri() -> str:
 def _artifact_location(uri: str) -> str | None:
     """Local runs keep artifacts beside the SQLite file; a server decides for itself."""
     if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+        return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").resolve().as_uri()
     return None
 
 
@@ -49,8 +49,9 @@ def connect(experiment: str):
     client = MlflowClient(uri)
     try:
         found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(
-            experiment, artifact_location=_artifact_location(uri))
+        experiment_id = (
+            found.experiment_id if found else client.create_experiment(experiment, artifact_location=_artifact_location(uri))
+        )
     except (MlflowException, OSError) as exc:
         raise TrackingUnavailable(f"MLflow tracking at {uri} is unreachable: {str(exc).splitlines()[0]}") from exc
     return client, experiment_id
@@ -60,8 +61,9 @@ def git_commit() -> str:
     if os.environ.get("GIT_COMMIT"):
         return os.environ["GIT_COMMIT"]
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -85,11 +87,13 @@ def quality_gate(client, model_name: str, version: str, dice: float, threshold: 
     if dice < threshold:
         decision = GateDecision(False, f"val_dice {dice:.4f} is below the threshold {threshold:.4f}")
     elif champion is not None and str(champion.version) != str(version) and dice < champion_dice:
-        decision = GateDecision(
-            False, f"val_dice {dice:.4f} is below champion version {champion.version} ({champion_dice:.4f})")
+        decision = GateDecision(False, f"val_dice {dice:.4f} is below champion version {champion.version} ({champion_dice:.4f})")
     else:
-        decision = GateDecision(True, f"val_dice {dice:.4f} >= threshold {threshold:.4f}" + (
-            f" and >= champion version {champion.version} ({champion_dice:.4f})" if champion else ""))
+        decision = GateDecision(
+            True,
+            f"val_dice {dice:.4f} >= threshold {threshold:.4f}"
+            + (f" and >= champion version {champion.version} ({champion_dice:.4f})" if champion else ""),
+        )
     client.set_model_version_tag(model_name, version, "quality_gate", "passed" if decision.promoted else "rejected")
     client.set_model_version_tag(model_name, version, "quality_gate_reason", decision.reason)
     if decision.promoted:

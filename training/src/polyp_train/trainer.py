@@ -10,17 +10,17 @@ from pathlib import Path
 
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")  # before any ray.train import
 
-from polyp_core.home import polyp_home  # noqa: E402
-from polyp_core.job import DEFAULTS  # noqa: E402
+from polyp_core.home import polyp_home
+from polyp_core.job import DEFAULTS
 
-from . import storage  # noqa: E402
-from .model import ModelSpec  # noqa: E402
-from .prepare import DEFAULT_VAL_FRACTION  # noqa: E402
+from . import storage
+from .model import ModelSpec
+from .prepare import DEFAULT_VAL_FRACTION
 
 
 @dataclass
 class TrainConfig:
-    data: str | list[str]   # one source or several: `PATH`, `NAME=PATH` (see prepare.parse_source)
+    data: str | list[str]  # one source or several: `PATH`, `NAME=PATH` (see prepare.parse_source)
     epochs: int = DEFAULTS.epochs
     workers: int = DEFAULTS.workers
     spec: ModelSpec = field(default_factory=ModelSpec)
@@ -28,7 +28,7 @@ class TrainConfig:
     lr: float = DEFAULTS.lr
     val_fraction: float = DEFAULT_VAL_FRACTION
     skip_bad_pairs: bool = False  # leave out (and report) bad pairs instead of failing the run
-    precision: str = DEFAULTS.precision          # auto | fp32 | bf16 | fp16: autocast (see hardware.autocast_precision)
+    precision: str = DEFAULTS.precision  # auto | fp32 | bf16 | fp16: autocast (see hardware.autocast_precision)
     channels_last: bool = DEFAULTS.channels_last  # NHWC tensors: faster convolutions on CPUs (oneDNN) and tensor cores
     time_budget_min: float | None = None  # stop after the epoch that reaches it; the LR schedule spans it
     snapshots: dict | None = None  # {"dir": local folder, "minutes": [15, 30]}: weights when each is reached
@@ -44,13 +44,22 @@ class TrainConfig:
 
     def loop_config(self, cpus_per_worker: int, mlflow: dict | None) -> dict:
         return {
-            "data": self.sources(), "skip_bad_pairs": self.skip_bad_pairs,
-            "epochs": self.epochs, "arch": self.spec.arch, "encoder": self.spec.encoder,
-            "size": self.spec.size, "batch_size": self.batch_size, "lr": self.lr, "val_fraction": self.val_fraction,
-            "seed": self.seed, "threads": cpus_per_worker, "precision": self.precision,
+            "data": self.sources(),
+            "skip_bad_pairs": self.skip_bad_pairs,
+            "epochs": self.epochs,
+            "arch": self.spec.arch,
+            "encoder": self.spec.encoder,
+            "size": self.spec.size,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "val_fraction": self.val_fraction,
+            "seed": self.seed,
+            "threads": cpus_per_worker,
+            "precision": self.precision,
             "channels_last": self.channels_last,
             "time_budget_s": self.time_budget_min * 60 if self.time_budget_min else None,
-            "cache_dir": str(Path(self.cache_dir).resolve()), "snapshots": self.snapshots,
+            "cache_dir": str(Path(self.cache_dir).resolve()),
+            "snapshots": self.snapshots,
             "mlflow": mlflow,
         }
 
@@ -100,12 +109,18 @@ def make_trainer(config: TrainConfig, mlflow: dict | None = None, loop_overrides
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={**config.loop_config(cpus, mlflow), **(loop_overrides or {})},
-        scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=config.gpu,
-                                     resources_per_worker={"CPU": cpus, **({"GPU": 1} if config.gpu else {})}),
+        scaling_config=ScalingConfig(
+            num_workers=config.workers,
+            use_gpu=config.gpu,
+            resources_per_worker={"CPU": cpus, **({"GPU": 1} if config.gpu else {})},
+        ),
         run_config=RunConfig(
-            name=config.name, storage_path=path, storage_filesystem=filesystem,
-            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_dice",
-                                               checkpoint_score_order="max"),
+            name=config.name,
+            storage_path=path,
+            storage_filesystem=filesystem,
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=2, checkpoint_score_attribute="val_dice", checkpoint_score_order="max"
+            ),
             failure_config=FailureConfig(max_failures=0),
         ),
     )
@@ -113,10 +128,10 @@ def make_trainer(config: TrainConfig, mlflow: dict | None = None, loop_overrides
 
 @dataclass
 class TrainOutcome:
-    metrics: dict          # the last epoch's metrics
-    best_metrics: dict     # the epoch with the best validation Dice
+    metrics: dict  # the last epoch's metrics
+    best_metrics: dict  # the epoch with the best validation Dice
     best_checkpoint: object  # ray.train.Checkpoint
-    history: list[dict]    # every epoch's metrics, from the latest checkpoint (Ray always keeps it)
+    history: list[dict]  # every epoch's metrics, from the latest checkpoint (Ray always keeps it)
 
 
 def outcome_of(result) -> TrainOutcome:
@@ -128,5 +143,3 @@ def outcome_of(result) -> TrainOutcome:
     with result.checkpoint.as_directory() as folder:
         history = load_history(Path(folder))
     return TrainOutcome(result.metrics, best_metrics, best_checkpoint, history)
-
-

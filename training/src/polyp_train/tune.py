@@ -24,22 +24,35 @@ def _trial(params: dict) -> None:
     from mlflow.tracking import MlflowClient
 
     base: TrainConfig = params["base"]
-    config = replace(base, lr=params["lr"], batch_size=params["batch_size"],
-                     name=f"{base.name}-{ray.tune.get_context().get_trial_id()}")
+    config = replace(
+        base, lr=params["lr"], batch_size=params["batch_size"], name=f"{base.name}-{ray.tune.get_context().get_trial_id()}"
+    )
     client = MlflowClient(params["tracking_uri"])
-    run = client.create_run(params["experiment_id"], tags={
-        "mlflow.parentRunId": params["parent_run_id"], "mlflow.runName": config.name,
-        "mlflow.source.git.commit": params["git_commit"], "dataset_fingerprint": params["fingerprint"]})
+    run = client.create_run(
+        params["experiment_id"],
+        tags={
+            "mlflow.parentRunId": params["parent_run_id"],
+            "mlflow.runName": config.name,
+            "mlflow.source.git.commit": params["git_commit"],
+            "dataset_fingerprint": params["fingerprint"],
+        },
+    )
     for key, value in _params(config, params["prepared"]).items():
         client.log_param(run.info.run_id, key, value)
     _log_split(client, run.info.run_id, params["prepared"])
     outcome = outcome_of(make_trainer(config, {"tracking_uri": params["tracking_uri"], "run_id": run.info.run_id}).fit())
     client.set_terminated(run.info.run_id, "FINISHED")
-    ray.tune.report({
-        "val_dice": outcome.best_metrics["val_dice"], "run_id": run.info.run_id,
-        "checkpoint_path": outcome.best_checkpoint.path, "history": json.dumps(outcome.history),
-        "best_metrics": json.dumps(outcome.best_metrics), "lr": config.lr, "batch_size": config.batch_size,
-    })
+    ray.tune.report(
+        {
+            "val_dice": outcome.best_metrics["val_dice"],
+            "run_id": run.info.run_id,
+            "checkpoint_path": outcome.best_checkpoint.path,
+            "history": json.dumps(outcome.history),
+            "best_metrics": json.dumps(outcome.best_metrics),
+            "lr": config.lr,
+            "batch_size": config.batch_size,
+        }
+    )
 
 
 def tune(config: TrainConfig, options: RunOptions, trials: int) -> RunSummary:
@@ -56,20 +69,23 @@ def tune(config: TrainConfig, options: RunOptions, trials: int) -> RunSummary:
     ensure_ray(options.ray_address, num_cpus=max(os.cpu_count() or 1, config.workers) + 1)
     if config.cpus_per_worker is None:
         config = replace(config, cpus_per_worker=max(1, (int(ray.cluster_resources().get("CPU", 1)) - 1) // config.workers))
-    parent = client.create_run(experiment_id, tags={"mlflow.runName": f"{config.name}-sweep",
-                                                    "dataset_fingerprint": fingerprint})
+    parent = client.create_run(experiment_id, tags={"mlflow.runName": f"{config.name}-sweep", "dataset_fingerprint": fingerprint})
     client.log_param(parent.info.run_id, "search_space", json.dumps(SEARCH_SPACE))
     param_space = {
         "lr": ray.tune.choice(SEARCH_SPACE["lr"]),
         "batch_size": ray.tune.choice(SEARCH_SPACE["batch_size"]),
-        "base": config, "tracking_uri": tracking_uri(), "experiment_id": experiment_id,
-        "parent_run_id": parent.info.run_id, "git_commit": git_commit(), "fingerprint": fingerprint,
+        "base": config,
+        "tracking_uri": tracking_uri(),
+        "experiment_id": experiment_id,
+        "parent_run_id": parent.info.run_id,
+        "git_commit": git_commit(),
+        "fingerprint": fingerprint,
         "prepared": prepared,
     }
     tuner = ray.tune.Tuner(
-        ray.tune.with_resources(_trial, {"CPU": 1}), param_space=param_space,
-        tune_config=ray.tune.TuneConfig(num_samples=trials, max_concurrent_trials=1,
-                                        metric="val_dice", mode="max"),
+        ray.tune.with_resources(_trial, {"CPU": 1}),
+        param_space=param_space,
+        tune_config=ray.tune.TuneConfig(num_samples=trials, max_concurrent_trials=1, metric="val_dice", mode="max"),
     )
     try:
         results = tuner.fit()
@@ -80,9 +96,11 @@ def tune(config: TrainConfig, options: RunOptions, trials: int) -> RunSummary:
         client.set_tag(parent.info.run_id, "best_run_id", best.metrics["run_id"])
         filesystem, _ = storage.pyarrow_filesystem(config.storage_path)
         outcome = TrainOutcome(
-            metrics=json.loads(best.metrics["best_metrics"]), best_metrics=json.loads(best.metrics["best_metrics"]),
+            metrics=json.loads(best.metrics["best_metrics"]),
+            best_metrics=json.loads(best.metrics["best_metrics"]),
             best_checkpoint=Checkpoint(best.metrics["checkpoint_path"], filesystem=filesystem),
-            history=json.loads(best.metrics["history"]))
+            history=json.loads(best.metrics["history"]),
+        )
         summary = finish_run(client, best.metrics["run_id"], outcome, config, options, prepared)
     except BaseException:
         client.set_terminated(parent.info.run_id, "FAILED")

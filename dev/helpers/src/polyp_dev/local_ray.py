@@ -13,8 +13,7 @@ from pathlib import Path
 from .net import ServerDidNotStart, free_port, stop_process, wait_for_http
 
 # Ray's defaults give its dashboard modules 30 s to come up; a loaded 2-core machine needs longer.
-SLOW_MACHINE_TIMEOUTS = {"RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT": "180",
-                         "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "240"}
+SLOW_MACHINE_TIMEOUTS = {"RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT": "180", "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "240"}
 # Started under `uv run` (make up, make test), Ray would run every job and worker through
 # `uv run --frozen` in an uploaded copy of the working directory: slow, and dead where uv is not
 # on the job's PATH (a job stayed PENDING for ever). The head's own interpreter has everything.
@@ -28,8 +27,12 @@ def head_environment() -> dict[str, str]:
     venv) the caller's PATH would not find it.
     """
     scripts = str(Path(sys.executable).parent)
-    return {**SLOW_MACHINE_TIMEOUTS, **os.environ, **NO_UV_WRAPPING,
-            "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")])}
+    return {
+        **SLOW_MACHINE_TIMEOUTS,
+        **os.environ,
+        **NO_UV_WRAPPING,
+        "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")]),
+    }
 
 
 class LocalRayHead:
@@ -54,17 +57,27 @@ class LocalRayHead:
         if not Path(ray).exists():
             ray = shutil.which("ray") or ray
         # Every port explicit: another Ray on this machine (a test's ray.init) must not collide with this one.
-        args = [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
-                f"--dashboard-port={self.dashboard_port}", f"--port={self.gcs_port}", "--include-dashboard=true",
-                f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-                f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
-                "--disable-usage-stats"]
+        args = [
+            ray,
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={self.dashboard_port}",
+            f"--port={self.gcs_port}",
+            "--include-dashboard=true",
+            f"--ray-client-server-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
+            "--disable-usage-stats",
+        ]
         if self.num_cpus:
             args.append(f"--num-cpus={self.num_cpus}")
         out = open(self.log, "a") if self.log else subprocess.DEVNULL  # noqa: SIM115 - lives as long as the head
         # Its own process group: Ctrl-C reaches only us, and stop() can take down every Ray process it spawned.
-        self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                      env=head_environment())
+        self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=head_environment())
         try:
             wait_for_http(f"{self.address}/api/version", self._proc, timeout_s, "the Ray head (ray start)")
         except ServerDidNotStart:

@@ -35,6 +35,7 @@ def wait_until(ready, proc: subprocess.Popen, timeout_s: float, what: str, where
 
 def wait_for_http(url: str, proc: subprocess.Popen, timeout_s: float, what: str) -> None:
     """Return once GET url answers 200; ServerDidNotStart if the process exits or the time runs out."""
+
     def ready() -> bool:
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.status == 200
@@ -44,6 +45,7 @@ def wait_for_http(url: str, proc: subprocess.Popen, timeout_s: float, what: str)
 
 def wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float, what: str) -> None:
     """Return once 127.0.0.1:port accepts a connection; ServerDidNotStart if the process exits or the time runs out."""
+
     def ready() -> bool:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
         return True

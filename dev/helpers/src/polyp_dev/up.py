@@ -90,9 +90,13 @@ def ray_serve_if_asked(ray_head: LocalRayHead, home: Path):
     from .local_rayserve import LocalRayServe
 
     print("deploying the Ray Serve application ...", flush=True)
-    with LocalRayServe(os.environ["MODEL_REPO"], os.environ.get("MODEL_NAME", DEFAULT_MODEL_NAME),
-                       version=int(os.environ["MODEL_VERSION"]) if os.environ.get("MODEL_VERSION") else None,
-                       address=ray_head.gcs_address, log=home / "ray-serve.log") as application:
+    with LocalRayServe(
+        os.environ["MODEL_REPO"],
+        os.environ.get("MODEL_NAME", DEFAULT_MODEL_NAME),
+        version=int(os.environ["MODEL_VERSION"]) if os.environ.get("MODEL_VERSION") else None,
+        address=ray_head.gcs_address,
+        log=home / "ray-serve.log",
+    ) as application:
         os.environ["INFERENCE_URL"] = application.url
         yield
 
@@ -104,18 +108,22 @@ def serve(port: int, ray_port: int, token_file: Path) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app()
-    print(f"""
-  alert page  http://127.0.0.1:{port}/ui/#token={os.environ['API_TOKEN']}
+    print(
+        f"""
+  alert page  http://127.0.0.1:{port}/ui/#token={os.environ["API_TOKEN"]}
   Swagger     http://127.0.0.1:{port}/docs   (Authorize with the write token in {token_file}
-                                               or the read token in {token_file.with_name('api-read-token')})
+                                               or the read token in {token_file.with_name("api-read-token")})
   Ray         http://127.0.0.1:{ray_port}
-  MLflow      uv run mlflow ui --backend-store-uri sqlite:///{Path(os.environ['POLYP_HOME']) / 'mlflow.db'}
-  data        {os.environ['TRAINING_DATA']}   models {os.environ['MODEL_REPO']}
-  serving     {os.environ.get('INFERENCE_BACKEND') or 'onnxruntime'} {os.environ.get('INFERENCE_URL') or '(in-process)'}
+  MLflow      uv run mlflow ui --backend-store-uri sqlite:///{Path(os.environ["POLYP_HOME"]) / "mlflow.db"}
+  data        {os.environ["TRAINING_DATA"]}   models {os.environ["MODEL_REPO"]}
+  serving     {os.environ.get("INFERENCE_BACKEND") or "onnxruntime"} {os.environ.get("INFERENCE_URL") or "(in-process)"}
   Ctrl-C stops everything.
-""", flush=True)
+""",
+        flush=True,
+    )
     # timeout_graceful_shutdown: open SSE streams must not hold Ctrl-C up.
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=3)
+
 
 if __name__ == "__main__":
     main()

@@ -28,20 +28,28 @@ class TrainingParameters(BaseModel):
     model_config = {"extra": "forbid"}
 
     epochs: int = Field(10, ge=1, le=500)
-    workers: int = Field(1, ge=1, le=64, description="Ray Train workers (one per node or GPU; "
-                                                      "two on one small machine only add communication)")
+    workers: int = Field(
+        1, ge=1, le=64, description="Ray Train workers (one per node or GPU; two on one small machine only add communication)"
+    )
     batch_size: int = Field(8, ge=1, le=256)
     lr: float = Field(2e-3, gt=0, le=1, description="peak learning rate (cosine schedule)")
-    arch: str = Field("Unet", pattern="^(" + "|".join(ARCHITECTURES) + ")$",
-                      description="segmentation-models-pytorch architecture")
+    arch: str = Field(
+        "Unet", pattern="^(" + "|".join(ARCHITECTURES) + ")$", description="segmentation-models-pytorch architecture"
+    )
     encoder: str = Field("resnet18", pattern=r"^[a-z0-9_.\-]{2,64}$")
     size: int = Field(192, ge=32, le=1024, multiple_of=32, description="square letterboxed input side")
-    precision: str = Field("auto", pattern="^(" + "|".join(PRECISIONS) + ")$",
-                           description="autocast: auto is bf16 where the CPU (AVX-512 BF16, AMX) or GPU has it, "
-                                       "else fp32; fp16 on GPUs")
+    precision: str = Field(
+        "auto",
+        pattern="^(" + "|".join(PRECISIONS) + ")$",
+        description="autocast: auto is bf16 where the CPU (AVX-512 BF16, AMX) or GPU has it, else fp32; fp16 on GPUs",
+    )
     channels_last: bool = Field(True, description="NHWC tensors: faster convolutions on CPUs and tensor cores")
-    time_budget_min: float | None = Field(None, ge=1, le=10080, description="stop after the epoch that reaches "
-                                          "this many minutes of training; the learning rate anneals over it")
+    time_budget_min: float | None = Field(
+        None,
+        ge=1,
+        le=10080,
+        description="stop after the epoch that reaches this many minutes of training; the learning rate anneals over it",
+    )
     seed: int = Field(0, ge=0)
     dice_threshold: float = Field(0.5, ge=0, le=1, description="quality gate: minimum validation Dice")
 
@@ -72,8 +80,16 @@ def validation_message(error: ValidationError) -> str:
 def train_command(params: TrainingParameters, data: str | list[str], model_repo: str, run_name: str) -> str:
     """The shell command a Ray job runs for one training run; several datasets train together."""
     sources = [data] if isinstance(data, str) else data
-    args = [TRAIN_PROGRAM, "train", *(part for source in sources for part in ("--data", source)),
-            "--model-repo", model_repo, *params.cli_args(), "--name", run_name]
+    args = [
+        TRAIN_PROGRAM,
+        "train",
+        *(part for source in sources for part in ("--data", source)),
+        "--model-repo",
+        model_repo,
+        *params.cli_args(),
+        "--name",
+        run_name,
+    ]
     return shlex.join(args)
 
 

@@ -98,7 +98,8 @@ def preprocess(image: Image.Image, size: int, original_size: tuple[int, int] | N
 
 def restore_mask(probabilities: np.ndarray, box: Letterbox, threshold: float = 0.5) -> np.ndarray:
     """size x size probabilities -> original-size uint8 mask of 0/255."""
-    crop = probabilities[box.top:box.top + box.scaled_height, box.left:box.left + box.scaled_width]
+    crop = probabilities[box.top : box.top + box.scaled_height, box.left : box.left + box.scaled_width]
     resized = Image.fromarray(crop.astype(np.float32), mode="F").resize(
-        (box.original_width, box.original_height), Image.Resampling.BILINEAR)
+        (box.original_width, box.original_height), Image.Resampling.BILINEAR
+    )
     return (np.asarray(resized) >= threshold).view(np.uint8) * np.uint8(255)

@@ -20,7 +20,7 @@ from pathlib import Path
 DEFAULT_MODEL_NAME = "polyp-segmenter"
 MODEL_FILE = "model.onnx"
 CONFIG_FILE = "config.pbtxt"
-CONFIGS_DIR = "configs"   # Triton's custom configurations (--model-config-name)
+CONFIGS_DIR = "configs"  # Triton's custom configurations (--model-config-name)
 LATEST_POLICY = "version_policy: { latest: { num_versions: 1 } }"
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"

@@ -108,9 +108,13 @@ def _wait_healthy(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polyp-gitops", description=__doc__)
-    parser.add_argument("-C", "--repo-dir", metavar="DIR",
-                        help="act on the platform repository containing DIR (default: POLYP_REPO_ROOT, else the "
-                             "repository containing the current directory, as git does)")
+    parser.add_argument(
+        "-C",
+        "--repo-dir",
+        metavar="DIR",
+        help="act on the platform repository containing DIR (default: POLYP_REPO_ROOT, else the "
+        "repository containing the current directory, as git does)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_source_args(p: argparse.ArgumentParser) -> None:
@@ -144,8 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     pin = sub.add_parser("pin-model", help="set the model version one environment serves and commit")
     pin.add_argument("--env", required=True)
     pin.add_argument("--version", required=True, help="an MLflow model version number")
-    pin.add_argument("--sha256", default="", help="its model.onnx digest (the version's onnx_sha256 tag): the serving "
-                                                   "pods start only on exactly those bytes, here and where it is promoted")
+    pin.add_argument(
+        "--sha256",
+        default="",
+        help="its model.onnx digest (the version's onnx_sha256 tag): the serving "
+        "pods start only on exactly those bytes, here and where it is promoted",
+    )
     pin.add_argument("--no-commit", action="store_true", help="edit the file only")
     pin.set_defaults(func=_pin_model)
 
@@ -156,8 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--from", dest="source", required=True)
         p.add_argument("--to", dest="target", required=True)
         p.set_defaults(func=func)
-    wait = sub.add_parser("wait-healthy", help="in a live cluster: wait until every Application is Synced and "
-                                                "Healthy, and check that the sync waves ran in order")
+    wait = sub.add_parser(
+        "wait-healthy",
+        help="in a live cluster: wait until every Application is Synced and Healthy, and check that the sync waves ran in order",
+    )
     wait.add_argument("--env", required=True, choices=ENVIRONMENTS)
     wait.add_argument("--timeout", type=float, default=1800, help="seconds (default 1800)")
     wait.set_defaults(func=_wait_healthy)

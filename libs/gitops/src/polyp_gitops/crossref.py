@@ -17,12 +17,38 @@ import yaml
 from .pins import FLOATING_TAGS
 from .render import RenderedEnvironment, chart_archive
 
-BUILTIN_GROUPS = {"", "apps", "batch", "policy", "rbac.authorization.k8s.io", "networking.k8s.io", "autoscaling",
-                  "admissionregistration.k8s.io", "apiextensions.k8s.io", "scheduling.k8s.io", "storage.k8s.io",
-                  "coordination.k8s.io", "apiregistration.k8s.io", "discovery.k8s.io", "node.k8s.io"}
-BUILTIN_CLUSTER_KINDS = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "PriorityClass",
-                         "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "StorageClass",
-                         "IngressClass", "APIService", "PersistentVolume", "CSIDriver", "RuntimeClass"}
+BUILTIN_GROUPS = {
+    "",
+    "apps",
+    "batch",
+    "policy",
+    "rbac.authorization.k8s.io",
+    "networking.k8s.io",
+    "autoscaling",
+    "admissionregistration.k8s.io",
+    "apiextensions.k8s.io",
+    "scheduling.k8s.io",
+    "storage.k8s.io",
+    "coordination.k8s.io",
+    "apiregistration.k8s.io",
+    "discovery.k8s.io",
+    "node.k8s.io",
+}
+BUILTIN_CLUSTER_KINDS = {
+    "Namespace",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "PriorityClass",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "StorageClass",
+    "IngressClass",
+    "APIService",
+    "PersistentVolume",
+    "CSIDriver",
+    "RuntimeClass",
+}
 # Created by Kubernetes or by an operator at run time, never rendered: (kind, namespace, name) -> who.
 RUNTIME_OBJECTS = {
     ("Service", "default", "kubernetes"): "Kubernetes (the API server's Service)",
@@ -36,30 +62,116 @@ UNUSED_UPSTREAM_HOSTS = {
 RUNTIME_SERVICE_LABELS = {  # labels and ports of those Services, for ServiceMonitor selection
     ("default", "kubernetes"): ({"component": "apiserver", "provider": "kubernetes"}, {"https"}),
     ("kube-system", "kube-prometheus-stack-kubelet"): (
-        {"app.kubernetes.io/name": "kubelet", "k8s-app": "kubelet"}, {"https-metrics", "http-metrics", "cadvisor"}),
+        {"app.kubernetes.io/name": "kubelet", "k8s-app": "kubelet"},
+        {"https-metrics", "http-metrics", "cadvisor"},
+    ),
 }
 # Metric name prefixes each scrape target of the monitoring stack exports (upstream exporters by prefix).
 EXPORTER_PREFIXES = {
     "kube-state-metrics": ("kube_",),
     "node-exporter": ("node_",),
-    "kubelet and cAdvisor": ("container_", "kubelet_", "machine_", "storage_operation_", "volume_manager_",
-                             "kubernetes_feature_enabled", "csi_", "prober_"),
-    "API server": ("apiserver_", "workqueue_", "etcd_", "aggregator_", "rest_client_", "kubernetes_build_info",
-                   "process_", "go_"),
+    "kubelet and cAdvisor": (
+        "container_",
+        "kubelet_",
+        "machine_",
+        "storage_operation_",
+        "volume_manager_",
+        "kubernetes_feature_enabled",
+        "csi_",
+        "prober_",
+    ),
+    "API server": (
+        "apiserver_",
+        "workqueue_",
+        "etcd_",
+        "aggregator_",
+        "rest_client_",
+        "kubernetes_build_info",
+        "process_",
+        "go_",
+    ),
     "Prometheus": ("prometheus_", "net_conntrack_", "scrape_", "up"),
     "Alertmanager": ("alertmanager_",),
     "config reloaders": ("reloader_",),
     "Grafana": ("grafana_",),
 }
 PROMQL_WORDS = {
-    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset", "inf",
-    "nan", "sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile", "count_values",
-    "group", "abs", "absent", "absent_over_time", "ceil", "changes", "clamp", "clamp_max", "clamp_min", "day_of_month",
-    "day_of_week", "days_in_month", "delta", "deriv", "exp", "floor", "histogram_quantile", "holt_winters", "hour",
-    "idelta", "increase", "irate", "label_join", "label_replace", "ln", "log2", "log10", "minute", "month",
-    "predict_linear", "rate", "resets", "round", "scalar", "sort", "sort_desc", "sqrt", "time", "timestamp", "vector",
-    "year", "avg_over_time", "min_over_time", "max_over_time", "sum_over_time", "count_over_time", "quantile_over_time",
-    "stddev_over_time", "stdvar_over_time", "last_over_time", "present_over_time", "double_exponential_smoothing",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
+    "group",
+    "abs",
+    "absent",
+    "absent_over_time",
+    "ceil",
+    "changes",
+    "clamp",
+    "clamp_max",
+    "clamp_min",
+    "day_of_month",
+    "day_of_week",
+    "days_in_month",
+    "delta",
+    "deriv",
+    "exp",
+    "floor",
+    "histogram_quantile",
+    "holt_winters",
+    "hour",
+    "idelta",
+    "increase",
+    "irate",
+    "label_join",
+    "label_replace",
+    "ln",
+    "log2",
+    "log10",
+    "minute",
+    "month",
+    "predict_linear",
+    "rate",
+    "resets",
+    "round",
+    "scalar",
+    "sort",
+    "sort_desc",
+    "sqrt",
+    "time",
+    "timestamp",
+    "vector",
+    "year",
+    "avg_over_time",
+    "min_over_time",
+    "max_over_time",
+    "sum_over_time",
+    "count_over_time",
+    "quantile_over_time",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "last_over_time",
+    "present_over_time",
+    "double_exponential_smoothing",
 }
 
 
@@ -182,8 +294,14 @@ def pod_specs(obj: dict) -> Iterator[tuple[str, dict]]:
         yield kind, spec
     elif kind == "InferenceService":  # the model container; its image comes from the ServingRuntime
         predictor = spec.get("predictor", {})
-        yield kind, {"serviceAccountName": predictor.get("serviceAccountName"),
-                     "securityContext": predictor.get("securityContext", {}), "containers": [predictor.get("model", {})]}
+        yield (
+            kind,
+            {
+                "serviceAccountName": predictor.get("serviceAccountName"),
+                "securityContext": predictor.get("securityContext", {}),
+                "containers": [predictor.get("model", {})],
+            },
+        )
 
 
 def _named_references(pod: dict) -> Iterator[tuple[str, str]]:
@@ -263,8 +381,11 @@ def crds_before_users(env: RenderedEnvironment) -> list[str]:
 def service_monitors_select_services(env: RenderedEnvironment) -> list[str]:
     """Every ServiceMonitor selects at least one Service, and each endpoint's port is a port of those Services."""
     placed = placed_objects(env)
-    services = [(p.namespace, p.obj["metadata"].get("labels") or {},
-                 {port.get("name") for port in p.obj["spec"].get("ports", [])}) for p in placed if p.kind == "Service"]
+    services = [
+        (p.namespace, p.obj["metadata"].get("labels") or {}, {port.get("name") for port in p.obj["spec"].get("ports", [])})
+        for p in placed
+        if p.kind == "Service"
+    ]
     services += [(ns, labels, ports) for (ns, _), (labels, ports) in RUNTIME_SERVICE_LABELS.items()]
     problems = []
     for p in (p for p in placed if p.kind == "ServiceMonitor"):
@@ -272,16 +393,19 @@ def service_monitors_select_services(env: RenderedEnvironment) -> list[str]:
         selector = spec.get("namespaceSelector") or {}
         namespaces = None if selector.get("any") else set(selector.get("matchNames") or [p.namespace])
         wanted = (spec.get("selector") or {}).get("matchLabels") or {}
-        matched = [s for s in services if (namespaces is None or s[0] in namespaces)
-                   and all(s[1].get(k) == v for k, v in wanted.items())]
+        matched = [
+            s for s in services if (namespaces is None or s[0] in namespaces) and all(s[1].get(k) == v for k, v in wanted.items())
+        ]
         if not matched:
             problems.append(f"{p.app}: ServiceMonitor {p.name} selects no Service ({wanted} in {sorted(namespaces or ['*'])})")
             continue
         ports = set().union(*(s[2] for s in matched))
         for endpoint in spec.get("endpoints", []):
             if endpoint.get("port") and endpoint["port"] not in ports:
-                problems.append(f"{p.app}: ServiceMonitor {p.name} scrapes port {endpoint['port']!r}, "
-                                f"which its Services do not have ({sorted(p for p in ports if p)})")
+                problems.append(
+                    f"{p.app}: ServiceMonitor {p.name} scrapes port {endpoint['port']!r}, "
+                    f"which its Services do not have ({sorted(p for p in ports if p)})"
+                )
     return problems
 
 
@@ -295,7 +419,7 @@ def metric_names(expr: str) -> set[str]:
     names = set()
     for match in re.finditer(r"(?<![\w.])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w.])", expr):
         word = match.group(1)
-        following = expr[match.end():].lstrip()[:1]
+        following = expr[match.end() :].lstrip()[:1]
         if word.lower() in PROMQL_WORDS or following == "(" or re.fullmatch(r"\d+[smhdwy]", word):
             continue
         names.add(word)
@@ -305,8 +429,13 @@ def metric_names(expr: str) -> set[str]:
 def rules_use_exported_metrics(env: RenderedEnvironment, own_metrics: set[str]) -> list[str]:
     """Every series a PrometheusRule reads is recorded by a rule, exported by our service, or by an exporter."""
     placed = placed_objects(env)
-    rules = [(p, rule) for p in placed if p.kind == "PrometheusRule"
-             for group in p.obj["spec"].get("groups", []) for rule in group.get("rules", [])]
+    rules = [
+        (p, rule)
+        for p in placed
+        if p.kind == "PrometheusRule"
+        for group in p.obj["spec"].get("groups", [])
+        for rule in group.get("rules", [])
+    ]
     recorded = {rule["record"] for _, rule in rules if "record" in rule}
     prefixes = tuple(prefix for group in EXPORTER_PREFIXES.values() for prefix in group)
     problems = []
@@ -314,8 +443,10 @@ def rules_use_exported_metrics(env: RenderedEnvironment, own_metrics: set[str]) 
         for name in sorted(metric_names(str(rule.get("expr", "")))):
             if name in recorded or name in own_metrics or name.startswith(prefixes) or name in ("ALERTS", "ALERTS_FOR_STATE"):
                 continue
-            problems.append(f"{p.app}: PrometheusRule {p.name} ({rule.get('alert') or rule.get('record')}) reads {name}, "
-                            "which no target exports")
+            problems.append(
+                f"{p.app}: PrometheusRule {p.name} ({rule.get('alert') or rule.get('record')}) reads {name}, "
+                "which no target exports"
+            )
     return problems
 
 
@@ -394,8 +525,21 @@ def chart_defaults(archive: Path) -> dict:
 
 
 # Values passed through to Kubernetes objects as they are (toYaml): any key Kubernetes knows is fine.
-PASS_THROUGH = {"resources", "securityContext", "podSecurityContext", "containerSecurityContext", "nodeSelector",
-                "tolerations", "affinity", "annotations", "labels", "podAnnotations", "podLabels", "extraEnvVars", "env"}
+PASS_THROUGH = {
+    "resources",
+    "securityContext",
+    "podSecurityContext",
+    "containerSecurityContext",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "annotations",
+    "labels",
+    "podAnnotations",
+    "podLabels",
+    "extraEnvVars",
+    "env",
+}
 
 
 def unknown_values_keys(values: dict, defaults: dict, path: str = "") -> list[str]:
@@ -415,8 +559,12 @@ def unknown_values_keys(values: dict, defaults: dict, path: str = "") -> list[st
 
 def exported_series(registry) -> set[str]:
     """The series names a prometheus_client registry exports (counters as _total, histograms as _bucket ...)."""
-    suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
-                "summary": ("_sum", "_count", "_created"), "gauge": ("",)}
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_sum", "_count", "_created"),
+        "summary": ("_sum", "_count", "_created"),
+        "gauge": ("",),
+    }
     return {family.name + suffix for family in registry.collect() for suffix in suffixes.get(family.type, ("",))}
 
 
@@ -435,5 +583,11 @@ def unknown_upstream_values(env: RenderedEnvironment) -> list[str]:
 
 def environment_problems(env: RenderedEnvironment, root: Path) -> list[str]:
     """Every cross-reference check that needs nothing but the rendered environment."""
-    return (namespaces_permitted(env) + references_exist(env, root) + crds_before_users(env)
-            + service_monitors_select_services(env) + unpinned_images(env) + unknown_upstream_values(env))
+    return (
+        namespaces_permitted(env)
+        + references_exist(env, root)
+        + crds_before_users(env)
+        + service_monitors_select_services(env)
+        + unpinned_images(env)
+        + unknown_upstream_values(env)
+    )

@@ -47,13 +47,15 @@ def applications(namespace: str = "argocd", kubeconfig: str | None = None) -> di
             wave=int((item["metadata"].get("annotations") or {}).get(WAVE_ANNOTATION, "0")),
             sync=(status.get("sync") or {}).get("status", "?"),
             health=(status.get("health") or {}).get("status", "?"),
-            message="; ".join(m for m in [*conditions, operation] if m)[:300])
+            message="; ".join(m for m in [*conditions, operation] if m)[:300],
+        )
     return states
 
 
 @dataclass
 class SyncRecord:
     """What was seen while waiting, by snapshot number: when each Application first appeared and first was ready."""
+
     started: float = field(default_factory=time.monotonic)
     snapshots: int = 0
     appeared: dict[str, int] = field(default_factory=dict)
@@ -78,16 +80,19 @@ class SyncRecord:
         """Children that appeared before every Application of an earlier wave was seen Synced and Healthy."""
         violations = []
         for name in self.judged(root):
-            early = sorted(other for other, wave in self.waves.items() if other != root
-                           and wave < self.waves[name] and self.ready.get(other, self.snapshots) > self.appeared[name])
+            early = sorted(
+                other
+                for other, wave in self.waves.items()
+                if other != root and wave < self.waves[name] and self.ready.get(other, self.snapshots) > self.appeared[name]
+            )
             if early:
-                violations.append(f"{name} (wave {self.waves[name]}) appeared before "
-                                  f"{', '.join(early)} was Synced and Healthy")
+                violations.append(f"{name} (wave {self.waves[name]}) appeared before {', '.join(early)} was Synced and Healthy")
         return violations
 
 
-def wait_synced_healthy(root: str, timeout_s: float, interval_s: float = 1.0, namespace: str = "argocd",
-                        kubeconfig: str | None = None, log=print) -> SyncRecord:
+def wait_synced_healthy(
+    root: str, timeout_s: float, interval_s: float = 1.0, namespace: str = "argocd", kubeconfig: str | None = None, log=print
+) -> SyncRecord:
     """Poll until every Application (more than the root) is Synced and Healthy; TimeoutError names the rest."""
     record = SyncRecord()
     deadline = time.monotonic() + timeout_s
@@ -97,16 +102,19 @@ def wait_synced_healthy(root: str, timeout_s: float, interval_s: float = 1.0, na
         record.observe(states)
         not_ready = [s for s in states.values() if not s.ready]
         if len(states) > 1 and not not_ready:
-            log(f"{len(states)}/{len(states)} Applications Synced and Healthy "
-                f"after {time.monotonic() - record.started:.0f} s")
+            log(f"{len(states)}/{len(states)} Applications Synced and Healthy after {time.monotonic() - record.started:.0f} s")
             return record
         if time.monotonic() - last_report > 20:
             last_report = time.monotonic()
-            log(f"{len(states) - len(not_ready)}/{len(states)} Applications Synced and Healthy; waiting on "
-                + ", ".join(f"{s.name} {s.sync}/{s.health}" for s in not_ready))
+            log(
+                f"{len(states) - len(not_ready)}/{len(states)} Applications Synced and Healthy; waiting on "
+                + ", ".join(f"{s.name} {s.sync}/{s.health}" for s in not_ready)
+            )
         if time.monotonic() > deadline:
-            raise TimeoutError(f"not Synced and Healthy within {timeout_s:.0f} s:\n" + "\n".join(
-                f"  {s.name} (wave {s.wave}): {s.sync}/{s.health} {s.message}" for s in not_ready))
+            raise TimeoutError(
+                f"not Synced and Healthy within {timeout_s:.0f} s:\n"
+                + "\n".join(f"  {s.name} (wave {s.wave}): {s.sync}/{s.health} {s.message}" for s in not_ready)
+            )
         time.sleep(interval_s)
 
 

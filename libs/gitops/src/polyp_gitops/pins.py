@@ -62,8 +62,10 @@ def image_components(root: Path) -> list[str]:
 
 
 def promoted_pins(root: Path) -> list[Pin]:
-    return [Pin(c, IMAGE_TAG) for c in image_components(root)] + [Pin(MODEL_COMPONENT, MODEL_VERSION),
-                                                                  Pin(MODEL_COMPONENT, MODEL_SHA256)]
+    return [Pin(c, IMAGE_TAG) for c in image_components(root)] + [
+        Pin(MODEL_COMPONENT, MODEL_VERSION),
+        Pin(MODEL_COMPONENT, MODEL_SHA256),
+    ]
 
 
 def _node(data, pin: Pin, env: str):
@@ -98,7 +100,7 @@ def rewrite(text: str, env: str, changes: dict[Pin, str]) -> str:
         parent = _node(data, pin, env)
         row, col = parent.lc.value(pin.key[-1])
         line = lines[row]
-        lines[row] = f'{line[:col]}"{value}"{line[_scalar_end(line, col):]}'
+        lines[row] = f'{line[:col]}"{value}"{line[_scalar_end(line, col) :]}'
     return "".join(lines)
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import yaml
 
-
 from .repo import ENVIRONMENTS, check_environment
 from .schemas import DEFAULT_KUBE_VERSION
 from .tools import run
@@ -70,8 +69,10 @@ def charts_dir() -> Path:
     (`polyp-gitops charts` lists them; `make validate` points it at the pinned, checked fixtures)."""
     configured = os.environ.get("POLYP_CHARTS_DIR")
     if not configured:
-        raise ChartsUnavailable("set POLYP_CHARTS_DIR to a folder of the packaged upstream charts (`polyp-gitops charts` "
-                                "lists them; `make validate` provides the pinned ones)")
+        raise ChartsUnavailable(
+            "set POLYP_CHARTS_DIR to a folder of the packaged upstream charts (`polyp-gitops charts` "
+            "lists them; `make validate` provides the pinned ones)"
+        )
     return Path(configured)
 
 
@@ -79,17 +80,25 @@ def chart_archive(chart: str, version: str) -> Path:
     """The packaged upstream chart Argo CD would pull: <chart>-<version>.tgz in charts_dir()."""
     archive = charts_dir() / f"{chart}-{version}.tgz"
     if not archive.is_file():
-        raise ValueError(f"upstream chart {chart} {version} is not at {archive}: set POLYP_CHARTS_DIR to a folder "
-                         f"of packaged charts (helm pull {chart} --version {version})")
+        raise ValueError(
+            f"upstream chart {chart} {version} is not at {archive}: set POLYP_CHARTS_DIR to a folder "
+            f"of packaged charts (helm pull {chart} --version {version})"
+        )
     return archive
 
 
 _archive_renders: dict[str, list[dict]] = {}
 
 
-def helm_template(chart: Path, release: str, namespace: str, value_files: list[Path] = (),
-                  values: dict | None = None, parameters: list[dict] = (),
-                  kube_version: str = DEFAULT_KUBE_VERSION) -> list[dict]:
+def helm_template(
+    chart: Path,
+    release: str,
+    namespace: str,
+    value_files: list[Path] = (),
+    values: dict | None = None,
+    parameters: list[dict] = (),
+    kube_version: str = DEFAULT_KUBE_VERSION,
+) -> list[dict]:
     """`helm template` as Argo CD calls it: value files, then inline values, then --set parameters.
 
     A packaged chart with the same inputs renders the same objects: environments share those renders.
@@ -102,12 +111,10 @@ def helm_template(chart: Path, release: str, namespace: str, value_files: list[P
     return _helm_template(chart, release, namespace, value_files, values, parameters, kube_version)
 
 
-def _helm_template(chart: Path, release: str, namespace: str, value_files, values, parameters,
-                   kube_version: str) -> list[dict]:
+def _helm_template(chart: Path, release: str, namespace: str, value_files, values, parameters, kube_version: str) -> list[dict]:
     if (chart / "Chart.yaml").is_file() and "dependencies:" in (chart / "Chart.yaml").read_text():
         run(["helm", "dependency", "build", str(chart)])
-    args = ["helm", "template", release, str(chart), "--namespace", namespace,
-            "--kube-version", kube_version, "--include-crds"]
+    args = ["helm", "template", release, str(chart), "--namespace", namespace, "--kube-version", kube_version, "--include-crds"]
     for path in value_files:
         args += ["--values", str(path)]
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as inline:
@@ -121,14 +128,21 @@ def _helm_template(chart: Path, release: str, namespace: str, value_files, value
         return parse_documents(run(args))
 
 
-def render_bootstrap(env: str, root: Path, repo_url: str = DEFAULT_REPO_URL, revision: str = "main",
-                     chart_mirror: str = "") -> list[dict]:
+def render_bootstrap(
+    env: str, root: Path, repo_url: str = DEFAULT_REPO_URL, revision: str = "main", chart_mirror: str = ""
+) -> list[dict]:
     """The AppProject and root Application that bootstrap/install.sh applies."""
     check_environment(env)
     return helm_template(
-        root / "bootstrap" / "root", f"polyp-{env}", "argocd",
-        parameters=[{"name": "environment", "value": env}, {"name": "repoURL", "value": repo_url},
-                    {"name": "targetRevision", "value": revision}, {"name": "chartMirror", "value": chart_mirror}],
+        root / "bootstrap" / "root",
+        f"polyp-{env}",
+        "argocd",
+        parameters=[
+            {"name": "environment", "value": env},
+            {"name": "repoURL", "value": repo_url},
+            {"name": "targetRevision", "value": revision},
+            {"name": "chartMirror", "value": chart_mirror},
+        ],
     )
 
 
@@ -150,12 +164,16 @@ def render_application(app: dict, repo_url: str, repo_root: Path) -> RenderedApp
             rendered.upstream_chart = f"{source['repoURL']}/{source['chart']}@{source['targetRevision']}"
             rendered.objects += helm_template(
                 chart_archive(source["chart"], source["targetRevision"]),
-                helm.get("releaseName") or app["metadata"]["name"], spec["destination"]["namespace"],
-                values=_inline_values(helm), parameters=helm.get("parameters", []))
+                helm.get("releaseName") or app["metadata"]["name"],
+                spec["destination"]["namespace"],
+                values=_inline_values(helm),
+                parameters=helm.get("parameters", []),
+            )
             continue
         if source["repoURL"] != repo_url:
             raise ValueError(
-                f"Application {app['metadata']['name']}: source {source['repoURL']} is neither this repo nor a chart")
+                f"Application {app['metadata']['name']}: source {source['repoURL']} is neither this repo nor a chart"
+            )
         chart_dir = repo_root / source["path"]
         value_files = []
         for name in helm.get("valueFiles", []):
@@ -170,8 +188,12 @@ def render_application(app: dict, repo_url: str, repo_root: Path) -> RenderedApp
             if not path.is_file() and not helm.get("ignoreMissingValueFiles"):
                 raise ValueError(f"Application {app['metadata']['name']}: value file {path} does not exist")
         rendered.objects += helm_template(
-            chart_dir, helm.get("releaseName") or app["metadata"]["name"], spec["destination"]["namespace"],
-            [p for p in value_files if p.is_file()], _inline_values(helm), helm.get("parameters", []),
+            chart_dir,
+            helm.get("releaseName") or app["metadata"]["name"],
+            spec["destination"]["namespace"],
+            [p for p in value_files if p.is_file()],
+            _inline_values(helm),
+            helm.get("parameters", []),
         )
     return rendered
 
@@ -187,8 +209,9 @@ HEALTH_CHECK_KEY = "resource.customizations.health.argoproj.io_Application"
 def argocd_chart(root: Path) -> tuple[str, str]:
     """(repository, version) of the argo-cd chart bootstrap/install.sh pins."""
     install = (root / "bootstrap" / "install.sh").read_text()
-    repo, version = (re.search(rf"^{name}=(\S+)", install, re.MULTILINE).group(1)
-                     for name in ("ARGOCD_CHART_REPO", "ARGOCD_CHART_VERSION"))
+    repo, version = (
+        re.search(rf"^{name}=(\S+)", install, re.MULTILINE).group(1) for name in ("ARGOCD_CHART_REPO", "ARGOCD_CHART_VERSION")
+    )
     return repo, version
 
 
@@ -210,7 +233,8 @@ def render_argocd(root: Path) -> list[dict]:
     _, version = argocd_chart(root)
     values = yaml.safe_load((root / "bootstrap" / "argocd-values.yaml").read_text())
     values.setdefault("configs", {}).setdefault("cm", {})[HEALTH_CHECK_KEY] = (
-        root / "bootstrap" / "application-health.lua").read_text()
+        root / "bootstrap" / "application-health.lua"
+    ).read_text()
     return helm_template(chart_archive("argo-cd", version), "argocd", ARGOCD_NAMESPACE, values=values)
 
 
@@ -220,8 +244,9 @@ def render_applications(env: str, root: Path, chart_mirror: str = "") -> list[di
     return render_application(next(o for o in bootstrap if o["kind"] == "Application"), DEFAULT_REPO_URL, root).objects
 
 
-def render_environment(env: str, root: Path, repo_url: str = DEFAULT_REPO_URL, revision: str = "main",
-                       chart_mirror: str = "") -> RenderedEnvironment:
+def render_environment(
+    env: str, root: Path, repo_url: str = DEFAULT_REPO_URL, revision: str = "main", chart_mirror: str = ""
+) -> RenderedEnvironment:
     """Every object of one environment of the repository at `root`, rendered as Argo CD would."""
     bootstrap = render_bootstrap(env, root, repo_url, revision, chart_mirror)
     root_app = next(o for o in bootstrap if o["kind"] == "Application")

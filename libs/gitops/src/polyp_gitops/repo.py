@@ -32,8 +32,10 @@ def repo_root(directory: str | Path | None = None) -> Path:
         start = Path(directory or Path.cwd()).resolve()
         result = subprocess.run(["git", "-C", str(start), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
         if result.returncode != 0:
-            raise NotARepository(f"{start} is not inside a git repository: run polyp-gitops in a clone of the "
-                                 "platform repository, or name one with --repo-dir DIR")
+            raise NotARepository(
+                f"{start} is not inside a git repository: run polyp-gitops in a clone of the "
+                "platform repository, or name one with --repo-dir DIR"
+            )
         root = Path(result.stdout.strip())
     if not _is_platform_repo(root):
         raise NotARepository(f"{root} is not the platform repository (it has no apps/Chart.yaml and environments/)")

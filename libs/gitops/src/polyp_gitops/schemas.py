@@ -20,7 +20,7 @@ from .repo import INSTALL_ROOT
 
 DEFAULT_KUBE_VERSION = "1.34.0"
 REF_PREFIX = "/api/_definitions.json#/$defs/"  # in a kind's file
-LOCAL_PREFIX = "#/$defs/"                       # inside _definitions.json
+LOCAL_PREFIX = "#/$defs/"  # inside _definitions.json
 
 
 class SchemasUnavailable(RuntimeError):
@@ -32,8 +32,10 @@ def crd_schema_location() -> str:
     ``/schemas/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json``."""
     configured = os.environ.get("CRD_SCHEMA_LOCATION")
     if not configured:
-        raise SchemasUnavailable("set CRD_SCHEMA_LOCATION to a kubeconform template of CRD schemas, e.g. "
-                                 "DIR/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json (`make validate` does)")
+        raise SchemasUnavailable(
+            "set CRD_SCHEMA_LOCATION to a kubeconform template of CRD schemas, e.g. "
+            "DIR/{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json (`make validate` does)"
+        )
     return configured
 
 
@@ -55,7 +57,7 @@ def _refs(node, found: set[str]) -> None:
         if isinstance(ref, str):
             for prefix in (REF_PREFIX, LOCAL_PREFIX):
                 if ref.startswith(prefix):
-                    found.add(ref[len(prefix):])
+                    found.add(ref[len(prefix) :])
         for value in node.values():
             _refs(value, found)
     elif isinstance(node, list):

@@ -28,9 +28,7 @@ def find_tool(name: str) -> str:
 
 def run(args: list[str], cwd: Path | None = None, stdin: str | None = None) -> str:
     """Run a tool and return stdout; a non-zero exit raises ToolError with its stderr."""
-    result = subprocess.run(
-        [find_tool(args[0]), *args[1:]], cwd=cwd, input=stdin, capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([find_tool(args[0]), *args[1:]], cwd=cwd, input=stdin, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         detail = result.stderr.strip() or result.stdout.strip()
         raise ToolError(f"{' '.join(args[:3])} ... failed ({result.returncode}):\n{detail}")

@@ -23,7 +23,7 @@ class ValidationReport:
     skipped: int
     problems: list[str]
     statuses: list[str] = field(default_factory=list)  # one per object, in the order given
-    details: list[str] = field(default_factory=list)   # one per object: "" when valid, else what is wrong
+    details: list[str] = field(default_factory=list)  # one per object: "" when valid, else what is wrong
 
     @property
     def ok(self) -> bool:
@@ -36,8 +36,9 @@ class ValidationReport:
     @classmethod
     def of(cls, statuses: list[str], details: list[str]) -> ValidationReport:
         counts = Counter(statuses)
-        return cls(counts["valid"], counts["invalid"], counts["error"], counts["skipped"], [d for d in details if d],
-                   statuses, details)
+        return cls(
+            counts["valid"], counts["invalid"], counts["error"], counts["skipped"], [d for d in details if d], statuses, details
+        )
 
 
 def kubeconform(objects: list[dict], kube_version: str = DEFAULT_KUBE_VERSION) -> ValidationReport:
@@ -49,12 +50,24 @@ def kubeconform(objects: list[dict], kube_version: str = DEFAULT_KUBE_VERSION) -
         for i, obj in enumerate(objects):
             (Path(folder) / f"{i:06d}.yaml").write_text(yaml.safe_dump(obj, sort_keys=False))
         result = subprocess.run(
-            [find_tool("kubeconform"), "-strict", "-summary", "-verbose", "-output", "json",
-             "-kubernetes-version", kube_version,
-             "-schema-location", kubernetes_schema_location(kube_version),
-             "-schema-location", crd_schema_location(),
-             folder],
-            capture_output=True, text=True, check=False,
+            [
+                find_tool("kubeconform"),
+                "-strict",
+                "-summary",
+                "-verbose",
+                "-output",
+                "json",
+                "-kubernetes-version",
+                kube_version,
+                "-schema-location",
+                kubernetes_schema_location(kube_version),
+                "-schema-location",
+                crd_schema_location(),
+                folder,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
     try:
         report = json.loads(result.stdout)
@@ -64,8 +77,11 @@ def kubeconform(objects: list[dict], kube_version: str = DEFAULT_KUBE_VERSION) -
     for resource in report.get("resources", []):
         index = int(Path(resource["filename"]).stem)
         statuses[index] = resource["status"].removeprefix("status").lower()
-        details[index] = "" if statuses[index] == "valid" else \
-            f"{resource['kind']}/{resource['name']}: {statuses[index]} {resource.get('msg', '')}".strip()
+        details[index] = (
+            ""
+            if statuses[index] == "valid"
+            else f"{resource['kind']}/{resource['name']}: {statuses[index]} {resource.get('msg', '')}".strip()
+        )
     return ValidationReport.of(statuses, details)
 
 
@@ -77,5 +93,9 @@ def validate_groups(groups: dict[str, list[dict]]) -> dict[str, ValidationReport
         unique.update(zip(keys[name], objects, strict=True))
     verdict = kubeconform(list(unique.values())) if unique else ValidationReport.of([], [])
     index = {key: i for i, key in enumerate(unique)}
-    return {name: ValidationReport.of([verdict.statuses[index[k]] for k in keys[name]],
-                                      [verdict.details[index[k]] for k in keys[name]]) for name in groups}
+    return {
+        name: ValidationReport.of(
+            [verdict.statuses[index[k]] for k in keys[name]], [verdict.details[index[k]] for k in keys[name]]
+        )
+        for name in groups
+    }

@@ -52,13 +52,15 @@ class OnnxRuntimeBackend:
     def _served_version(self) -> int:
         if self.version is not None:
             if self.version not in repository.published_versions(self.repo, self.model):
-                raise ServingUnavailable(f"the pinned version {self.version} of model {self.model!r} is not published "
-                                         f"in {self.repo}", retry_after=30)
+                raise ServingUnavailable(
+                    f"the pinned version {self.version} of model {self.model!r} is not published in {self.repo}", retry_after=30
+                )
             return self.version
         newest = repository.newest_version(self.repo, self.model)
         if newest is None:
-            raise ServingUnavailable(f"model {self.model!r} has no published version in {self.repo} yet: "
-                                     "train one first", retry_after=30)
+            raise ServingUnavailable(
+                f"model {self.model!r} has no published version in {self.repo} yet: train one first", retry_after=30
+            )
         return newest
 
     def _session(self) -> tuple[ModelInfo, object]:
@@ -74,8 +76,9 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         if self.threads:
             options.intra_op_num_threads = self.threads
-        session = ort.InferenceSession(str(repository.model_file(self.repo, self.model, version)), options,
-                                       providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            str(repository.model_file(self.repo, self.model, version)), options, providers=["CPUExecutionProvider"]
+        )
         [model_input], [model_output] = session.get_inputs(), session.get_outputs()
         return ModelInfo(self.model, str(version), model_input.name, model_output.name, int(model_input.shape[-1])), session
 
@@ -112,8 +115,9 @@ class TritonBackend:
 
     kind = "triton"
 
-    def __init__(self, url: str, model: str, timeout_s: float = 10.0, retries: int = 2, backoff_s: float = 0.2,
-                 version: int | None = None):
+    def __init__(
+        self, url: str, model: str, timeout_s: float = 10.0, retries: int = 2, backoff_s: float = 0.2, version: int | None = None
+    ):
         self.url = url.removeprefix("http://").removeprefix("https://").rstrip("/")
         self.ssl = url.startswith("https://")
         self.model, self.timeout_s, self.retries, self.backoff_s = model, timeout_s, retries, backoff_s
@@ -145,19 +149,22 @@ class TritonBackend:
                 raise ServingUnavailable(f"Triton at {self.url} cannot {what}: {exc.message()}") from exc
             except (TimeoutError, OSError, _aiohttp_errors()) as exc:
                 if attempt == self.retries:
-                    raise ServingUnavailable(f"Triton at {self.url} is unreachable ({type(exc).__name__}: {exc}) "
-                                             f"after {self.retries + 1} attempts") from exc
-                await asyncio.sleep(self.backoff_s * 2 ** attempt)
+                    raise ServingUnavailable(
+                        f"Triton at {self.url} is unreachable ({type(exc).__name__}: {exc}) after {self.retries + 1} attempts"
+                    ) from exc
+                await asyncio.sleep(self.backoff_s * 2**attempt)
 
     async def model_info(self, refresh: bool = False) -> ModelInfo:
         """Names and input size from the server, cached for a few seconds so a new version is noticed."""
         if refresh or self._info is None or time.monotonic() - self._info_at > METADATA_TTL_S:
-            meta = await self.call(f"describe model {self.model!r}",
-                                   lambda c: c.get_model_metadata(self.model, model_version=self.version))
+            meta = await self.call(
+                f"describe model {self.model!r}", lambda c: c.get_model_metadata(self.model, model_version=self.version)
+            )
             [model_input], [model_output] = meta["inputs"], meta["outputs"]
             versions = sorted(meta.get("versions") or ["0"], key=lambda v: int(v) if v.isdigit() else -1)
-            self._info = ModelInfo(self.model, versions[-1], model_input["name"], model_output["name"],
-                                   int(model_input["shape"][-1]))
+            self._info = ModelInfo(
+                self.model, versions[-1], model_input["name"], model_output["name"], int(model_input["shape"][-1])
+            )
             self._info_at = time.monotonic()
         return self._info
 
@@ -167,8 +174,12 @@ class TritonBackend:
         request = triton.InferInput(info.input_name, list(batch.shape), "FP32")
         request.set_data_from_numpy(batch, binary_data=True)
         output = triton.InferRequestedOutput(info.output_name, binary_data=True)
-        result = await self.call("run inference", lambda c: c.infer(self.model, [request], model_version=self.version,
-                                                                     outputs=[output], timeout=int(self.timeout_s * 1e6)))
+        result = await self.call(
+            "run inference",
+            lambda c: c.infer(
+                self.model, [request], model_version=self.version, outputs=[output], timeout=int(self.timeout_s * 1e6)
+            ),
+        )
         return result.as_numpy(info.output_name), str(result.get_response().get("model_version", info.version))
 
     async def ready(self) -> bool:

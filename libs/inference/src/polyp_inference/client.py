@@ -32,7 +32,10 @@ class Prediction:
     def as_json(self) -> dict:
         """The JSON body /predict answers with; the mask travels as base64 PNG (null when not asked for)."""
         return {
-            "model": self.model, "version": self.version, "width": self.width, "height": self.height,
+            "model": self.model,
+            "version": self.version,
+            "width": self.width,
+            "height": self.height,
             "area_fraction": self.area_fraction,
             "boxes": None if self.boxes is None else [vars(box) for box in self.boxes],
             "latency_ms": self.latency_ms,
@@ -43,8 +46,9 @@ class Prediction:
 BACKENDS = ("onnxruntime", "triton", "rayserve")
 
 
-def make_backend(model: str, url: str | None, repo: str | Path, timeout_s: float = 10.0,
-                 version: int | None = None, kind: str | None = None):
+def make_backend(
+    model: str, url: str | None, repo: str | Path, timeout_s: float = 10.0, version: int | None = None, kind: str | None = None
+):
     """`kind` (default: triton when a url is given, else onnxruntime): in-process ONNX Runtime over the local
     repository, Triton (KServe in a cluster) or a Ray Serve application at `url`; `version` pins the served
     version (None: the newest)."""
@@ -66,8 +70,13 @@ class InferenceClient:
     def __init__(self, backend: OnnxRuntimeBackend | TritonBackend, max_bytes: int = MAX_BYTES, threshold: float = 0.5):
         self.backend, self.max_bytes, self.threshold = backend, max_bytes, threshold
 
-    async def predict(self, data: bytes, content_type: str | None, outputs: frozenset[str] = frozenset(OUTPUTS),
-                      min_area: float = DEFAULT_MIN_AREA) -> Prediction:
+    async def predict(
+        self,
+        data: bytes,
+        content_type: str | None,
+        outputs: frozenset[str] = frozenset(OUTPUTS),
+        min_area: float = DEFAULT_MIN_AREA,
+    ) -> Prediction:
         """Segment one upload; `outputs` names what to return (the area always comes), `min_area` the
         smallest region (share of the image) that gets a box."""
         started = time.perf_counter()
@@ -84,9 +93,16 @@ class InferenceClient:
             pixels, box = preprocess(upload.image, info.size, original)
             logits, version = await self.backend.infer(pixels[None], info)
         result = segment(np.asarray(logits)[0, 0], box, self.threshold, min_area, with_boxes="boxes" in outputs)
-        return Prediction(info.name, version, upload.width, upload.height, result.area_fraction,
-                          result.boxes if "boxes" in outputs else None,
-                          result.mask_png() if "mask" in outputs else None, (time.perf_counter() - started) * 1000)
+        return Prediction(
+            info.name,
+            version,
+            upload.width,
+            upload.height,
+            result.area_fraction,
+            result.boxes if "boxes" in outputs else None,
+            result.mask_png() if "mask" in outputs else None,
+            (time.perf_counter() - started) * 1000,
+        )
 
     async def ready(self) -> bool:
         return await self.backend.ready()

@@ -26,17 +26,19 @@ class PredictionOut(BaseModel):
     width: int
     height: int
     area_fraction: float = Field(description="share of the image predicted as polyp (the whole mask)")
-    boxes: list[BoxOut] | None = Field(description="one box per connected polyp region of at least min_area, "
-                                                   "largest first; null unless outputs includes boxes")
+    boxes: list[BoxOut] | None = Field(
+        description="one box per connected polyp region of at least min_area, largest first; null unless outputs includes boxes"
+    )
     latency_ms: float
-    mask_png_base64: str | None = Field(description="the mask at the image's original size, 0 or 255, PNG; "
-                                                    "null unless outputs includes mask")
+    mask_png_base64: str | None = Field(
+        description="the mask at the image's original size, 0 or 255, PNG; null unless outputs includes mask"
+    )
 
 
 class ErrorOut(BaseModel):
     detail: str | list[dict[str, Any]] = Field(
-        description="what was wrong: a message, or for a request that fails validation one entry per problem "
-                    "(loc, msg, type)")
+        description="what was wrong: a message, or for a request that fails validation one entry per problem (loc, msg, type)"
+    )
 
 
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
@@ -45,8 +47,11 @@ ERRORS = {
     413: {"model": ErrorOut, "description": "image larger than the upload limit"},
     415: {"model": ErrorOut, "description": "not a JPEG or PNG"},
     422: {"model": ErrorOut, "description": "the upload cannot be decoded as an image, or a parameter is invalid"},
-    429: {"model": ErrorOut, "headers": RETRY_AFTER,
-          "description": "this replica is already running its limit of predictions; see Retry-After"},
+    429: {
+        "model": ErrorOut,
+        "headers": RETRY_AFTER,
+        "description": "this replica is already running its limit of predictions; see Retry-After",
+    },
     503: {"model": ErrorOut, "headers": RETRY_AFTER, "description": "inference server down or model not ready"},
 }
 
@@ -61,19 +66,25 @@ def predict_router(client: InferenceClient, dependencies: list | None = None, ma
     router = APIRouter(tags=["predict"], dependencies=dependencies or [])
     in_flight = 0
 
-    @router.post("/predict", response_model=PredictionOut, responses=ERRORS,
-                 summary="Segment polyps in an endoscopy image")
+    @router.post("/predict", response_model=PredictionOut, responses=ERRORS, summary="Segment polyps in an endoscopy image")
     async def predict(
         file: Annotated[UploadFile, File(description="JPEG or PNG")],
-        outputs: Annotated[list[Literal[OUTPUTS]], Query(
-            description="what to return besides the area: mask, boxes or both (repeat the parameter)")] = OUTPUTS,
-        min_area: Annotated[float, Query(ge=0, le=1, description="smallest region, as a share of the image, "
-                                         "that gets a box (smaller ones are speckle)")] = DEFAULT_MIN_AREA,
+        outputs: Annotated[
+            list[Literal[OUTPUTS]],
+            Query(description="what to return besides the area: mask, boxes or both (repeat the parameter)"),
+        ] = OUTPUTS,
+        min_area: Annotated[
+            float,
+            Query(ge=0, le=1, description="smallest region, as a share of the image, that gets a box (smaller ones are speckle)"),
+        ] = DEFAULT_MIN_AREA,
     ) -> dict:
         nonlocal in_flight
         if max_concurrent and in_flight >= max_concurrent:
-            raise HTTPException(429, f"{in_flight} predictions are running on this replica (limit {max_concurrent}); "
-                                "retry shortly", headers={"Retry-After": "1"})
+            raise HTTPException(
+                429,
+                f"{in_flight} predictions are running on this replica (limit {max_concurrent}); retry shortly",
+                headers={"Retry-After": "1"},
+            )
         in_flight += 1
         try:
             data = await file.read(client.max_bytes + 1)  # never hold more than the limit

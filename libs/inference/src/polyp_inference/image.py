@@ -23,8 +23,14 @@ class Decoded(NamedTuple):
     height: int
 
 
-DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-                 Image.DecompressionBombWarning)
+DECODE_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    SyntaxError,
+    ValueError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
 
 
 def open_upload(data: bytes, content_type: str | None, max_bytes: int = MAX_BYTES) -> Image.Image:

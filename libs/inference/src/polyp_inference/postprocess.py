@@ -39,8 +39,12 @@ class Segmentation:
         rows = np.zeros((height, width + 1), dtype=np.uint8)  # each row starts with its filter type: 0, none
         rows[:, 1:] = self.mask
         header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8 bits, greyscale, no interlace
-        return (PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
-                + _png_chunk(b"IEND", b""))
+        return (
+            PNG_SIGNATURE
+            + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
+            + _png_chunk(b"IEND", b"")
+        )
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -57,8 +61,9 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
 
 
-def segment(logits: np.ndarray, box: Letterbox, threshold: float = 0.5, min_area: float = 0.0,
-            with_boxes: bool = True) -> Segmentation:
+def segment(
+    logits: np.ndarray, box: Letterbox, threshold: float = 0.5, min_area: float = 0.0, with_boxes: bool = True
+) -> Segmentation:
     """logits: size x size for one image. Boxes for regions of at least min_area of the image (if asked)."""
     mask = restore_mask(sigmoid(logits.astype(np.float32)), box, threshold)
     polyp = mask > 0

@@ -69,8 +69,9 @@ class RayServeBackend:
                 if response.status == 409:
                     raise ModelChanged(data.decode(errors="replace"))
                 if response.status != 200:
-                    raise ServingUnavailable(f"Ray Serve at {self.url} cannot {action}: HTTP {response.status} "
-                                             f"{data.decode(errors='replace')[:300]}")
+                    raise ServingUnavailable(
+                        f"Ray Serve at {self.url} cannot {action}: HTTP {response.status} {data.decode(errors='replace')[:300]}"
+                    )
                 return data, response.headers
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise ServingUnavailable(f"Ray Serve at {self.url} is unreachable ({type(exc).__name__}: {exc})") from exc
@@ -87,8 +88,10 @@ class RayServeBackend:
         if found.get("name") != self.model:
             raise ServingUnavailable(f"Ray Serve at {self.url} serves model {found.get('name')!r}, not {self.model!r}")
         if self.version is not None and found.get("version") != str(self.version):
-            raise ServingUnavailable(f"Ray Serve at {self.url} serves version {found.get('version')} of {self.model!r}, "
-                                     f"not the pinned {self.version}", retry_after=30)
+            raise ServingUnavailable(
+                f"Ray Serve at {self.url} serves version {found.get('version')} of {self.model!r}, not the pinned {self.version}",
+                retry_after=30,
+            )
         self._info, self._info_at = ModelInfo(**found), time.monotonic()
         return self._info
 
@@ -99,8 +102,10 @@ class RayServeBackend:
             logits.append(from_npy(data))
             versions.add(headers.get("X-Model-Version", info.version))
             if self.version is not None and versions != {str(self.version)}:
-                raise ServingUnavailable(f"Ray Serve at {self.url} answered with version {max(versions)}, "
-                                         f"not the pinned {self.version}", retry_after=30)
+                raise ServingUnavailable(
+                    f"Ray Serve at {self.url} answered with version {max(versions)}, not the pinned {self.version}",
+                    retry_after=30,
+                )
             self.server_timings.append(headers.get("Server-Timing", ""))
         return np.concatenate(logits), max(versions, key=int)
 

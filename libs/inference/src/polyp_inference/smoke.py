@@ -32,9 +32,11 @@ async def smoke(url: str, model: str, image: bytes, content_type: str, timeout_s
     client = InferenceClient(backend)
     report = []
     try:
-        for what, check in [("server live", lambda c: c.is_server_live()),
-                            ("server ready", lambda c: c.is_server_ready()),
-                            (f"model {model} ready", lambda c: c.is_model_ready(model))]:
+        for what, check in [
+            ("server live", lambda c: c.is_server_live()),
+            ("server ready", lambda c: c.is_server_ready()),
+            (f"model {model} ready", lambda c: c.is_model_ready(model)),
+        ]:
             if not await backend.call(f"report {what}", check):
                 raise SmokeFailure(f"{what}: no")
             report.append(f"ok  {what}")
@@ -44,8 +46,10 @@ async def smoke(url: str, model: str, image: bytes, content_type: str, timeout_s
         mask = Image.open(io.BytesIO(prediction.mask_png))
         if mask.size != (prediction.width, prediction.height):
             raise SmokeFailure(f"mask is {mask.size}, image is {(prediction.width, prediction.height)}")
-        report.append(f"ok  prediction by {model} version {prediction.version}: {prediction.width}x{prediction.height}, "
-                      f"polyp area {prediction.area_fraction:.1%}, {len(prediction.boxes)} region(s), {latency:.0f} ms")
+        report.append(
+            f"ok  prediction by {model} version {prediction.version}: {prediction.width}x{prediction.height}, "
+            f"polyp area {prediction.area_fraction:.1%}, {len(prediction.boxes)} region(s), {latency:.0f} ms"
+        )
     except InferenceError as exc:
         raise SmokeFailure(exc.message) from exc
     finally:
@@ -58,8 +62,9 @@ class SmokeFailure(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="polyp-smoke", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="polyp-smoke", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", required=True, help="Triton / KServe v2 HTTP endpoint, e.g. http://127.0.0.1:8000")
     parser.add_argument("--model", default=DEFAULT_MODEL_NAME)
     parser.add_argument("--image", type=argparse.FileType("rb"), help="a JPEG or PNG (default: a bundled image)")

@@ -108,8 +108,10 @@ class _FanOut:
                     break
             while True:
                 if subscriber.overflowed and queue.empty():
-                    raise SlowSubscriber(f"more than {self.client_queue_max} alerts behind: reconnect after "
-                                         f"{'-'.join(map(str, last)) if last else 'the last id received'}")
+                    raise SlowSubscriber(
+                        f"more than {self.client_queue_max} alerts behind: reconnect after "
+                        f"{'-'.join(map(str, last)) if last else 'the last id received'}"
+                    )
                 alert = await queue.get()
                 if last is None or _seq(alert.id) > last:  # replayed already: skip
                     last = _seq(alert.id)
@@ -177,9 +179,13 @@ class RedisBus(_FanOut):
 
         super().__init__(client_queue_max)
         # A dropped connection (a Redis restart, a failover) is retried a few times before a publish fails.
-        self.redis = redis.from_url(url, decode_responses=True, health_check_interval=30,
-                                    retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
-                                    retry_on_error=[ConnectionError, TimeoutError])
+        self.redis = redis.from_url(
+            url,
+            decode_responses=True,
+            health_check_interval=30,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+            retry_on_error=[ConnectionError, TimeoutError],
+        )
         self.history_max = history_max
         self._listener: asyncio.Task | None = None
         self._subscribed = asyncio.Event()
@@ -187,8 +193,9 @@ class RedisBus(_FanOut):
     async def publish(self, alert: Alert) -> Alert:
         # The id is Redis's stream id; the stream is capped (approximately) at history_max entries.
         provisional = alert.model_copy(update={"id": ""})
-        stream_id = await self.redis.xadd(STREAM, {"alert": provisional.model_dump_json()},
-                                          maxlen=self.history_max, approximate=True)
+        stream_id = await self.redis.xadd(
+            STREAM, {"alert": provisional.model_dump_json()}, maxlen=self.history_max, approximate=True
+        )
         return provisional.model_copy(update={"id": stream_id})
 
     @staticmethod

@@ -60,9 +60,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     registry = ModelRegistry(settings.mlflow_tracking_uri, settings.model_name)
     watches = Watches(engine, registry, bus, metrics, settings)
     schedules = ScheduleService(engine, runs, settings.instance_id, settings.lease_ttl_s)
-    predictor = InferenceClient(make_backend(settings.model_name, settings.inference_url, settings.model_repo,
-                                             version=settings.model_version, kind=settings.inference_backend),
-                                max_bytes=settings.max_upload_bytes)
+    predictor = InferenceClient(
+        make_backend(
+            settings.model_name,
+            settings.inference_url,
+            settings.model_repo,
+            version=settings.model_version,
+            kind=settings.inference_backend,
+        ),
+        max_bytes=settings.max_upload_bytes,
+    )
     runs.on_success.append(watches.check)
 
     @contextlib.asynccontextmanager
@@ -70,10 +77,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await asyncio.to_thread(watches.ensure_defaults)
         await schedules.start()
         loop = asyncio.get_running_loop()
-        tasks = [loop.create_task(runs.follow(lambda: schedules.leader)),
-                 loop.create_task(_watch_when_leading(watches, schedules, settings))]
-        log.info("control service up: alerts via %s, Ray at %s, MLflow at %s", bus.kind, settings.ray_address,
-                 settings.mlflow_tracking_uri)
+        tasks = [
+            loop.create_task(runs.follow(lambda: schedules.leader)),
+            loop.create_task(_watch_when_leading(watches, schedules, settings)),
+        ]
+        log.info(
+            "control service up: alerts via %s, Ray at %s, MLflow at %s",
+            bus.kind,
+            settings.ray_address,
+            settings.mlflow_tracking_uri,
+        )
         try:
             yield
         finally:
@@ -86,13 +99,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await bus.close()
             engine.dispose()
 
-    app = FastAPI(title="Polyp control service", version="1", lifespan=lifespan,
-                  description="Trigger, schedule and watch polyp segmentation training; model alerts over SSE.")
+    app = FastAPI(
+        title="Polyp control service",
+        version="1",
+        lifespan=lifespan,
+        description="Trigger, schedule and watch polyp segmentation training; model alerts over SSE.",
+    )
     app.state.settings, app.state.bus, app.state.runs, app.state.schedules = settings, bus, runs, schedules
     app.state.registry, app.state.watches, app.state.metrics, app.state.jobs = registry, watches, metrics, jobs
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "PUT", "DELETE"],
-                           allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+        )
 
     app.add_middleware(PredictTimer, observe=metrics.predict_latency.observe)
 
@@ -101,10 +122,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if exc.status_code != 405:
             return await http_exception_handler(request, exc)
         # Starlette's 405 names only the first route matching the path; Allow must list every method the path has.
-        methods = {m for route in app.routes if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)
-                   for m in route.methods} - {"HEAD"}
-        return JSONResponse({"detail": f"{request.method} is not supported here; use {', '.join(sorted(methods))}"},
-                            status_code=405, headers={"Allow": ", ".join(sorted(methods))})
+        methods = {
+            m
+            for route in app.routes
+            if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)
+            for m in route.methods
+        } - {"HEAD"}
+        return JSONResponse(
+            {"detail": f"{request.method} is not supported here; use {', '.join(sorted(methods))}"},
+            status_code=405,
+            headers={"Allow": ", ".join(sorted(methods))},
+        )
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound):
@@ -117,8 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, exc: Unavailable):
-        return JSONResponse(status_code=503, content={"detail": str(exc)},
-                            headers={"Retry-After": str(exc.retry_after_s)})
+        return JSONResponse(status_code=503, content={"detail": str(exc)}, headers={"Retry-After": str(exc.retry_after_s)})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):  # a message, never a traceback
@@ -127,19 +154,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for module in (runs_api, schedules_api, watches_api, alerts_api, models_api):
         app.include_router(module.router)
-    app.include_router(predict_router(predictor, dependencies=[READ], max_concurrent=settings.max_concurrent_predictions),
-                       prefix="/v1", responses=api_errors.READ)
+    app.include_router(
+        predict_router(predictor, dependencies=[READ], max_concurrent=settings.max_concurrent_predictions),
+        prefix="/v1",
+        responses=api_errors.READ,
+    )
 
     @app.get("/healthz", tags=["health"], summary="Liveness")
     async def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], summary="Readiness: Redis (if configured), MLflow and Ray reachable",
-             responses={200: {"model": Readiness}, 503: {"model": Readiness, "description": "a dependency is unreachable"}})
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="Readiness: Redis (if configured), MLflow and Ray reachable",
+        responses={200: {"model": Readiness}, 503: {"model": Readiness, "description": "a dependency is unreachable"}},
+    )
     async def readyz() -> JSONResponse:
         redis_ok, mlflow_ok, ray_ok = await asyncio.gather(bus.ping(), registry.reachable(), jobs.reachable())
-        checks = {"alerts": {"ok": redis_ok, "via": bus.kind}, "mlflow": {"ok": mlflow_ok},
-                  "ray": {"ok": ray_ok, "address": settings.ray_address}}
+        checks = {
+            "alerts": {"ok": redis_ok, "via": bus.kind},
+            "mlflow": {"ok": mlflow_ok},
+            "ray": {"ok": ray_ok, "address": settings.ray_address},
+        }
         ready = all(check["ok"] for check in checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
@@ -182,6 +219,6 @@ async def _watch_when_leading(watches: Watches, schedules: ScheduleService, sett
         if schedules.leader:
             try:
                 await watches.check(due_only=True)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("watches")
         await asyncio.sleep(tick if schedules.leader else 2)

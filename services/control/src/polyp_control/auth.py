@@ -19,16 +19,22 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 TICKET_TTL_S = 60
-bearer = HTTPBearer(auto_error=False, scheme_name="token",
-                    description="API_READ_TOKEN (read) or API_TOKEN (read and write), as `Authorization: Bearer <token>`")
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="token",
+    description="API_READ_TOKEN (read) or API_TOKEN (read and write), as `Authorization: Bearer <token>`",
+)
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
 def _role(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
     settings = request.app.state.settings
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-        raise HTTPException(401, "missing bearer token: send 'Authorization: Bearer <token>' (API_READ_TOKEN or API_TOKEN)",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            "missing bearer token: send 'Authorization: Bearer <token>' (API_READ_TOKEN or API_TOKEN)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     given = credentials.credentials.encode()
     if hmac.compare_digest(given, settings.api_token.encode()):
         return "write"
@@ -43,8 +49,11 @@ def require_read(request: Request, credentials: Credentials) -> str:
 
 def require_write(request: Request, credentials: Credentials) -> str:
     if _role(request, credentials) != "write":
-        raise HTTPException(403, "this operation needs the write token (API_TOKEN); the read token only reads",
-                            headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'})
+        raise HTTPException(
+            403,
+            "this operation needs the write token (API_TOKEN); the read token only reads",
+            headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'},
+        )
     return "write"
 
 

@@ -16,7 +16,8 @@ from sqlalchemy.engine import Engine
 metadata = MetaData()
 
 runs = Table(
-    "polyp_runs", metadata,
+    "polyp_runs",
+    metadata,
     Column("id", String(32), primary_key=True),
     Column("status", String(16), nullable=False),
     Column("params", JSON, nullable=False),
@@ -30,21 +31,23 @@ runs = Table(
     Column("message", Text),
     Column("result", JSON),
     # Durable lifecycle: what a restart must not lose (columns added later are nullable; see _add_new_columns).
-    Column("retry_policy", JSON),    # max attempts, backoff, SLA: the schedule's, as it was when it fired
-    Column("not_before", Float),     # a queued retry is submitted from this time on
-    Column("claimed_at", Float),     # when submitting began: a run left in `submitting` past a timeout is recovered
-    Column("deadline", Float),       # SLA: cancelled and alerted if still active then
+    Column("retry_policy", JSON),  # max attempts, backoff, SLA: the schedule's, as it was when it fired
+    Column("not_before", Float),  # a queued retry is submitted from this time on
+    Column("claimed_at", Float),  # when submitting began: a run left in `submitting` past a timeout is recovered
+    Column("deadline", Float),  # SLA: cancelled and alerted if still active then
     UniqueConstraint("idempotency_key", name="uq_runs_idempotency_key"),
 )
 
 alerts = Table(  # history of the in-process bus; with Redis the capped stream keeps it
-    "polyp_alerts", metadata,
+    "polyp_alerts",
+    metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("body", JSON, nullable=False),
 )
 
 watches = Table(  # /v1/watches: the spec, and the episode state a restart must not lose
-    "polyp_watches", metadata,
+    "polyp_watches",
+    metadata,
     Column("id", String(64), primary_key=True),
     Column("spec", JSON, nullable=False),
     Column("managed_by", String(16), nullable=False),  # settings (a default) or api
@@ -62,7 +65,8 @@ watches = Table(  # /v1/watches: the spec, and the episode state a restart must 
 )
 
 watch_state = Table(  # the earlier fixed watches' episodes: read once, when the defaults are created
-    "polyp_watch_state", metadata,
+    "polyp_watch_state",
+    metadata,
     Column("name", String(64), primary_key=True),
     Column("firing", Integer, nullable=False),
     Column("since", Float, nullable=False),
@@ -70,7 +74,8 @@ watch_state = Table(  # the earlier fixed watches' episodes: read once, when the
 )
 
 leases = Table(
-    "polyp_leases", metadata,
+    "polyp_leases",
+    metadata,
     Column("name", String(64), primary_key=True),
     Column("holder", String(200), nullable=False),
     Column("expires_at", Float, nullable=False),
@@ -103,5 +108,4 @@ def _add_new_columns(engine: Engine) -> None:
         for column in table.columns:
             if column.name not in present:
                 with engine.begin() as conn:
-                    conn.execute(sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} "
-                                      f"{column.type.compile(engine.dialect)}"))
+                    conn.execute(sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.type.compile(engine.dialect)}"))

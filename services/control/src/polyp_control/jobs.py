@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import shlex
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from polyp_core.job import TrainingParameters, train_command
 
 # Ray's job states -> the run states this API reports.
-RAY_STATUS = {"PENDING": "pending", "RUNNING": "running", "SUCCEEDED": "succeeded", "FAILED": "failed",
-              "STOPPED": "cancelled"}
+RAY_STATUS = {"PENDING": "pending", "RUNNING": "running", "SUCCEEDED": "succeeded", "FAILED": "failed", "STOPPED": "cancelled"}
 ACTIVE = ("queued", "submitting", "pending", "running")  # queued: a retry waiting for its time
 
 
@@ -20,13 +19,20 @@ class Hyperparameters(TrainingParameters):
 
     Strict: JSON types as the schema states them (no "3" for 3, no false for 0.0)."""
 
-    model_config = {"extra": "forbid", "strict": True}
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    data: str | None = Field(None, pattern=r"^([a-z0-9_-]+=)?(s3://|/)[^\s;|&$`]+$",
-                             description="one dataset, [NAME=]folder or s3:// prefix (default: the service's TRAINING_DATA)")
+    data: str | None = Field(
+        None,
+        pattern=r"^([a-z0-9_-]+=)?(s3://|/)[^\s;|&$`]+$",
+        description="one dataset, [NAME=]folder or s3:// prefix (default: the service's TRAINING_DATA)",
+    )
     dice_threshold: float | None = Field(
-        None, ge=0, le=1, description="quality gate: minimum validation Dice (default: the service's quality floor, "
-                                      "DICE_FLOOR, below which its quality watch alerts)")
+        None,
+        ge=0,
+        le=1,
+        description="quality gate: minimum validation Dice (default: the service's quality floor, "
+        "DICE_FLOOR, below which its quality watch alerts)",
+    )
 
 
 def with_gate(params: Hyperparameters, floor: float) -> Hyperparameters:
@@ -56,9 +62,11 @@ class RayJobs:
         return self._client
 
     async def submit(self, submission_id: str, command: str, env: dict[str, str]) -> str:
-        return await asyncio.to_thread(lambda: self._connect().submit_job(
-            entrypoint=command, submission_id=submission_id, runtime_env={"env_vars": env},
-            metadata={"app": "polyp-control"}))
+        return await asyncio.to_thread(
+            lambda: self._connect().submit_job(
+                entrypoint=command, submission_id=submission_id, runtime_env={"env_vars": env}, metadata={"app": "polyp-control"}
+            )
+        )
 
     async def status(self, submission_id: str) -> str:
         status = await asyncio.to_thread(lambda: self._connect().get_job_status(submission_id))

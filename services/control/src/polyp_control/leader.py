@@ -24,9 +24,9 @@ class Lease:
         with self.engine.begin() as conn:
             taken = conn.execute(
                 update(db.leases)
-                .where(db.leases.c.name == self.name,
-                       (db.leases.c.holder == self.holder) | (db.leases.c.expires_at < now))
-                .values(holder=self.holder, expires_at=now + self.ttl_s)).rowcount
+                .where(db.leases.c.name == self.name, (db.leases.c.holder == self.holder) | (db.leases.c.expires_at < now))
+                .values(holder=self.holder, expires_at=now + self.ttl_s)
+            ).rowcount
         if taken:
             return True
         try:
@@ -38,5 +38,6 @@ class Lease:
 
     def release(self) -> None:
         with self.engine.begin() as conn:
-            conn.execute(update(db.leases).where(db.leases.c.name == self.name, db.leases.c.holder == self.holder)
-                         .values(expires_at=0))
+            conn.execute(
+                update(db.leases).where(db.leases.c.name == self.name, db.leases.c.holder == self.holder).values(expires_at=0)
+            )

@@ -42,7 +42,7 @@ class WeeklyDice(BaseModel):
 async def _from_mlflow(query):
     try:
         return await asyncio.to_thread(query)
-    except Exception as exc:  # noqa: BLE001 - MLflow unreachable or failing
+    except Exception as exc:
         raise Unavailable(f"MLflow is not reachable: {exc}") from exc
 
 
@@ -80,10 +80,16 @@ class ModelRegistry:
             except Exception:  # noqa: BLE001 - the run may be gone; the version still stands
                 iou = None
         return ModelVersionInfo(
-            name=version.name, version=str(version.version), aliases=list(getattr(version, "aliases", []) or []),
-            dice=float(tags["val_dice"]) if "val_dice" in tags else None, iou=iou,
+            name=version.name,
+            version=str(version.version),
+            aliases=list(getattr(version, "aliases", []) or []),
+            dice=float(tags["val_dice"]) if "val_dice" in tags else None,
+            iou=iou,
             trained_at=datetime.fromtimestamp(version.creation_timestamp / 1000, UTC),
-            dataset_fingerprint=tags.get("dataset_fingerprint"), run_id=version.run_id, tags=dict(tags))
+            dataset_fingerprint=tags.get("dataset_fingerprint"),
+            run_id=version.run_id,
+            tags=dict(tags),
+        )
 
     def _latest(self) -> ModelVersionInfo | None:
         versions = self._versions()
@@ -99,11 +105,17 @@ class ModelRegistry:
 
         client = self._client()
         try:
-            found = (client.get_model_version(self.model_name, target) if target.isdigit()
-                     else client.get_model_version_by_alias(self.model_name, target))
+            found = (
+                client.get_model_version(self.model_name, target)
+                if target.isdigit()
+                else client.get_model_version_by_alias(self.model_name, target)
+            )
         except MlflowException as exc:  # no such model, version or alias: nothing is there (yet)
-            if getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") \
-                    or "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
+            if (
+                getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+                or "not found" in str(exc).lower()
+                or "does not exist" in str(exc).lower()
+            ):
                 return None
             raise
         return self._info(found)
@@ -120,8 +132,7 @@ class ModelRegistry:
                 continue
             created = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC).date()
             weeks[(created - timedelta(days=created.weekday())).isoformat()].append(float(dice))
-        return [WeeklyDice(week_start=week, average_dice=sum(v) / len(v), versions=len(v))
-                for week, v in sorted(weeks.items())]
+        return [WeeklyDice(week_start=week, average_dice=sum(v) / len(v), versions=len(v)) for week, v in sorted(weeks.items())]
 
     async def weekly_dice(self) -> list[WeeklyDice]:
         return await _from_mlflow(self._weekly)

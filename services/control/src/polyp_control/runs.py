@@ -42,8 +42,9 @@ class RetryPolicy(BaseModel):
 
 class Run(BaseModel):
     id: str
-    status: str = Field(description="queued (a retry waiting for not_before), submitting, pending, running, "
-                                    "succeeded, failed, cancelled")
+    status: str = Field(
+        description="queued (a retry waiting for not_before), submitting, pending, running, succeeded, failed, cancelled"
+    )
     params: dict
     schedule_id: str | None = None
     attempt: int = 1
@@ -87,8 +88,13 @@ class RunService:
     async def get(self, run_id: str) -> Run:
         return await asyncio.to_thread(self._row, run_id)
 
-    async def list(self, status: str | None = None, schedule_id: str | None = None, limit: int | None = 100,
-                   statuses: tuple[str, ...] | None = None) -> list[Run]:
+    async def list(
+        self,
+        status: str | None = None,
+        schedule_id: str | None = None,
+        limit: int | None = 100,
+        statuses: tuple[str, ...] | None = None,
+    ) -> list[Run]:
         def query():
             q = select(db.runs).order_by(db.runs.c.created_at.desc()).limit(limit)
             if status:
@@ -99,19 +105,33 @@ class RunService:
                 q = q.where(db.runs.c.schedule_id == schedule_id)
             with self.engine.connect() as conn:
                 return [Run(**row) for row in conn.execute(q).mappings()]
+
         return await asyncio.to_thread(query)
 
     async def active_for_schedule(self, schedule_id: str) -> list[Run]:
         return await self.list(schedule_id=schedule_id, statuses=ACTIVE, limit=None)
 
     # ---- lifecycle ---------------------------------------------------------------------------
-    async def trigger(self, params: Hyperparameters, idempotency_key: str | None = None,
-                      schedule_id: str | None = None, policy: RetryPolicy | None = None) -> tuple[Run, bool]:
+    async def trigger(
+        self,
+        params: Hyperparameters,
+        idempotency_key: str | None = None,
+        schedule_id: str | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> tuple[Run, bool]:
         """Record and submit a run. Returns (run, created); a repeated Idempotency-Key returns the first run."""
         now = time.time()
-        row = {"id": uuid.uuid4().hex[:16], "status": "submitting", "schedule_id": schedule_id, "attempt": 1,
-               "params": with_gate(params, self.settings.dice_floor).model_dump(), "idempotency_key": idempotency_key,
-               "retry_policy": policy.model_dump() if policy else None, "created_at": now, "claimed_at": now}
+        row = {
+            "id": uuid.uuid4().hex[:16],
+            "status": "submitting",
+            "schedule_id": schedule_id,
+            "attempt": 1,
+            "params": with_gate(params, self.settings.dice_floor).model_dump(),
+            "idempotency_key": idempotency_key,
+            "retry_policy": policy.model_dump() if policy else None,
+            "created_at": now,
+            "claimed_at": now,
+        }
 
         def record():
             with self.engine.begin() as conn:
@@ -142,8 +162,14 @@ class RunService:
                 await self._finish(run.id, "failed", f"cannot submit to Ray at {self.jobs.address}: {exc}")
                 return
         sla_s = run.retry_policy.sla_s if run.retry_policy else None
-        submitted = await asyncio.to_thread(self._update, run.id, db.runs.c.status == "submitting", status="pending",
-                                            submission_id=submission_id, deadline=time.time() + sla_s if sla_s else None)
+        submitted = await asyncio.to_thread(
+            self._update,
+            run.id,
+            db.runs.c.status == "submitting",
+            status="pending",
+            submission_id=submission_id,
+            deadline=time.time() + sla_s if sla_s else None,
+        )
         if submitted:
             log.info("run %s submitted as Ray job %s", run.id, submission_id)
         else:  # cancelled while being submitted
@@ -152,9 +178,11 @@ class RunService:
     def _stuck(self, claimed_before: float) -> list[tuple[str, float | None]]:
         """Runs in `submitting` since before then (a row from before claimed_at existed: by its creation)."""
         with self.engine.connect() as conn:
-            return conn.execute(select(db.runs.c.id, db.runs.c.claimed_at).where(
-                db.runs.c.status == "submitting",
-                func.coalesce(db.runs.c.claimed_at, db.runs.c.created_at) < claimed_before)).all()
+            return conn.execute(
+                select(db.runs.c.id, db.runs.c.claimed_at).where(
+                    db.runs.c.status == "submitting", func.coalesce(db.runs.c.claimed_at, db.runs.c.created_at) < claimed_before
+                )
+            ).all()
 
     def _claim(self, run_id: str, *conditions) -> bool:
         return self._update(run_id, *conditions, status="submitting", claimed_at=time.time())
@@ -163,8 +191,11 @@ class RunService:
         """Submit the retries that are due, and recover runs a crash left in `submitting` (lease holder only)."""
         now = time.time()
         for run in await self.list(status="queued", limit=None):
-            if run.not_before is not None and run.not_before <= now and \
-                    await asyncio.to_thread(self._claim, run.id, db.runs.c.status == "queued"):
+            if (
+                run.not_before is not None
+                and run.not_before <= now
+                and await asyncio.to_thread(self._claim, run.id, db.runs.c.status == "queued")
+            ):
                 log.info("submitting retry %s (attempt %d of schedule %s)", run.id, run.attempt, run.schedule_id)
                 await self._submit(run)  # as listed: the claim changed only its status
         for run_id, claimed_at in await asyncio.to_thread(self._stuck, now - self.settings.submit_timeout_s):
@@ -194,7 +225,7 @@ class RunService:
             return run.message or ""
         try:
             return await self.jobs.logs(run.submission_id)
-        except Exception as exc:  # noqa: BLE001 - Ray unreachable, or the job's logs are gone
+        except Exception as exc:
             raise Unavailable(f"logs are not available from Ray right now: {exc}") from exc
 
     def _close(self, run: Run, **values) -> dict | None:
@@ -202,8 +233,9 @@ class RunService:
         a run and lose its retry). None if another replica (or call) closed it first; else the retry row, or {}."""
         retry = self._retry_row(run, values["finished_at"]) if values["status"] == "failed" else {}
         with self.engine.begin() as conn:
-            changed = conn.execute(update(db.runs).where(db.runs.c.id == run.id, db.runs.c.status.in_(ACTIVE))
-                                   .values(**values)).rowcount
+            changed = conn.execute(
+                update(db.runs).where(db.runs.c.id == run.id, db.runs.c.status.in_(ACTIVE)).values(**values)
+            ).rowcount
             if changed != 1:
                 return None
             if retry:
@@ -216,9 +248,16 @@ class RunService:
         policy = run.retry_policy
         if policy is None or run.attempt >= policy.max_attempts:
             return {}
-        return {"id": uuid.uuid4().hex[:16], "status": "queued", "params": run.params, "schedule_id": run.schedule_id,
-                "attempt": run.attempt + 1, "retry_policy": policy.model_dump(), "created_at": now,
-                "not_before": now + policy.delay(run.attempt)}
+        return {
+            "id": uuid.uuid4().hex[:16],
+            "status": "queued",
+            "params": run.params,
+            "schedule_id": run.schedule_id,
+            "attempt": run.attempt + 1,
+            "retry_policy": policy.model_dump(),
+            "created_at": now,
+            "not_before": now + policy.delay(run.attempt),
+        }
 
     async def _finish(self, run_id: str, status: str, message: str | None = None, result: dict | None = None) -> bool:
         """Close a run; True if this call closed it (and so publishes its alert: each transition once)."""
@@ -234,11 +273,21 @@ class RunService:
             for callback in self.on_success:
                 await callback()
         elif status == "failed":
-            then = f"; attempt {retry['attempt']} at {time.strftime('%H:%M:%S', time.gmtime(retry['not_before']))} UTC" \
-                if retry else ""
-            await self._alert("training_failed", "critical", f"training run {run_id} failed: {message}{then}",
-                              run_id=run_id, schedule_id=run.schedule_id, attempt=run.attempt,
-                              retry_run_id=retry.get("id"), retry_at=retry.get("not_before"))
+            then = (
+                f"; attempt {retry['attempt']} at {time.strftime('%H:%M:%S', time.gmtime(retry['not_before']))} UTC"
+                if retry
+                else ""
+            )
+            await self._alert(
+                "training_failed",
+                "critical",
+                f"training run {run_id} failed: {message}{then}",
+                run_id=run_id,
+                schedule_id=run.schedule_id,
+                attempt=run.attempt,
+                retry_run_id=retry.get("id"),
+                retry_at=retry.get("not_before"),
+            )
             if retry:
                 log.info("retrying schedule %s: attempt %d at %.0f", run.schedule_id, retry["attempt"], retry["not_before"])
         return True
@@ -267,9 +316,13 @@ class RunService:
                 await self._stop_job(run.submission_id)
                 sla_min = run.retry_policy.sla_s / 60 if run.retry_policy and run.retry_policy.sla_s else 0
                 if await self._finish(run.id, "cancelled", f"SLA of {sla_min:.0f} min exceeded"):
-                    await self._alert("training_sla_missed", "warning",
-                                      f"run {run.id} of schedule {run.schedule_id} exceeded its SLA and was cancelled",
-                                      run_id=run.id, schedule_id=run.schedule_id)
+                    await self._alert(
+                        "training_sla_missed",
+                        "warning",
+                        f"run {run.id} of schedule {run.schedule_id} exceeded its SLA and was cancelled",
+                        run_id=run.id,
+                        schedule_id=run.schedule_id,
+                    )
 
     async def follow(self, leading) -> None:
         """While `leading()` (this replica holds the scheduler lease): submit due retries, follow runs in Ray."""
@@ -278,6 +331,6 @@ class RunService:
                 try:
                     await self.submit_due()
                     await self.poll_once()
-                except Exception:  # noqa: BLE001 - never let the follower die
+                except Exception:
                     log.exception("following runs")
             await asyncio.sleep(self.settings.run_poll_interval_s)

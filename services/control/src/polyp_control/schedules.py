@@ -36,8 +36,11 @@ _runs = None  # the process's RunService; APScheduler persists a reference to fi
 # "Exactly one of cron or interval_seconds", as the schema says it (the validator below enforces it).
 ONE_TRIGGER = [
     {"title": "cron", "required": ["cron"], "properties": {"cron": {"type": "string"}, "interval_seconds": {"type": "null"}}},
-    {"title": "interval", "required": ["interval_seconds"],
-     "properties": {"interval_seconds": {"type": "integer"}, "cron": {"type": "null"}}},
+    {
+        "title": "interval",
+        "required": ["interval_seconds"],
+        "properties": {"interval_seconds": {"type": "integer"}, "cron": {"type": "null"}},
+    },
 ]
 
 
@@ -46,15 +49,18 @@ class ScheduleSpec(BaseModel):
 
     name: str = Field(min_length=1, max_length=100)
     cron: Annotated[str, WithJsonSchema({"type": "string", "format": "cron"})] | None = Field(
-        None, description="five-field crontab, e.g. '0 2 * * 1' (Mondays 02:00); exactly one of cron or interval_seconds")
+        None, description="five-field crontab, e.g. '0 2 * * 1' (Mondays 02:00); exactly one of cron or interval_seconds"
+    )
     interval_seconds: int | None = Field(None, ge=1, le=366 * 86400)
     timezone: Annotated[str, WithJsonSchema({"type": "string", "format": "iana-time-zone"})] = Field(
-        "UTC", description="IANA time zone the cron expression is read in")
+        "UTC", description="IANA time zone the cron expression is read in"
+    )
     params: Hyperparameters = Field(default_factory=Hyperparameters)
     max_attempts: int = Field(3, ge=1, le=10, description="a failed run is retried up to this many attempts in all")
     retry_backoff_seconds: float = Field(60, ge=0, le=86400, description="wait before attempt n+1: backoff * 2^(n-1)")
-    sla_minutes: float | None = Field(None, ge=1, le=7 * 24 * 60,
-                                      description="cancel and alert a run running longer (at least a minute)")
+    sla_minutes: float | None = Field(
+        None, ge=1, le=7 * 24 * 60, description="cancel and alert a run running longer (at least a minute)"
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -77,8 +83,11 @@ class ScheduleSpec(BaseModel):
         return self
 
     def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(max_attempts=self.max_attempts, backoff_s=self.retry_backoff_seconds,
-                           sla_s=self.sla_minutes * 60 if self.sla_minutes else None)
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            backoff_s=self.retry_backoff_seconds,
+            sla_s=self.sla_minutes * 60 if self.sla_minutes else None,
+        )
 
     def trigger(self):
         zone = ZoneInfo(self.timezone)
@@ -128,7 +137,8 @@ class ScheduleService:
         self.scheduler = AsyncIOScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")},
             job_defaults={"coalesce": True, "misfire_grace_time": MISFIRE_GRACE_S, "max_instances": 1},
-            timezone="UTC")
+            timezone="UTC",
+        )
         self.lease = Lease(engine, "scheduler", instance_id, lease_ttl_s)
         self.leader = False
         self._task: asyncio.Task | None = None
@@ -150,7 +160,7 @@ class ScheduleService:
                 self.leader = holding
                 if holding:
                     self.scheduler.wakeup()  # another replica may have added or changed schedules
-            except Exception:  # noqa: BLE001 - the database may be briefly away; stop firing meanwhile
+            except Exception:
                 log.exception("scheduler lease")
                 if self.leader:
                     self.scheduler.pause()
@@ -178,8 +188,13 @@ class ScheduleService:
 
     def create(self, spec: ScheduleSpec) -> Schedule:
         schedule_id = uuid.uuid4().hex[:12]
-        job = self.scheduler.add_job(fire, spec.trigger(), id=schedule_id, name=spec.name,
-                                     kwargs={"schedule_id": schedule_id, "spec": spec.model_dump(mode="json")})
+        job = self.scheduler.add_job(
+            fire,
+            spec.trigger(),
+            id=schedule_id,
+            name=spec.name,
+            kwargs={"schedule_id": schedule_id, "spec": spec.model_dump(mode="json")},
+        )
         return self._as_schedule(self._job(job.id))
 
     def list(self) -> list[Schedule]:

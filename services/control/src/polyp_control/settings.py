@@ -24,18 +24,21 @@ JOB_ENV = ("MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "POL
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
 
-    api_token: str | None = None       # the write token: everything
+    api_token: str | None = None  # the write token: everything
     api_read_token: str | None = None  # the read token: alerts, runs, logs, models, predict
     redis_url: str | None = None
     ray_address: str = "http://127.0.0.1:8265"
     # The service's own tables (runs, schedules and their job store, watch state, lease, local alerts).
     # SCHEDULER_DB_URL is its earlier name, still read.
-    database_url: str = Field(default_factory=lambda: f"sqlite:///{polyp_home() / 'control.db'}",
-                              validation_alias=AliasChoices("DATABASE_URL", "SCHEDULER_DB_URL"))
+    database_url: str = Field(
+        default_factory=lambda: f"sqlite:///{polyp_home() / 'control.db'}",
+        validation_alias=AliasChoices("DATABASE_URL", "SCHEDULER_DB_URL"),
+    )
     mlflow_tracking_uri: str = Field(default_factory=lambda: f"sqlite:///{polyp_home() / 'mlflow.db'}")
     inference_url: str | None = None  # Triton / KServe v2 or a Ray Serve application; unset: in-process ONNX Runtime
     inference_backend: Literal["onnxruntime", "triton", "rayserve"] | None = Field(
-        None, description="default: triton when inference_url is set, else onnxruntime over model_repo")
+        None, description="default: triton when inference_url is set, else onnxruntime over model_repo"
+    )
     max_upload_bytes: int = MAX_BYTES
     max_concurrent_predictions: int = Field(4, ge=1, description="per replica; more at once get 429")
     model_name: str = DEFAULT_MODEL_NAME
@@ -52,21 +55,29 @@ class Settings(BaseSettings):
     lease_ttl_s: float = Field(15, description="a replica that dies hands the scheduler lease on after this long")
     training_data: str = Field(default_factory=lambda: str(polyp_home() / "data" / "synthetic"))
     model_repo: str = Field(default_factory=lambda: str(polyp_home() / "model-repo"))
-    job_env: dict[str, str] = Field(default_factory=lambda: {k: v for k, v in os.environ.items() if k in JOB_ENV},
-                                    exclude=True)
+    job_env: dict[str, str] = Field(default_factory=lambda: {k: v for k, v in os.environ.items() if k in JOB_ENV}, exclude=True)
     alert_history_max: int = 10000
     sse_heartbeat_s: float = 15
     static_dir: str | None = None
-    instance_id: str = Field(default_factory=lambda: f"local-{os.getpid()}",
-                             validation_alias=AliasChoices("INSTANCE_ID", "HOSTNAME"))
+    instance_id: str = Field(
+        default_factory=lambda: f"local-{os.getpid()}", validation_alias=AliasChoices("INSTANCE_ID", "HOSTNAME")
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value):
         return [o.strip() for o in value.split(",") if o.strip()] if isinstance(value, str) else value
 
-    @field_validator("api_token", "api_read_token", "redis_url", "inference_url", "inference_backend", "static_dir",
-                     "model_version", mode="before")
+    @field_validator(
+        "api_token",
+        "api_read_token",
+        "redis_url",
+        "inference_url",
+        "inference_backend",
+        "static_dir",
+        "model_version",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value):
         return value or None

@@ -26,7 +26,6 @@ import numpy as np
 
 from polyp_core import repository
 from polyp_core.s3 import is_s3, s3_client, split_s3
-
 from polyp_inference.backends import ModelChanged, OnnxRuntimeBackend
 from polyp_inference.errors import ServingUnavailable
 from polyp_inference.rayserve import DEFAULT_ROUTE, deployed_url, from_npy, to_npy
@@ -60,9 +59,16 @@ def _deployment():
 
     @serve.deployment(name=DEPLOYMENT, max_ongoing_requests=32)
     class PolypSegmenter:
-        def __init__(self, repo: str, model: str, version: int | None = None, sha256: str | None = None,
-                     threads: int | None = None, max_batch_size: int = MAX_BATCH_SIZE,
-                     batch_wait_timeout_s: float = BATCH_WAIT_TIMEOUT_S):
+        def __init__(
+            self,
+            repo: str,
+            model: str,
+            version: int | None = None,
+            sha256: str | None = None,
+            threads: int | None = None,
+            max_batch_size: int = MAX_BATCH_SIZE,
+            batch_wait_timeout_s: float = BATCH_WAIT_TIMEOUT_S,
+        ):
             self.backend = OnnxRuntimeBackend(local_repository(repo, model, version, sha256), model, threads, version)
             self.run_batch.set_max_batch_size(max_batch_size)
             self.run_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
@@ -93,23 +99,27 @@ def _deployment():
                 if action == "infer" and request.method == "POST":
                     frame = from_npy(await request.body())
                     if frame.dtype != np.float32 or frame.ndim != 4 or frame.shape[:2] != (1, 3):
-                        return JSONResponse({"detail": f"expected float32 1 x 3 x S x S, got {frame.dtype} {frame.shape}"},
-                                            status_code=422)
+                        return JSONResponse(
+                            {"detail": f"expected float32 1 x 3 x S x S, got {frame.dtype} {frame.shape}"}, status_code=422
+                        )
                     answer = await self.run_batch(frame)
                     if answer is None:
                         raise ModelChanged(frame.shape)
                     logits, version, timing = answer
-                    return Response(to_npy(logits), media_type="application/octet-stream",
-                                    headers={"X-Model-Version": version, "Server-Timing": timing})
+                    return Response(
+                        to_npy(logits),
+                        media_type="application/octet-stream",
+                        headers={"X-Model-Version": version, "Server-Timing": timing},
+                    )
             except ModelChanged:  # a newer version with another input size appeared: the client prepares again
                 return JSONResponse({"detail": "the served version expects another input size"}, status_code=409)
             except ServingUnavailable as error:
-                return JSONResponse({"detail": error.message}, status_code=503,
-                                    headers={"Retry-After": str(error.retry_after)})
+                return JSONResponse({"detail": error.message}, status_code=503, headers={"Retry-After": str(error.retry_after)})
             except ValueError as error:  # a body that is not an .npy array
                 return JSONResponse({"detail": f"cannot read the request body: {error}"}, status_code=422)
-            return JSONResponse({"detail": f"no {request.method} {action}: use GET metadata, GET ready, POST infer"},
-                                status_code=404)
+            return JSONResponse(
+                {"detail": f"no {request.method} {action}: use GET metadata, GET ready, POST infer"}, status_code=404
+            )
 
     return PolypSegmenter
 
@@ -123,27 +133,42 @@ def build(args: dict):
     unknown = set(args) - known
     if unknown or not {"repo", "model"} <= set(args):
         raise ValueError(f"arguments {sorted(known)} (repo and model required); got {sorted(args)}")
-    typed = {k: (int(v) if k in ("version", "threads", "max_batch_size") else
-                 float(v) if k == "batch_wait_timeout_s" else str(v)) for k, v in args.items() if v not in (None, "")}
+    typed = {
+        k: (int(v) if k in ("version", "threads", "max_batch_size") else float(v) if k == "batch_wait_timeout_s" else str(v))
+        for k, v in args.items()
+        if v not in (None, "")
+    }
     return _deployment().bind(**typed)
 
 
-def application(repo: str | Path, model: str, version: int | None = None, threads: int | None = None,
-                num_replicas: int | str = 1, autoscaling: dict | None = None, num_cpus: float = 1.0, **options):
+def application(
+    repo: str | Path,
+    model: str,
+    version: int | None = None,
+    threads: int | None = None,
+    num_replicas: int | str = 1,
+    autoscaling: dict | None = None,
+    num_cpus: float = 1.0,
+    **options,
+):
     """The application with its replica settings, for serve.run (make up, tests, the benchmark)."""
     settings = {"autoscaling_config": autoscaling} if autoscaling else {"num_replicas": num_replicas}
     deployment = _deployment().options(ray_actor_options={"num_cpus": num_cpus}, **settings)
     return deployment.bind(str(repo), model, version, None, threads, **options)
 
 
-def serve_locally(repo: str | Path, model: str, port: int, version: int | None = None, route: str = DEFAULT_ROUTE,
-                  **app_options) -> str:
+def serve_locally(
+    repo: str | Path, model: str, port: int, version: int | None = None, route: str = DEFAULT_ROUTE, **app_options
+) -> str:
     """Deploy the application on the Ray this process is connected to (ray.init first), HTTP on loopback."""
     from ray import serve
 
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(application(repo, model, version, threads=app_options.pop("threads", os.cpu_count()), **app_options),
-              name="polyp-segmenter", route_prefix=route)
+    serve.run(
+        application(repo, model, version, threads=app_options.pop("threads", os.cpu_count()), **app_options),
+        name="polyp-segmenter",
+        route_prefix=route,
+    )
     return deployed_url(port, route)
 
 
@@ -176,8 +201,15 @@ def main(argv: list[str] | None = None) -> None:
     else:
         ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
     try:
-        url = serve_locally(args.repo, args.model, args.port, args.version, threads=args.threads,
-                            num_replicas=args.replicas, max_batch_size=args.max_batch_size)
+        url = serve_locally(
+            args.repo,
+            args.model,
+            args.port,
+            args.version,
+            threads=args.threads,
+            num_replicas=args.replicas,
+            max_batch_size=args.max_batch_size,
+        )
         print(f"serving {args.model} at {url}", flush=True)
         while True:
             time.sleep(3600)
@@ -186,4 +218,3 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         serve.shutdown()
         ray.shutdown()
-

@@ -37,8 +37,9 @@ def _start_netns(state: State) -> None:
         return
     isolate = ["--net"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--net"]
     start(state, "netns", ["unshare", *isolate, "--fork", "--", "sleep", "infinity"])
-    wait_until(lambda: os.readlink(f"/proc/{state.pids['netns']}/ns/net") != os.readlink("/proc/self/ns/net"),
-               10, "network namespace")
+    wait_until(
+        lambda: os.readlink(f"/proc/{state.pids['netns']}/ns/net") != os.readlink("/proc/self/ns/net"), 10, "network namespace"
+    )
     subprocess.run(_in_netns(state, [sys.executable, "-m", "polyp_dev.cluster.relay", "--loopback-up"]), check=True)
 
 
@@ -46,42 +47,109 @@ def _apply_crds() -> None:
     """Argo CD's CRDs of the controller's version (the chart's are older; install.sh --target local skips them)."""
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(SHARE / "argocd" / "crds"))
     # Right after the apply a CRD has no status yet, and `kubectl wait` fails instead of waiting.
-    wait_until(lambda: kubectl("wait", "--for=condition=Established", "crd", "applications.argoproj.io",
-                               "appprojects.argoproj.io", "--timeout=10s", check=False).returncode == 0,
-               60, "Argo CD CRDs")
+    wait_until(
+        lambda: (
+            kubectl(
+                "wait",
+                "--for=condition=Established",
+                "crd",
+                "applications.argoproj.io",
+                "appprojects.argoproj.io",
+                "--timeout=10s",
+                check=False,
+            ).returncode
+            == 0
+        ),
+        60,
+        "Argo CD CRDs",
+    )
 
 
 def up(state: State) -> None:
     """Start Argo CD against the cluster; needs the argocd namespace and its ConfigMaps (install.sh --target local)."""
     _apply_crds()
     _start_netns(state)
-    start(state, "relay", [sys.executable, "-m", "polyp_dev.cluster.relay", "--pid", str(state.pids["netns"]),
-                           str(state.ports["apiserver"]), str(state.ports["chart-mirror"])],
-          match="polyp_dev.cluster.relay")
-    start(state, "argocd-redis", _in_netns(state, [
-        "redis-server", "--bind", "127.0.0.1", "--port", str(REDIS_PORT), "--save", "", "--appendonly", "no"]),
-        match="redis-server")
+    start(
+        state,
+        "relay",
+        [
+            sys.executable,
+            "-m",
+            "polyp_dev.cluster.relay",
+            "--pid",
+            str(state.pids["netns"]),
+            str(state.ports["apiserver"]),
+            str(state.ports["chart-mirror"]),
+        ],
+        match="polyp_dev.cluster.relay",
+    )
+    start(
+        state,
+        "argocd-redis",
+        _in_netns(state, ["redis-server", "--bind", "127.0.0.1", "--port", str(REDIS_PORT), "--save", "", "--appendonly", "no"]),
+        match="redis-server",
+    )
     home = STATE_DIR / "argocd-home"
     home.mkdir(parents=True, exist_ok=True)
     env = {
         # git-verify-wrapper.sh (the repo-server always execs it), pinned helm, then git.
         "PATH": os.pathsep.join([str(SHARE / "argocd" / "bin"), str(TOOLS_BIN), "/usr/local/bin", "/usr/bin", "/bin"]),
-        "HOME": str(home), "ARGOCD_GPG_ENABLED": "false",
+        "HOME": str(home),
+        "ARGOCD_GPG_ENABLED": "false",
         # https://kubernetes.default.svc, the platform's destination, means the kubeconfig's cluster.
-        "ARGOCD_FAKE_IN_CLUSTER": "true", "KUBECONFIG": str(KUBECONFIG),
-        "ARGOCD_RECONCILIATION_TIMEOUT": RECONCILE, "ARGOCD_RECONCILIATION_JITTER": "0s",
+        "ARGOCD_FAKE_IN_CLUSTER": "true",
+        "KUBECONFIG": str(KUBECONFIG),
+        "ARGOCD_RECONCILIATION_TIMEOUT": RECONCILE,
+        "ARGOCD_RECONCILIATION_JITTER": "0s",
     }
-    start(state, "argocd-repo-server", _in_netns(state, [
-        binary("argocd"), "--address", "127.0.0.1", "--port", str(REPO_SERVER_PORT),
-        "--metrics-address", "127.0.0.1", "--disable-tls", "--client-ca-path=",
-        "--redis", f"127.0.0.1:{REDIS_PORT}"]),
-        env={**env, "ARGOCD_BINARY_NAME": "argocd-repo-server"}, match="argocd")
-    start(state, "argocd-application-controller", _in_netns(state, [
-        binary("argocd"), f"--kubeconfig={KUBECONFIG}", "--namespace", ARGOCD_NAMESPACE,
-        "--repo-server", f"127.0.0.1:{REPO_SERVER_PORT}", "--repo-server-plaintext",
-        "--redis", f"127.0.0.1:{REDIS_PORT}", "--metrics-port", str(CONTROLLER_METRICS_PORT),
-        "--status-processors", "10", "--operation-processors", "5"]),
-        env={**env, "ARGOCD_BINARY_NAME": "argocd-application-controller"}, match="argocd")
+    start(
+        state,
+        "argocd-repo-server",
+        _in_netns(
+            state,
+            [
+                binary("argocd"),
+                "--address",
+                "127.0.0.1",
+                "--port",
+                str(REPO_SERVER_PORT),
+                "--metrics-address",
+                "127.0.0.1",
+                "--disable-tls",
+                "--client-ca-path=",
+                "--redis",
+                f"127.0.0.1:{REDIS_PORT}",
+            ],
+        ),
+        env={**env, "ARGOCD_BINARY_NAME": "argocd-repo-server"},
+        match="argocd",
+    )
+    start(
+        state,
+        "argocd-application-controller",
+        _in_netns(
+            state,
+            [
+                binary("argocd"),
+                f"--kubeconfig={KUBECONFIG}",
+                "--namespace",
+                ARGOCD_NAMESPACE,
+                "--repo-server",
+                f"127.0.0.1:{REPO_SERVER_PORT}",
+                "--repo-server-plaintext",
+                "--redis",
+                f"127.0.0.1:{REDIS_PORT}",
+                "--metrics-port",
+                str(CONTROLLER_METRICS_PORT),
+                "--status-processors",
+                "10",
+                "--operation-processors",
+                "5",
+            ],
+        ),
+        env={**env, "ARGOCD_BINARY_NAME": "argocd-application-controller"},
+        match="argocd",
+    )
     time.sleep(2)
     for name in ("relay", "argocd-redis", "argocd-repo-server", "argocd-application-controller"):
         check_alive(state, name, name)

@@ -30,8 +30,12 @@ def up(state: State) -> str:
     url = f"http://127.0.0.1:{port}"
     if not (MIRROR_DIR / "index.yaml").exists():
         _index(url)
-    start(state, "chart-mirror", [sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
-                                  "--directory", str(MIRROR_DIR), str(port)], match="http.server")
+    start(
+        state,
+        "chart-mirror",
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(MIRROR_DIR), str(port)],
+        match="http.server",
+    )
     wait_until(lambda: _answers(f"{url}/index.yaml"), 30, "chart mirror")
     return url
 

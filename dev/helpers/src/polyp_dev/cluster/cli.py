@@ -1,10 +1,10 @@
 """polyp-cluster: a local Kubernetes control plane with kwok nodes, and the real Argo CD on it.
 
-    polyp-cluster up        control plane, kwok, chart mirror (idempotent: reuses what runs)
-    polyp-cluster argocd    the real Argo CD processes (after install.sh --target local applied its config)
-    polyp-cluster env       shell lines: KUBECONFIG, POLYP_CHART_MIRROR
-    polyp-cluster status    what runs
-    polyp-cluster down      stop everything (--purge: forget the cluster's data too)
+polyp-cluster up        control plane, kwok, chart mirror (idempotent: reuses what runs)
+polyp-cluster argocd    the real Argo CD processes (after install.sh --target local applied its config)
+polyp-cluster env       shell lines: KUBECONFIG, POLYP_CHART_MIRROR
+polyp-cluster status    what runs
+polyp-cluster down      stop everything (--purge: forget the cluster's data too)
 """
 
 from __future__ import annotations
@@ -18,16 +18,20 @@ from .processes import STATE_DIR, State, is_running, stop_all
 
 
 def _env(state: State) -> str:
-    return (f"export KUBECONFIG={control_plane.KUBECONFIG}\n"
-            f"export POLYP_CHART_MIRROR=http://127.0.0.1:{state.ports['chart-mirror']}\n")
+    return (
+        f"export KUBECONFIG={control_plane.KUBECONFIG}\n"
+        f"export POLYP_CHART_MIRROR=http://127.0.0.1:{state.ports['chart-mirror']}\n"
+    )
 
 
 def _up(_args) -> int:
     began = time.monotonic()
     state = control_plane.up()
     mirror = chart_mirror.up(state)
-    print(f"local cluster ready in {time.monotonic() - began:.1f} s: API server {control_plane.api_server_url(state)}, "
-          f"{len(control_plane.NODES)} kwok nodes, chart mirror {mirror}")
+    print(
+        f"local cluster ready in {time.monotonic() - began:.1f} s: API server {control_plane.api_server_url(state)}, "
+        f"{len(control_plane.NODES)} kwok nodes, chart mirror {mirror}"
+    )
     print("use it:\n  " + _env(state).replace("\n", "\n  ").rstrip())
     print("  kubectl get nodes\nthen: bootstrap/install.sh --target local --env dev   (Argo CD syncs this checkout)")
     return 0

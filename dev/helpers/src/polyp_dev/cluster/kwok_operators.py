@@ -30,8 +30,11 @@ def needed_resources() -> set[tuple[str, str]]:
 
 def served(kubeconfig: str) -> set[tuple[str, str]]:
     # kubectl lists what it could discover even when some group fails.
-    out = subprocess.run([binary("kubectl"), f"--kubeconfig={kubeconfig}", "api-resources", "-o", "wide",
-                          "--no-headers"], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [binary("kubectl"), f"--kubeconfig={kubeconfig}", "api-resources", "-o", "wide", "--no-headers"],
+        capture_output=True,
+        text=True,
+    ).stdout
     return {(api_version, kind) for api_version, kind, _ in api_resources(out)}
 
 
@@ -47,11 +50,17 @@ def main() -> None:
             time.sleep(3)
         print("all CRDs served: starting kwok with the operator-status stages", flush=True)
         # Same process group: stopping the cluster stops both.
-        code = subprocess.call([
-            binary("kwok"), f"--kubeconfig={args.kubeconfig}", f"--config={OPERATOR_STAGES}",
-            # Nodes and pods are the other kwok's: this one manages no node.
-            "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=none",
-            f"--server-address=127.0.0.1:{args.port}"])
+        code = subprocess.call(
+            [
+                binary("kwok"),
+                f"--kubeconfig={args.kubeconfig}",
+                f"--config={OPERATOR_STAGES}",
+                # Nodes and pods are the other kwok's: this one manages no node.
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=none",
+                f"--server-address=127.0.0.1:{args.port}",
+            ]
+        )
         print(f"kwok exited with {code}; starting it again", flush=True)
         time.sleep(3)
 

@@ -14,8 +14,13 @@ from cryptography.x509.oid import NameOID
 
 # The API server answers on loopback and, for clients that think they are in a pod, as the
 # `kubernetes` Service (first address of the service range).
-API_SERVER_NAMES = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                    "kubernetes.default.svc.cluster.local"]
+API_SERVER_NAMES = [
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+]
 API_SERVER_IPS = ["127.0.0.1", "10.96.0.1"]
 
 
@@ -24,23 +29,32 @@ def _key() -> ec.EllipticCurvePrivateKey:
 
 
 def _write_key(path: Path, key) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     path.chmod(0o600)
 
 
 def _certificate(subject: str, key, issuer_cert, issuer_key, ca: bool, names=(), ips=()) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    builder = (x509.CertificateBuilder().subject_name(name)
-               .issuer_name(issuer_cert.subject if issuer_cert else name)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5))
-               .not_valid_after(now + datetime.timedelta(days=365))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_cert.subject if issuer_cert else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if names or ips:
-        builder = builder.add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]), critical=False)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+            ),
+            critical=False,
+        )
     return builder.sign(issuer_key or key, hashes.SHA256())
 
 
@@ -53,15 +67,15 @@ def ensure_pki(pki: Path) -> None:
         _write_key(pki / "ca.key", ca_key)
         (pki / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
         server_key = _key()
-        server = _certificate("kube-apiserver", server_key, ca, ca_key, ca=False,
-                              names=API_SERVER_NAMES, ips=API_SERVER_IPS)
+        server = _certificate("kube-apiserver", server_key, ca, ca_key, ca=False, names=API_SERVER_NAMES, ips=API_SERVER_IPS)
         _write_key(pki / "apiserver.key", server_key)
         (pki / "apiserver.crt").write_bytes(server.public_bytes(serialization.Encoding.PEM))
     if not (pki / "sa.key").exists():
         sa_key = _key()
         _write_key(pki / "sa.key", sa_key)
-        (pki / "sa.pub").write_bytes(sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        (pki / "sa.pub").write_bytes(
+            sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
     if not (pki / "tokens.csv").exists():
         # Static bearer token for the cluster admin (system:masters), read by --token-auth-file.
         (pki / "tokens.csv").write_text(f"{secrets.token_hex(24)},polyp-admin,polyp-admin,system:masters\n")

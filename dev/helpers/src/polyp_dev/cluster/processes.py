@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ STATE_DIR = Path(os.environ.get("POLYP_CLUSTER_DIR", INSTALL_ROOT / ".tools" / "
 @dataclass
 class State:
     """Ports and process ids of the running cluster, kept in STATE_DIR/state.json."""
+
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
 
@@ -73,8 +75,14 @@ def start(state: State, name: str, args: list[str], env: dict[str, str] | None =
     logs = STATE_DIR / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / f"{name}.log", "ab") as log:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
     state.pids[name] = proc.pid
     state.save()
     return proc.pid
@@ -102,10 +110,8 @@ def stop_all(state: State, timeout_s: float = 20) -> list[str]:
             if _is_zombie(pid):
                 break
             time.sleep(0.1)
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
     state.pids.clear()
     state.save()
     return stopped

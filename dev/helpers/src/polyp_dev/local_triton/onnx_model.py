@@ -14,8 +14,7 @@ class TritonPythonModel:
         folder = os.path.join(args["model_repository"], args["model_version"])
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(os.environ.get("POLYP_TRITON_ORT_THREADS", "0"))
-        self.session = ort.InferenceSession(os.path.join(folder, "model.onnx"), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(os.path.join(folder, "model.onnx"), options, providers=["CPUExecutionProvider"])
         self.input_name = config["input"][0]["name"]
         self.output_name = config["output"][0]["name"]
 
@@ -25,7 +24,7 @@ class TritonPythonModel:
         outputs = self.session.run([self.output_name], {self.input_name: np.concatenate(batches)})[0]
         responses, start = [], 0
         for batch in batches:
-            part = outputs[start:start + len(batch)]
+            part = outputs[start : start + len(batch)]
             start += len(batch)
             tensor = pb_utils.Tensor.from_dlpack(self.output_name, np.ascontiguousarray(part))
             responses.append(pb_utils.InferenceResponse([tensor]))

@@ -57,8 +57,9 @@ class TritonServer:
 
     ``config_name`` selects each model's custom configuration (``--model-config-name``), e.g. a pin."""
 
-    def __init__(self, repo: Path, poll_s: int = 1, log: Path | None = None, start_timeout_s: float = 120,
-                 config_name: str | None = None):
+    def __init__(
+        self, repo: Path, poll_s: int = 1, log: Path | None = None, start_timeout_s: float = 120, config_name: str | None = None
+    ):
         self.repo, self.poll_s, self.start_timeout_s = Path(repo), poll_s, start_timeout_s
         self.config_name = config_name
         self.http_port = free_port()
@@ -72,8 +73,10 @@ class TritonServer:
         dist = root / "tritonserver"
         shutil.copytree(_distribution(), dist, ignore=shutil.ignore_patterns("python_backend_stubs"))
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
-        shutil.copy(_distribution() / "python_backend_stubs" / version / "triton_python_backend_stub",
-                    dist / "backends" / "python" / "triton_python_backend_stub")
+        shutil.copy(
+            _distribution() / "python_backend_stubs" / version / "triton_python_backend_stub",
+            dist / "backends" / "python" / "triton_python_backend_stub",
+        )
         return dist
 
     def _environment(self) -> dict:
@@ -91,13 +94,26 @@ class TritonServer:
         log = open(self._log_path or Path(self._tmp.name) / "tritonserver.log", "w")  # noqa: SIM115 (closed in stop)
         self._log = log
         self._proc = subprocess.Popen(
-            [str(dist / "bin" / "tritonserver"), f"--model-repository={self.repo}",
-             f"--backend-directory={dist / 'backends'}", f"--cache-directory={dist / 'caches'}",
-             f"--http-port={self.http_port}", "--http-address=127.0.0.1", "--allow-grpc=false",
-             "--allow-metrics=false", "--model-control-mode=poll", f"--repository-poll-secs={self.poll_s}",
-             "--strict-readiness=false", "--exit-on-error=false", "--log-verbose=0",
-             *([f"--model-config-name={self.config_name}"] if self.config_name else [])],
-            stdout=log, stderr=subprocess.STDOUT, env=self._environment())
+            [
+                str(dist / "bin" / "tritonserver"),
+                f"--model-repository={self.repo}",
+                f"--backend-directory={dist / 'backends'}",
+                f"--cache-directory={dist / 'caches'}",
+                f"--http-port={self.http_port}",
+                "--http-address=127.0.0.1",
+                "--allow-grpc=false",
+                "--allow-metrics=false",
+                "--model-control-mode=poll",
+                f"--repository-poll-secs={self.poll_s}",
+                "--strict-readiness=false",
+                "--exit-on-error=false",
+                "--log-verbose=0",
+                *([f"--model-config-name={self.config_name}"] if self.config_name else []),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self._environment(),
+        )
         try:
             wait_for_http(f"{self.url}/v2/health/live", self._proc, self.start_timeout_s, "tritonserver")
         except ServerDidNotStart as exc:
@@ -109,8 +125,12 @@ class TritonServer:
     def wait_for_version(self, model: str, version: int, timeout_s: float = 60) -> None:
         """Block until Triton reports the model version READY (after its next repository poll)."""
         try:
-            wait_for_http(f"{self.url}/v2/models/{model}/versions/{version}/ready", self._proc, timeout_s,
-                          f"{model} version {version} on tritonserver")
+            wait_for_http(
+                f"{self.url}/v2/models/{model}/versions/{version}/ready",
+                self._proc,
+                timeout_s,
+                f"{model} version {version} on tritonserver",
+            )
         except ServerDidNotStart as exc:
             raise TimeoutError(f"{exc}: {self.log_tail()}") from exc
 

@@ -22,8 +22,11 @@ class Ticket(BaseModel):
     expires_in: int
 
 
-def stream_access(request: Request, credentials: Credentials,
-                  ticket: str | None = Query(None, max_length=200, description="from POST /v1/alerts/ticket")) -> None:
+def stream_access(
+    request: Request,
+    credentials: Credentials,
+    ticket: str | None = Query(None, max_length=200, description="from POST /v1/alerts/ticket"),
+) -> None:
     """A bearer token (clients that can send headers) or a stream ticket (a browser's EventSource)."""
     if ticket:
         check_ticket(request.app.state.settings.api_token, ticket)
@@ -31,27 +34,43 @@ def stream_access(request: Request, credentials: Credentials,
         require_read(request, credentials)
 
 
-@router.post("/ticket", response_model=Ticket, dependencies=[READ],
-             summary=f"A ticket that opens the alert stream for {TICKET_TTL_S} s (EventSource cannot send a token)")
+@router.post(
+    "/ticket",
+    response_model=Ticket,
+    dependencies=[READ],
+    summary=f"A ticket that opens the alert stream for {TICKET_TTL_S} s (EventSource cannot send a token)",
+)
 async def ticket(settings: SettingsDep) -> Ticket:
     return Ticket(ticket=issue_ticket(settings.api_token), expires_in=TICKET_TTL_S)
 
 
 @router.get("", response_model=list[Alert], dependencies=[READ], summary="Alert history, oldest first")
-async def history(bus: BusDep, after: str | None = Query(None, pattern=r"^\d+-\d+$"),
-                  limit: int = Query(100, ge=1, le=1000)) -> list[Alert]:
+async def history(
+    bus: BusDep, after: str | None = Query(None, pattern=r"^\d+-\d+$"), limit: int = Query(100, ge=1, le=1000)
+) -> list[Alert]:
     return await bus.history(after, limit)
 
 
-@router.get("/stream", dependencies=[Depends(stream_access)],
-            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
-                             "description": "events `alert` (data: an Alert as JSON) with ids, and heartbeats; "
-                                            "`reconnect` (with a retry hint) when this client fell too far behind: "
-                                            "reconnecting with Last-Event-ID replays what it missed"}},
-            summary="Server-sent events: one 'alert' event per alert; reconnect with Last-Event-ID")
-async def stream(bus: BusDep, metrics: MetricsDep, settings: SettingsDep,
-                 last_event_id: Annotated[str | None, Header(pattern=r"^\d+-\d+$")] = None,
-                 after: str | None = Query(None, pattern=r"^\d+-\d+$", description="same as Last-Event-ID")):
+@router.get(
+    "/stream",
+    dependencies=[Depends(stream_access)],
+    responses={
+        200: {
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "events `alert` (data: an Alert as JSON) with ids, and heartbeats; "
+            "`reconnect` (with a retry hint) when this client fell too far behind: "
+            "reconnecting with Last-Event-ID replays what it missed",
+        }
+    },
+    summary="Server-sent events: one 'alert' event per alert; reconnect with Last-Event-ID",
+)
+async def stream(
+    bus: BusDep,
+    metrics: MetricsDep,
+    settings: SettingsDep,
+    last_event_id: Annotated[str | None, Header(pattern=r"^\d+-\d+$")] = None,
+    after: str | None = Query(None, pattern=r"^\d+-\d+$", description="same as Last-Event-ID"),
+):
     async def events():
         metrics.sse_clients.inc()
         try:
@@ -62,5 +81,6 @@ async def stream(bus: BusDep, metrics: MetricsDep, settings: SettingsDep,
         finally:
             metrics.sse_clients.dec()
 
-    return EventSourceResponse(events(), ping=settings.sse_heartbeat_s,
-                               headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return EventSourceResponse(
+        events(), ping=settings.sse_heartbeat_s, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )

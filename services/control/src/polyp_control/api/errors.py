@@ -34,9 +34,14 @@ def errors(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
 def as_json(documented: dict[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
     """The same answers stated as JSON bodies, for a route whose own answer is another media type (FastAPI
     would otherwise document its errors with the route's media type)."""
-    return {code: {"description": entry["description"], **({"headers": entry["headers"]} if "headers" in entry else {}),
-                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}}
-            for code, entry in documented.items()}
+    return {
+        code: {
+            "description": entry["description"],
+            **({"headers": entry["headers"]} if "headers" in entry else {}),
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
+        }
+        for code, entry in documented.items()
+    }
 
 
 READ = errors(401)  # every /v1 route (FastAPI documents its own 422 where a route takes parameters)

@@ -9,12 +9,17 @@ from ..watches import SERVED, TARGET_PATTERN
 from . import errors
 from .deps import READ, RegistryDep
 
-router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[READ],
-                   responses={**errors.READ, **errors.errors(503, e503="MLflow cannot answer now; see Retry-After")})
+router = APIRouter(
+    prefix="/v1/models",
+    tags=["models"],
+    dependencies=[READ],
+    responses={**errors.READ, **errors.errors(503, e503="MLflow cannot answer now; see Retry-After")},
+)
 
 
-@router.get("/latest", response_model=ModelVersionInfo,
-            responses=errors.errors(404, e404="no version of the model is registered yet"))
+@router.get(
+    "/latest", response_model=ModelVersionInfo, responses=errors.errors(404, e404="no version of the model is registered yet")
+)
 async def latest(registry: RegistryDep) -> ModelVersionInfo:
     found = await registry.latest()
     if found is None:
@@ -27,10 +32,15 @@ async def weekly(registry: RegistryDep) -> list[WeeklyDice]:
     return await registry.weekly_dice()
 
 
-@router.get("/{target}", response_model=ModelVersionInfo, summary="A version by alias or number (champion: the served one)",
-            responses=errors.errors(404, e404="no version with this alias or number"))
-async def by_target(registry: RegistryDep,
-                    target: str = Path(pattern=TARGET_PATTERN, examples=[SERVED, "3"])) -> ModelVersionInfo:
+@router.get(
+    "/{target}",
+    response_model=ModelVersionInfo,
+    summary="A version by alias or number (champion: the served one)",
+    responses=errors.errors(404, e404="no version with this alias or number"),
+)
+async def by_target(
+    registry: RegistryDep, target: str = Path(pattern=TARGET_PATTERN, examples=[SERVED, "3"])
+) -> ModelVersionInfo:
     found = await registry.target(target)
     if found is None:
         raise HTTPException(404, f"{registry.model_name!r} has no version {target!r}")

@@ -16,12 +16,24 @@ router = APIRouter(prefix="/v1/runs", tags=["training runs"], dependencies=[READ
 NOT_FOUND = errors.errors(404, e404="no training run with this id")
 
 
-@router.post("", response_model=Run, status_code=201, dependencies=[WRITE],
-             summary="Trigger a training run (a Ray job)",
-             responses={200: {"model": Run, "description": "idempotent replay: the run this Idempotency-Key created"},
-                        **errors.WRITE, **errors.BODY})
-async def trigger(runs: RunsDep, response: Response, params: Hyperparameters | None = None,
-                  idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> Run:
+@router.post(
+    "",
+    response_model=Run,
+    status_code=201,
+    dependencies=[WRITE],
+    summary="Trigger a training run (a Ray job)",
+    responses={
+        200: {"model": Run, "description": "idempotent replay: the run this Idempotency-Key created"},
+        **errors.WRITE,
+        **errors.BODY,
+    },
+)
+async def trigger(
+    runs: RunsDep,
+    response: Response,
+    params: Hyperparameters | None = None,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Run:
     run, created = await runs.trigger(params or Hyperparameters(), idempotency_key=idempotency_key)
     if not created:
         response.status_code = 200
@@ -39,10 +51,15 @@ async def get_run(runs: RunsDep, run_id: str) -> Run:
     return await runs.get(run_id)
 
 
-@router.get("/{run_id}/logs", response_class=PlainTextResponse, summary="The Ray job's driver log",
-            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
-                       **errors.as_json({**errors.READ, **NOT_FOUND,
-                                         **errors.errors(503, e503="Ray cannot give the log now; see Retry-After")})})
+@router.get(
+    "/{run_id}/logs",
+    response_class=PlainTextResponse,
+    summary="The Ray job's driver log",
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+        **errors.as_json({**errors.READ, **NOT_FOUND, **errors.errors(503, e503="Ray cannot give the log now; see Retry-After")}),
+    },
+)
 async def run_logs(runs: RunsDep, run_id: str) -> str:
     return await runs.logs(run_id)
 

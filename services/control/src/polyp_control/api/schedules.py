@@ -14,8 +14,7 @@ router = APIRouter(prefix="/v1/schedules", tags=["schedules"], dependencies=[REA
 NOT_FOUND = errors.errors(404, e404="no schedule with this id")
 
 
-@router.post("", response_model=Schedule, status_code=201, dependencies=[WRITE],
-             responses={**errors.WRITE, **errors.BODY})
+@router.post("", response_model=Schedule, status_code=201, dependencies=[WRITE], responses={**errors.WRITE, **errors.BODY})
 async def create(schedules: SchedulesDep, spec: ScheduleSpec) -> Schedule:
     return schedules.create(spec)
 
@@ -40,17 +39,27 @@ async def resume(schedules: SchedulesDep, schedule_id: str) -> Schedule:
     return schedules.resume(schedule_id)
 
 
-@router.post("/{schedule_id}/run", response_model=Run, status_code=201, dependencies=[WRITE],
-             summary="Run a schedule now, with its retry policy and SLA (409 while its previous run is active)",
-             responses={**NOT_FOUND, **errors.WRITE, **errors.errors(409, e409="the schedule's previous run is still active")})
+@router.post(
+    "/{schedule_id}/run",
+    response_model=Run,
+    status_code=201,
+    dependencies=[WRITE],
+    summary="Run a schedule now, with its retry policy and SLA (409 while its previous run is active)",
+    responses={**NOT_FOUND, **errors.WRITE, **errors.errors(409, e409="the schedule's previous run is still active")},
+)
 async def run_now(schedules: SchedulesDep, schedule_id: str, response: Response) -> Run:
     run = await schedules.run_now(schedule_id)
     response.headers["Location"] = f"/v1/runs/{run.id}"
     return run
 
 
-@router.delete("/{schedule_id}", status_code=204, dependencies=[WRITE], responses={**NOT_FOUND, **errors.WRITE},
-               summary="Delete a schedule (the seeds' 'kill scheduled job'); its running run is not cancelled")
+@router.delete(
+    "/{schedule_id}",
+    status_code=204,
+    dependencies=[WRITE],
+    responses={**NOT_FOUND, **errors.WRITE},
+    summary="Delete a schedule (the seeds' 'kill scheduled job'); its running run is not cancelled",
+)
 async def delete(schedules: SchedulesDep, schedule_id: str) -> Response:
     schedules.delete(schedule_id)
     return Response(status_code=204)

@@ -12,9 +12,14 @@ router = APIRouter(prefix="/v1/watches", tags=["watches"], dependencies=[READ], 
 NOT_FOUND = errors.errors(404, e404="no watch with this id")
 
 
-@router.post("", response_model=Watch, status_code=201, dependencies=[WRITE],
-             responses={**errors.WRITE, **errors.BODY},
-             summary="Create a watch: freshness, quality or run failures of a model version (default: the served one)")
+@router.post(
+    "",
+    response_model=Watch,
+    status_code=201,
+    dependencies=[WRITE],
+    responses={**errors.WRITE, **errors.BODY},
+    summary="Create a watch: freshness, quality or run failures of a model version (default: the served one)",
+)
 async def create(watches: WatchesDep, spec: WatchSpec) -> Watch:
     return watches.create(spec)
 
@@ -24,15 +29,23 @@ async def list_watches(watches: WatchesDep) -> list[Watch]:
     return watches.list()
 
 
-@router.get("/{watch_id}", response_model=Watch, responses=NOT_FOUND,
-            summary="A watch and its state: ok or firing, since, last checked, last value")
+@router.get(
+    "/{watch_id}",
+    response_model=Watch,
+    responses=NOT_FOUND,
+    summary="A watch and its state: ok or firing, since, last checked, last value",
+)
 async def get(watches: WatchesDep, watch_id: str) -> Watch:
     return watches.get(watch_id)
 
 
-@router.put("/{watch_id}", response_model=Watch, dependencies=[WRITE],
-            responses={**NOT_FOUND, **errors.WRITE, **errors.BODY},
-            summary="Replace a watch's spec (a default edited here stops following the environment settings)")
+@router.put(
+    "/{watch_id}",
+    response_model=Watch,
+    dependencies=[WRITE],
+    responses={**NOT_FOUND, **errors.WRITE, **errors.BODY},
+    summary="Replace a watch's spec (a default edited here stops following the environment settings)",
+)
 async def replace(watches: WatchesDep, watch_id: str, spec: WatchSpec) -> Watch:
     return watches.replace(watch_id, spec)
 
@@ -47,10 +60,17 @@ async def resume(watches: WatchesDep, watch_id: str) -> Watch:
     return watches.set_paused(watch_id, False)
 
 
-@router.delete("/{watch_id}", status_code=204, dependencies=[WRITE],
-               responses={**NOT_FOUND, **errors.WRITE,
-                          **errors.errors(409, e409="a default watch: pause it, or take it over with PUT first")},
-               summary="Delete a watch; an open episode is resolved first")
+@router.delete(
+    "/{watch_id}",
+    status_code=204,
+    dependencies=[WRITE],
+    responses={
+        **NOT_FOUND,
+        **errors.WRITE,
+        **errors.errors(409, e409="a default watch: pause it, or take it over with PUT first"),
+    },
+    summary="Delete a watch; an open episode is resolved first",
+)
 async def delete(watches: WatchesDep, watch_id: str) -> Response:
     await watches.delete(watch_id)
     return Response(status_code=204)
