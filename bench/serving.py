@@ -90,7 +90,7 @@ def serve(kind: str, args) -> None:
 
     from polyp_inference.backends import OnnxRuntimeBackend, TritonBackend
     from polyp_inference.client import InferenceClient
-    from polyp_inference.http import predict_router
+    from polyp_inference.http import add_exception_handlers, predict_router
     from polyp_inference.rayserve import RayServeBackend
 
     work = Path(args.work)
@@ -104,6 +104,7 @@ def serve(kind: str, args) -> None:
     }[kind]()
     app = FastAPI()
     app.include_router(predict_router(InferenceClient(backend)))
+    add_exception_handlers(app)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 

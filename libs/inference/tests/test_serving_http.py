@@ -17,12 +17,13 @@ from serving_helpers import MODEL
 from polyp_inference import smoke
 from polyp_inference.backends import OnnxRuntimeBackend, TritonBackend
 from polyp_inference.client import InferenceClient
-from polyp_inference.http import predict_router
+from polyp_inference.http import add_exception_handlers, predict_router
 
 
 def app_for(backend, max_bytes=1_000_000) -> TestClient:
     app = FastAPI()
     app.include_router(predict_router(InferenceClient(backend, max_bytes=max_bytes)))
+    add_exception_handlers(app)
     return TestClient(app)
 
 
@@ -138,6 +139,7 @@ def test_predictions_beyond_the_per_replica_limit_get_429_not_a_queue(exported):
     backend = HeldBackend(exported, MODEL)
     app = FastAPI()
     app.include_router(predict_router(InferenceClient(backend), max_concurrent=1))
+    add_exception_handlers(app)
     with TestClient(app) as client, ThreadPoolExecutor(1) as pool:
 
         def upload():

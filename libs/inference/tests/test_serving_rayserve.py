@@ -14,9 +14,9 @@ from PIL import Image
 from serving_helpers import MODEL, SIZE, export_version, raw_answers
 
 from polyp_dev.local_rayserve import LocalRayServe
-from polyp_inference.backends import ModelChanged, ModelInfo, OnnxRuntimeBackend
+from polyp_inference.backends import ModelInfo, OnnxRuntimeBackend
 from polyp_inference.client import InferenceClient
-from polyp_inference.errors import ServingUnavailable
+from polyp_inference.errors import ModelChanged, ServingUnavailable
 from polyp_inference.postprocess import DEFAULT_MIN_AREA
 from polyp_inference.rayserve import RayServeBackend
 from polyp_rayserve import build

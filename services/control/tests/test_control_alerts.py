@@ -9,7 +9,8 @@ import pytest
 from control_helpers import auth, read_auth, register_version
 
 from polyp_control import db
-from polyp_control.alerts import STREAM, Alert, LocalBus, RedisBus, SlowSubscriber
+from polyp_control.alerts import STREAM, Alert, LocalBus, RedisBus
+from polyp_control.errors import SlowSubscriber
 
 
 @pytest.fixture(params=["redis", "in-process"])

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from control_helpers import TOKEN, auth, read_auth
-from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from polyp_control.app import create_app
 from polyp_control.auth import TICKET_TTL_S, check_ticket, issue_ticket
+from polyp_control.errors import Unauthorized
 
 
 @pytest.fixture
@@ -80,9 +80,9 @@ def test_stream_tickets_expire_and_cannot_be_forged():
         (ticket.replace(ticket.split(".")[0], "9999999999", 1), 1000.0),
         ("garbage", 1000.0),
     ):
-        with pytest.raises(HTTPException) as refused:
+        with pytest.raises(Unauthorized) as refused:
             check_ticket(TOKEN, bad, now=now)
-        assert refused.value.status_code == 401
+        assert refused.value.status == 401
 
 
 @pytest.mark.parametrize(

@@ -146,11 +146,11 @@ def test_two_replicas_racing_publish_each_transition_once(settings):
     """The conditional write decides: the replica whose read went stale publishes nothing."""
     first, second = make_watches(settings), make_watches(settings)
     first.ensure_defaults()
-    stale_rows = first._rows(due_only=False, now=time.time())
+    stale_rows = first.store.due(due_only=False, now=time.time())
 
     async def scenario():
-        won = [alert for row in stale_rows for alert in await first._check_one(row, time.time())]
-        lost = [alert for row in stale_rows for alert in await second._check_one(row, time.time())]
+        won = [alert for row in stale_rows for alert in await first.check_one(row, time.time())]
+        lost = [alert for row in stale_rows for alert in await second.check_one(row, time.time())]
         return won, lost
 
     won, lost = run(scenario())
@@ -165,7 +165,7 @@ def test_a_watch_on_a_version_number_and_a_run_failure_watch(settings):
     on_version = watches.create(WatchSpec(target=version, check={"kind": "quality", "floor": 0.6}))
     failures = watches.create(WatchSpec(check={"kind": "run_failures", "count": 2, "window_hours": 1}))
     now = time.time()
-    with watches.engine.begin() as conn:
+    with watches.store.engine.begin() as conn:
         for i, finished in enumerate((now - 60, now - 30, now - 7200)):  # two in the window, one long before
             conn.execute(
                 db.runs.insert().values(

@@ -12,6 +12,8 @@ import json
 import os
 import sys
 import typing
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import ValidationError
 
@@ -23,9 +25,15 @@ from .errors import EXIT_CANCELLED, PolypTrainError
 from .prepare import DEFAULT_VAL_FRACTION
 from .presets import PRESETS, preset_in
 
+if TYPE_CHECKING:
+    from .pipeline import RunOptions
+    from .trainer import TrainConfig
 
-def _positive(kind):
-    def parse(text: str):
+Number = TypeVar("Number", int, float)
+
+
+def _positive(kind: Callable[[str], Number]) -> Callable[[str], Number]:
+    def parse(text: str) -> Number:
         value = kind(text)
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
@@ -100,7 +108,7 @@ def _add_training_args(p: argparse.ArgumentParser, preset: dict) -> None:
     p.add_argument("--name", default="polyp-train", help="run name")
 
 
-def _configs(args):
+def _configs(args: argparse.Namespace) -> tuple[TrainConfig, RunOptions]:
     from .model import ModelSpec
     from .pipeline import RunOptions
     from .trainer import TrainConfig
@@ -131,7 +139,7 @@ def _configs(args):
     return config, options
 
 
-def _make_synthetic(args) -> int:
+def _make_synthetic(args: argparse.Namespace) -> int:
     from .synthetic import make_dataset
 
     out = make_dataset(args.out, args.n, args.size, args.seed)
@@ -139,7 +147,7 @@ def _make_synthetic(args) -> int:
     return 0
 
 
-def _train(args) -> int:
+def _train(args: argparse.Namespace) -> int:
     from .model import build_model
     from .pipeline import train
 
@@ -149,7 +157,7 @@ def _train(args) -> int:
     return 0
 
 
-def _tune(args) -> int:
+def _tune(args: argparse.Namespace) -> int:
     from .model import build_model
     from .tune import tune
 
@@ -159,14 +167,14 @@ def _tune(args) -> int:
     return 0
 
 
-def _export(args) -> int:
+def _export(args: argparse.Namespace) -> int:
     from .registry import export_registered
 
     print(export_registered(args.model_name, args.version, args.alias, args.model_repo, args.data).json())
     return 0
 
 
-def _evaluate(args) -> int:
+def _evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .evaluate import card_markdown, run_evaluation
@@ -189,7 +197,7 @@ def _evaluate(args) -> int:
     return 0
 
 
-def _dataset_push(args) -> int:
+def _dataset_push(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from .dataset_push import push

@@ -48,7 +48,7 @@ def _report(problems: list[str] | None, found: list[str], what: str) -> None:
 
 
 def _by_stem(folder: Path) -> dict[str, Path]:
-    files = {}
+    files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
             if path.stem in files:

@@ -16,6 +16,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -27,6 +28,9 @@ from .data import Sample
 from .errors import DatasetError, ExportError
 from .hardware import describe as hardware
 from .prepare import DEFAULT_VAL_FRACTION, PreparedData
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 CITATIONS = {  # by a word in the dataset's source (its name or path)
     ("kvasir",): 'Jha D. et al. "Kvasir-SEG: A Segmented Polyp Dataset." MMM 2020, LNCS 11962, pp. 451-462. '
@@ -65,7 +69,7 @@ def dice_iou(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     return 2 * intersection / total, intersection / union
 
 
-def score(session, size: int, sample: Sample) -> ImageScore:
+def score(session: InferenceSession, size: int, sample: Sample) -> ImageScore:
     with Image.open(sample.image) as image, Image.open(sample.mask) as mask:
         original = image.size
         reduce_on_decode(image, size)  # as serving decodes an upload
@@ -133,6 +137,8 @@ def _from_registry(reference: str, workdir: Path) -> ModelUnderTest:
         found = client.get_model_version_by_alias(name, which) if "@" in reference else client.get_model_version(name, which)
     except MlflowException as exc:
         raise ExportError(f"no model version models:/{reference}: {exc.message}") from exc
+    if not found.run_id:
+        raise ExportError(f"model version models:/{reference} has no MLflow run to take its spec and card from")
     published = Path(found.tags.get("triton_repository", "")) / MODEL_FILE
     run = client.get_run(found.run_id)
     details = {

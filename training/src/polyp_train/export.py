@@ -14,6 +14,7 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,11 +25,15 @@ from . import storage
 from .errors import ExportError
 from .model import ModelSpec
 
+if TYPE_CHECKING:
+    import torch
+    from mlflow.tracking import MlflowClient
+
 PARITY_TOLERANCE = 1e-3  # max |logit difference| between ONNX Runtime and PyTorch
 OPSET = 17
 
 
-def export_onnx(model, spec: ModelSpec) -> bytes:
+def export_onnx(model: torch.nn.Module, spec: ModelSpec) -> bytes:
     """The model as ONNX bytes with a dynamic batch axis, checked by onnx.checker."""
     import onnx
     import torch
@@ -38,8 +43,9 @@ def export_onnx(model, spec: ModelSpec) -> bytes:
     dummy = torch.zeros(1, 3, spec.size, spec.size)
     torch.onnx.export(
         model,
-        dummy,
-        buffer,
+        (dummy,),
+        # The TorchScript exporter (dynamo=False) writes to file-like objects; the stub only admits paths.
+        buffer,  # type: ignore[arg-type]
         input_names=[INPUT_NAME],
         output_names=[OUTPUT_NAME],
         dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
@@ -63,7 +69,7 @@ class Parity:
         return f"max |ONNX Runtime - PyTorch| = {self.max_abs_diff:.2e} over {self.inputs} inputs"
 
 
-def check_parity(model, onnx_bytes: bytes, inputs: np.ndarray, tolerance: float = PARITY_TOLERANCE) -> Parity:
+def check_parity(model: torch.nn.Module, onnx_bytes: bytes, inputs: np.ndarray, tolerance: float = PARITY_TOLERANCE) -> Parity:
     """Run the same real inputs (N x 3 x S x S) through both; fail above the tolerance."""
     import onnxruntime as ort
     import torch
@@ -117,7 +123,9 @@ def publish(repo: str, model_name: str, version: int, onnx_bytes: bytes, config:
     return str(model_dir / str(int(version)))
 
 
-def record_published(client, model_name: str, version: str, published: str, onnx_bytes: bytes, precision: str) -> None:
+def record_published(
+    client: MlflowClient, model_name: str, version: str, published: str, onnx_bytes: bytes, precision: str
+) -> None:
     """What serving and a pin need to know about a published version (onnx_sha256: charts/inference model.sha256)."""
     for key, value in (
         ("triton_repository", published),

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from polyp_core.job import DEFAULTS
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -21,7 +25,7 @@ class ModelSpec:
         return asdict(self)
 
 
-def build_model(spec: ModelSpec):
+def build_model(spec: ModelSpec) -> torch.nn.Module:
     """One output channel of logits; weights start random (nothing can be downloaded)."""
     import segmentation_models_pytorch as smp
 

@@ -6,6 +6,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,10 +17,14 @@ from polyp_core.repository import DEFAULT_MODEL_NAME
 from . import data as datasets
 from .export import check_parity, export_onnx, publish, record_published, triton_config
 from .hardware import describe as hardware
+from .model import ModelSpec
 from .plots import learning_curves, overlay, overlay_grid
 from .prepare import PreparedData, prepare
 from .tracking import CHAMPION, connect, git_commit, quality_gate, tracking_uri
 from .trainer import TrainConfig, TrainOutcome, ensure_ray, make_trainer, outcome_of
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 
 @dataclass
@@ -67,7 +72,7 @@ def _params(config: TrainConfig, prepared: PreparedData) -> dict:
     return params
 
 
-def _log_split(client, run_id: str, prepared: PreparedData) -> None:
+def _log_split(client: MlflowClient, run_id: str, prepared: PreparedData) -> None:
     """Which frame is on which side (and what was left out): the split is part of the run's record."""
     record = {part.name: {**part.summary(), "val_stems": [s.stem for s in part.val]} for part in prepared.splits}
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,13 +80,15 @@ def _log_split(client, run_id: str, prepared: PreparedData) -> None:
         client.log_artifact(run_id, str(Path(tmp) / "split.json"), "data")
 
 
-def _validation_batch(val: list[datasets.Sample], size: int, limit: int = 8):
+def _validation_batch(
+    val: list[datasets.Sample], size: int, limit: int = 8
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
     pairs = [datasets.load_pair(sample, size) for sample in val[:limit]]
     return pairs, np.stack([normalize(image) for image, _ in pairs])
 
 
 def finish_run(
-    client, run_id: str, outcome: TrainOutcome, config: TrainConfig, options: RunOptions, prepared: PreparedData
+    client: MlflowClient, run_id: str, outcome: TrainOutcome, config: TrainConfig, options: RunOptions, prepared: PreparedData
 ) -> RunSummary:
     """Artifacts, registration, quality gate and export for a finished training run."""
     import mlflow
@@ -96,8 +103,8 @@ def finish_run(
     with torch.no_grad():
         predicted = (torch.sigmoid(model(torch.from_numpy(inputs))).numpy()[:, 0] >= 0.5).astype(np.uint8)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
         client.log_artifact(run_id, str(learning_curves(outcome.history, tmp / "learning_curves.png")), "plots")
         tiles = [overlay(image, mask, pred) for (image, mask), pred in zip(pairs, predicted, strict=True)]
         client.log_artifact(run_id, str(overlay_grid(tiles, tmp / "validation_overlays.png")), "plots")
@@ -157,13 +164,22 @@ def finish_run(
 
 
 def publish_int8(
-    client, run_id: str, options: RunOptions, version: str, onnx_bytes: bytes, spec, prepared: PreparedData
+    client: MlflowClient,
+    run_id: str,
+    options: RunOptions,
+    version: str,
+    onnx_bytes: bytes,
+    spec: ModelSpec,
+    prepared: PreparedData,
 ) -> str | None:
     """Quantize the published fp32 version; if its validation Dice holds, register and publish the INT8
     model as the next version (tags: precision, quantized_from, both Dice) and make it the champion, so
     serving takes it. Returns its version, or None when quantization would cost Dice."""
     from .quantize import quantized_candidate
 
+    repo = options.model_repo
+    if not repo:
+        raise ValueError("an INT8 version is published beside its fp32 version: options.model_repo is needed")
     candidate = quantized_candidate(onnx_bytes, spec.size, prepared.train, prepared.val)
     for name in candidate.dice_fp32:
         client.log_metric(run_id, f"val_dice_original_res.{name}.fp32", candidate.dice_fp32[name])
@@ -182,9 +198,7 @@ def publish_int8(
         run_id=run_id,
         tags={**source.tags, "quantized_from": version, "int8_verdict": candidate.verdict()},
     )
-    published = publish(
-        options.model_repo, options.model_name, int(int8.version), candidate.onnx, triton_config(options.model_name, spec)
-    )
+    published = publish(repo, options.model_name, int(int8.version), candidate.onnx, triton_config(options.model_name, spec))
     record_published(client, options.model_name, int8.version, published, candidate.onnx, "int8")
     client.set_registered_model_alias(options.model_name, CHAMPION, int8.version)
     print(f"exported INT8 version {int8.version} (from {version}) to {published}", flush=True)

@@ -35,11 +35,14 @@ def export_registered(
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    which = version or alias
+    if not which:
+        raise ExportError(f"which version of {model_name}? give a version number or an alias")
     client, _ = connect("polyp-segmentation")
     try:
-        found = client.get_model_version(model_name, version) if version else client.get_model_version_by_alias(model_name, alias)
+        found = client.get_model_version(model_name, version) if version else client.get_model_version_by_alias(model_name, which)
     except MlflowException as exc:
-        raise ExportError(f"no model version {model_name} {version or '@' + alias}: {exc.message}") from exc
+        raise ExportError(f"no model version {model_name} {version or '@' + which}: {exc.message}") from exc
     spec = ModelSpec(
         **json.loads(
             Path(mlflow.artifacts.download_artifacts(run_id=found.run_id, artifact_path="model_spec/model_spec.json")).read_text()

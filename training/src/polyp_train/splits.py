@@ -75,11 +75,11 @@ def split_dataset(name: str, samples: list[Sample], val_fraction: float, sequenc
         by_sequence.setdefault(sequences[sample.stem], []).append(sample)
     if len(by_sequence) < 2:
         raise DatasetError(f"dataset {name}: all frames are from one sequence; a split by sequence needs two")
-    order = sorted(by_sequence, key=lambda seq: _rank(f"sequence {seq}"))
+    sequence_order = sorted(by_sequence, key=lambda seq: _rank(f"sequence {seq}"))
     val_ids: list[str] = []
-    while len(val_ids) < len(order) - 1 and sum(len(by_sequence[i]) for i in val_ids) < val_fraction * len(samples):
-        val_ids.append(order[len(val_ids)])
-    train = [s for seq in order[len(val_ids) :] for s in by_sequence[seq]]
+    while len(val_ids) < len(sequence_order) - 1 and sum(len(by_sequence[i]) for i in val_ids) < val_fraction * len(samples):
+        val_ids.append(sequence_order[len(val_ids)])
+    train = [s for seq in sequence_order[len(val_ids) :] for s in by_sequence[seq]]
     val = [s for seq in val_ids for s in by_sequence[seq]]
     return DatasetSplit(
         name,

@@ -7,10 +7,14 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from polyp_core.s3 import is_s3, s3_client, split_s3
 
 from .errors import StorageUnavailable
+
+if TYPE_CHECKING:
+    from pyarrow.fs import FileSystem
 
 
 def _storage_error(uri: str, exc: Exception) -> StorageUnavailable:
@@ -96,7 +100,7 @@ def upload_dir(local: Path, uri: str) -> None:
         put_bytes(f"{uri.rstrip('/')}/{path.relative_to(local).as_posix()}", path.read_bytes())
 
 
-def pyarrow_filesystem(uri: str):
+def pyarrow_filesystem(uri: str) -> tuple[FileSystem | None, str]:
     """(filesystem, path) for Ray Train's storage: pyarrow's S3 with the same endpoint, or None locally."""
     if not is_s3(uri):
         Path(uri).mkdir(parents=True, exist_ok=True)

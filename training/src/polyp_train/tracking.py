@@ -10,10 +10,14 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from polyp_core.home import polyp_home
 
 from .errors import TrackingUnavailable
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 CHAMPION = "champion"
 
@@ -34,7 +38,7 @@ def _artifact_location(uri: str) -> str | None:
     return None
 
 
-def connect(experiment: str):
+def connect(experiment: str) -> tuple[MlflowClient, str]:
     """An MlflowClient on a reachable tracking store and the experiment's id, or TrackingUnavailable."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
@@ -74,7 +78,7 @@ class GateDecision:
     reason: str
 
 
-def quality_gate(client, model_name: str, version: str, dice: float, threshold: float) -> GateDecision:
+def quality_gate(client: MlflowClient, model_name: str, version: str, dice: float, threshold: float) -> GateDecision:
     """Alias `champion` only if Dice >= threshold and >= the current champion's; else record why on the version."""
     from mlflow.exceptions import MlflowException
 
@@ -86,7 +90,7 @@ def quality_gate(client, model_name: str, version: str, dice: float, threshold: 
     champion_dice = float(champion.tags.get("val_dice", "nan")) if champion else None
     if dice < threshold:
         decision = GateDecision(False, f"val_dice {dice:.4f} is below the threshold {threshold:.4f}")
-    elif champion is not None and str(champion.version) != str(version) and dice < champion_dice:
+    elif champion is not None and champion_dice is not None and str(champion.version) != str(version) and dice < champion_dice:
         decision = GateDecision(False, f"val_dice {dice:.4f} is below champion version {champion.version} ({champion_dice:.4f})")
     else:
         decision = GateDecision(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")  # before any ray.train import
 
@@ -16,6 +18,13 @@ from polyp_core.job import DEFAULTS
 from . import storage
 from .model import ModelSpec
 from .prepare import DEFAULT_VAL_FRACTION
+
+if TYPE_CHECKING:
+    # Ray's public names: with RAY_TRAIN_V2_ENABLED (set above) they are its V2 API at run time.
+    from ray.train import Checkpoint, Result
+    from ray.train.torch import TorchTrainer
+
+    from .loop import LoopConfig
 
 
 @dataclass
@@ -42,29 +51,29 @@ class TrainConfig:
     def sources(self) -> list[str]:
         return [self.data] if isinstance(self.data, str) else list(self.data)
 
-    def loop_config(self, cpus_per_worker: int, mlflow: dict | None) -> dict:
-        return {
-            "data": self.sources(),
-            "skip_bad_pairs": self.skip_bad_pairs,
-            "epochs": self.epochs,
-            "arch": self.spec.arch,
-            "encoder": self.spec.encoder,
-            "size": self.spec.size,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "val_fraction": self.val_fraction,
-            "seed": self.seed,
-            "threads": cpus_per_worker,
-            "precision": self.precision,
-            "channels_last": self.channels_last,
-            "time_budget_s": self.time_budget_min * 60 if self.time_budget_min else None,
-            "cache_dir": str(Path(self.cache_dir).resolve()),
-            "snapshots": self.snapshots,
-            "mlflow": mlflow,
-        }
+    def loop_config(self, cpus_per_worker: int, mlflow: dict[str, str] | None) -> LoopConfig:
+        from .loop import LoopConfig
+
+        return LoopConfig(
+            sources=tuple(self.sources()),
+            skip_bad_pairs=self.skip_bad_pairs,
+            epochs=self.epochs,
+            spec=self.spec,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            val_fraction=self.val_fraction,
+            seed=self.seed,
+            threads=cpus_per_worker,
+            precision=self.precision,
+            channels_last=self.channels_last,
+            time_budget_s=self.time_budget_min * 60 if self.time_budget_min else None,
+            cache_dir=str(Path(self.cache_dir).resolve()),
+            snapshots=self.snapshots,
+            mlflow=mlflow,
+        )
 
 
-def _interrupt(signum, frame):
+def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
@@ -98,17 +107,21 @@ def cpus_for_workers(config: TrainConfig) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)) // config.workers)
 
 
-def make_trainer(config: TrainConfig, mlflow: dict | None = None, loop_overrides: dict | None = None):
+def make_trainer(
+    config: TrainConfig, mlflow: dict[str, str] | None = None, loop_overrides: dict[str, Any] | None = None
+) -> TorchTrainer:
+    """A TorchTrainer for the run; loop_overrides replace LoopConfig fields (e.g. {"snapshots": {...}})."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from .loop import train_loop_per_worker
 
     cpus = cpus_for_workers(config)
+    loop_config = replace(config.loop_config(cpus, mlflow), **(loop_overrides or {}))
     filesystem, path = storage.pyarrow_filesystem(config.storage_path)
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={**config.loop_config(cpus, mlflow), **(loop_overrides or {})},
+        train_loop_config=loop_config.as_train_loop_config(),
         scaling_config=ScalingConfig(
             num_workers=config.workers,
             use_gpu=config.gpu,
@@ -130,13 +143,15 @@ def make_trainer(config: TrainConfig, mlflow: dict | None = None, loop_overrides
 class TrainOutcome:
     metrics: dict  # the last epoch's metrics
     best_metrics: dict  # the epoch with the best validation Dice
-    best_checkpoint: object  # ray.train.Checkpoint
+    best_checkpoint: Checkpoint
     history: list[dict]  # every epoch's metrics, from the latest checkpoint (Ray always keeps it)
 
 
-def outcome_of(result) -> TrainOutcome:
+def outcome_of(result: Result) -> TrainOutcome:
     if result.error:
         raise result.error
+    if not result.best_checkpoints or result.checkpoint is None or result.metrics is None:
+        raise RuntimeError(f"the training run reported no checkpoint (results in {result.path})")
     best_checkpoint, best_metrics = max(result.best_checkpoints, key=lambda pair: pair[1]["val_dice"])
     from .loop import load_history
 

@@ -92,16 +92,19 @@ def tune(config: TrainConfig, options: RunOptions, trials: int) -> RunSummary:
         best = results.get_best_result()
         if best.error:
             raise best.error
-        client.log_metric(parent.info.run_id, "best_val_dice", best.metrics["val_dice"])
-        client.set_tag(parent.info.run_id, "best_run_id", best.metrics["run_id"])
+        if best.metrics is None:
+            raise RuntimeError(f"the sweep's best trial reported no metrics (results in {best.path})")
+        metrics = best.metrics
+        client.log_metric(parent.info.run_id, "best_val_dice", metrics["val_dice"])
+        client.set_tag(parent.info.run_id, "best_run_id", metrics["run_id"])
         filesystem, _ = storage.pyarrow_filesystem(config.storage_path)
         outcome = TrainOutcome(
-            metrics=json.loads(best.metrics["best_metrics"]),
-            best_metrics=json.loads(best.metrics["best_metrics"]),
-            best_checkpoint=Checkpoint(best.metrics["checkpoint_path"], filesystem=filesystem),
-            history=json.loads(best.metrics["history"]),
+            metrics=json.loads(metrics["best_metrics"]),
+            best_metrics=json.loads(metrics["best_metrics"]),
+            best_checkpoint=Checkpoint(metrics["checkpoint_path"], filesystem=filesystem),
+            history=json.loads(metrics["history"]),
         )
-        summary = finish_run(client, best.metrics["run_id"], outcome, config, options, prepared)
+        summary = finish_run(client, metrics["run_id"], outcome, config, options, prepared)
     except BaseException:
         client.set_terminated(parent.info.run_id, "FAILED")
         raise

@@ -51,6 +51,7 @@ class LocalRayHead:
             except ServerDidNotStart:
                 if attempt == attempts:
                     raise
+        raise ValueError(f"attempts must be at least 1, not {attempts}")
 
     def _start_once(self, timeout_s: float) -> LocalRayHead:
         ray = str(Path(sys.executable).with_name("ray"))
@@ -94,5 +95,5 @@ class LocalRayHead:
     def __enter__(self) -> LocalRayHead:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

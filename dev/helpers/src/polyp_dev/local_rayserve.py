@@ -81,5 +81,5 @@ class LocalRayServe:
     def __enter__(self) -> LocalRayServe:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 
 
 def free_port() -> int:
@@ -18,7 +19,7 @@ class ServerDidNotStart(RuntimeError):
     pass
 
 
-def wait_until(ready, proc: subprocess.Popen, timeout_s: float, what: str, where: str) -> None:
+def wait_until(ready: Callable[[], bool], proc: subprocess.Popen, timeout_s: float, what: str, where: str) -> None:
     """Poll `ready()` until it holds; ServerDidNotStart if the process exits or the time runs out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

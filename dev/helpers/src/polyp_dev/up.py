@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 from polyp_core.home import polyp_home
@@ -80,7 +81,7 @@ def main() -> None:
 
 
 @contextlib.contextmanager
-def ray_serve_if_asked(ray_head: LocalRayHead, home: Path):
+def ray_serve_if_asked(ray_head: LocalRayHead, home: Path) -> Iterator[None]:
     """INFERENCE_BACKEND=rayserve without an INFERENCE_URL: deploy the Ray Serve application on the local head."""
     if os.environ.get("INFERENCE_BACKEND") != "rayserve" or os.environ.get("INFERENCE_URL"):
         yield

@@ -12,10 +12,9 @@ import sys
 import yaml
 
 from . import crossref, live, promotion
-from .pins import PinError
+from .errors import PinError, ToolError
 from .render import DEFAULT_REPO_URL, render_argocd, render_environment, upstream_charts
 from .repo import ENVIRONMENTS, repo_root
-from .tools import ToolError
 from .validate import ValidationReport, validate_groups
 
 

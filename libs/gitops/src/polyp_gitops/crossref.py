@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Protocol
 
 import yaml
 
@@ -49,8 +50,10 @@ BUILTIN_CLUSTER_KINDS = {
     "CSIDriver",
     "RuntimeClass",
 }
+# (kind, namespace, name) of an object; namespace None: cluster-scoped.
+ObjectKey = tuple[str, str | None, str]
 # Created by Kubernetes or by an operator at run time, never rendered: (kind, namespace, name) -> who.
-RUNTIME_OBJECTS = {
+RUNTIME_OBJECTS: dict[ObjectKey, str] = {
     ("Service", "default", "kubernetes"): "Kubernetes (the API server's Service)",
     ("Service", "kube-system", "kube-prometheus-stack-kubelet"): "the Prometheus operator (--kubelet-service)",
 }
@@ -232,20 +235,22 @@ def namespaces_permitted(env: RenderedEnvironment) -> list[str]:
     return problems
 
 
-def bootstrap_secrets(root: Path) -> dict[tuple[str, str, str], str]:
+def bootstrap_secrets(root: Path) -> dict[ObjectKey, str]:
     """The Secrets bootstrap/install.sh generates into the cluster (its SECRETS list)."""
     text = (root / "bootstrap" / "install.sh").read_text()
-    block = re.search(r"^SECRETS=\((.*?)^\)", text, re.MULTILINE | re.DOTALL).group(1)
-    found = {}
-    for line in re.findall(r'"([^"]+)"', block):
+    block = re.search(r"^SECRETS=\((.*?)^\)", text, re.MULTILINE | re.DOTALL)
+    if block is None:
+        raise ValueError("bootstrap/install.sh has no SECRETS=( ... ) list")
+    found: dict[ObjectKey, str] = {}
+    for line in re.findall(r'"([^"]+)"', block.group(1)):
         namespace, name = line.split()[:2]
         found[("Secret", namespace, name)] = "bootstrap/install.sh"
     return found
 
 
-def _operator_objects(placed: list[Placed]) -> dict[tuple[str, str, str], str]:
+def _operator_objects(placed: list[Placed]) -> dict[ObjectKey, str]:
     """What the operators deployed here create from the custom resources rendered."""
-    made = {}
+    made: dict[ObjectKey, str] = {}
     for p in placed:
         if p.kind == "Cluster" and p.group == "postgresql.cnpg.io":
             made[("Secret", p.namespace, f"{p.name}-app")] = f"CloudNativePG (Cluster {p.name})"
@@ -267,10 +272,10 @@ def _operator_objects(placed: list[Placed]) -> dict[tuple[str, str, str], str]:
     return made
 
 
-def provided_objects(env: RenderedEnvironment, root: Path) -> dict[tuple[str, str, str], str]:
+def provided_objects(env: RenderedEnvironment, root: Path) -> dict[ObjectKey, str]:
     """(kind, namespace, name) of everything that will exist, and who creates it."""
     placed = placed_objects(env)
-    provided = {(p.kind, p.namespace, p.name): f"rendered by {p.app}" for p in placed if p.namespace}
+    provided: dict[ObjectKey, str] = {(p.kind, p.namespace, p.name): f"rendered by {p.app}" for p in placed if p.namespace}
     provided.update(bootstrap_secrets(root))
     provided.update(_operator_objects(placed))
     provided.update(RUNTIME_OBJECTS)
@@ -329,7 +334,7 @@ def _named_references(pod: dict) -> Iterator[tuple[str, str]]:
 SERVICE_HOST = re.compile(r"\b([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.svc(\.cluster\.local)?\b")
 
 
-def _strings(node) -> Iterator[str]:
+def _strings(node: object) -> Iterator[str]:
     if isinstance(node, dict):
         for value in node.values():
             yield from _strings(value)
@@ -487,22 +492,30 @@ def unpinned_images(env: RenderedEnvironment) -> list[str]:
     return problems
 
 
+def _member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    """A member's contents; only a regular file (or a link to one) has any."""
+    contents = tar.extractfile(member)
+    if contents is None:
+        raise ValueError(f"{member.name} in a chart archive is not a regular file")
+    return contents
+
+
 def _chart_values(tar: tarfile.TarFile) -> dict:
     """values.yaml of a chart archive, each subchart's (directory or nested archive) under its name or alias."""
     members = {m.name: m for m in tar.getmembers() if m.isfile()}
     top = next(iter(members)).split("/")[0]
-    defaults = yaml.safe_load(tar.extractfile(members[f"{top}/values.yaml"])) or {}
-    chart = yaml.safe_load(tar.extractfile(members[f"{top}/Chart.yaml"])) or {}
+    defaults = yaml.safe_load(_member(tar, members[f"{top}/values.yaml"])) or {}
+    chart = yaml.safe_load(_member(tar, members[f"{top}/Chart.yaml"])) or {}
     alias = {d["name"]: d.get("alias") or d["name"] for d in chart.get("dependencies") or []}
     for name, member in members.items():
         parts = name.split("/")
         if len(parts) == 3 and parts[1] == "charts" and parts[2].endswith(".tgz"):
-            with tarfile.open(fileobj=tar.extractfile(member)) as sub:
+            with tarfile.open(fileobj=_member(tar, member)) as sub:
                 chart_file = next(m for m in sub.getmembers() if m.name.count("/") == 1 and m.name.endswith("/Chart.yaml"))
-                sub_name = yaml.safe_load(sub.extractfile(chart_file))["name"]
+                sub_name = yaml.safe_load(_member(sub, chart_file))["name"]
                 sub_values = _chart_values(sub)
         elif len(parts) == 4 and parts[1] == "charts" and parts[3] == "values.yaml":
-            sub_name, sub_values = parts[2], yaml.safe_load(tar.extractfile(member)) or {}
+            sub_name, sub_values = parts[2], yaml.safe_load(_member(tar, member)) or {}
         else:
             continue
         key = alias.get(sub_name, sub_name)
@@ -557,7 +570,18 @@ def unknown_values_keys(values: dict, defaults: dict, path: str = "") -> list[st
     return problems
 
 
-def exported_series(registry) -> set[str]:
+class _MetricFamily(Protocol):
+    name: str
+    type: str
+
+
+class MetricsRegistry(Protocol):
+    """What exported_series reads of a prometheus_client CollectorRegistry (not a dependency of this package)."""
+
+    def collect(self) -> Iterable[_MetricFamily]: ...
+
+
+def exported_series(registry: MetricsRegistry) -> set[str]:
     """The series names a prometheus_client registry exports (counters as _total, histograms as _bucket ...)."""
     suffixes = {
         "counter": ("_total", "_created"),

@@ -5,9 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-
-class GitError(RuntimeError):
-    """A git command failed, or the tree is not in a state to commit to."""
+from .errors import GitError  # raised here, and importable from here
 
 
 def _git(root: Path, *args: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .tools import run
@@ -91,7 +92,12 @@ class SyncRecord:
 
 
 def wait_synced_healthy(
-    root: str, timeout_s: float, interval_s: float = 1.0, namespace: str = "argocd", kubeconfig: str | None = None, log=print
+    root: str,
+    timeout_s: float,
+    interval_s: float = 1.0,
+    namespace: str = "argocd",
+    kubeconfig: str | None = None,
+    log: Callable[[str], object] = print,
 ) -> SyncRecord:
     """Poll until every Application (more than the root) is Synced and Healthy; TimeoutError names the rest."""
     record = SyncRecord()
@@ -118,7 +124,7 @@ def wait_synced_healthy(
         time.sleep(interval_s)
 
 
-def main_wait(env: str, timeout_s: float, log=print) -> int:
+def main_wait(env: str, timeout_s: float, log: Callable[[str], object] = print) -> int:
     """`polyp-gitops wait-healthy`: wait, then check the waves; 0 only if both hold."""
     root = f"polyp-{env}"
     try:

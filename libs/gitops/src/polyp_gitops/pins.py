@@ -16,7 +16,9 @@ from pathlib import Path
 
 import yaml
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
 
+from .errors import PinError  # raised here, and importable from here
 from .repo import check_environment
 
 IMAGE_TAG = ("image", "tag")
@@ -30,10 +32,7 @@ FLOATING_TAGS = frozenset({"latest", "main", "master", "stable", "edge", "dev"})
 IMMUTABLE_TAG = re.compile(r"^(v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?|(sha-)?[0-9a-f]{7,40})$")
 MODEL_VERSION_FORMAT = re.compile(r"^[1-9]\d*$")
 MODEL_SHA256_FORMAT = re.compile(r"^([0-9a-f]{64})?$")  # empty: no digest pinned
-
-
-class PinError(ValueError):
-    """A bump or promotion that must not happen; nothing has been written."""
+SCALAR_STOP = re.compile(r"[,}\]\s#]")  # what ends a plain scalar in block or flow style
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,8 @@ def promoted_pins(root: Path) -> list[Pin]:
     ]
 
 
-def _node(data, pin: Pin, env: str):
+def _node(data: CommentedMap, pin: Pin, env: str) -> CommentedMap:
+    """The mapping that holds the pin's last key; PinError when the file has no such pin."""
     try:
         parent = data["components"][pin.component]["values"]
         for key in pin.key[:-1]:
@@ -88,8 +88,8 @@ def _scalar_end(line: str, start: int) -> int:
     if line[start] in "\"'":
         end = line.index(line[start], start + 1)
         return end + 1
-    match = re.compile(r"[^,}\]\s#]*").match(line, start)
-    return match.end()
+    stop = SCALAR_STOP.search(line, start)
+    return stop.start() if stop else len(line)
 
 
 def rewrite(text: str, env: str, changes: dict[Pin, str]) -> str:

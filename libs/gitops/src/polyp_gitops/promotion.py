@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import git
+from .errors import PinError
 from .pins import (
     IMAGE_TAG,
     MODEL_COMPONENT,
     MODEL_SHA256,
     MODEL_VERSION,
     Pin,
-    PinError,
     check_model_sha256,
     check_model_version,
     check_pin,

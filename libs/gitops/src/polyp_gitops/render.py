@@ -15,11 +15,13 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from .errors import ChartsUnavailable  # raised here, and importable from here
 from .repo import ENVIRONMENTS, check_environment
 from .schemas import DEFAULT_KUBE_VERSION
 from .tools import run
@@ -53,15 +55,15 @@ class _ManifestLoader(yaml.SafeLoader):
     cannot construct, and kube-prometheus-stack's CRDs have one in an enum."""
 
 
-_ManifestLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+def _construct_value(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
+    return loader.construct_scalar(node)
+
+
+_ManifestLoader.add_constructor("tag:yaml.org,2002:value", _construct_value)
 
 
 def parse_documents(text: str) -> list[dict]:
     return [doc for doc in yaml.load_all(text, Loader=_ManifestLoader) if doc]
-
-
-class ChartsUnavailable(ValueError):
-    """The packaged upstream charts an environment renders are not where POLYP_CHARTS_DIR says."""
 
 
 def charts_dir() -> Path:
@@ -94,9 +96,9 @@ def helm_template(
     chart: Path,
     release: str,
     namespace: str,
-    value_files: list[Path] = (),
+    value_files: Sequence[Path] = (),
     values: dict | None = None,
-    parameters: list[dict] = (),
+    parameters: Sequence[dict] = (),
     kube_version: str = DEFAULT_KUBE_VERSION,
 ) -> list[dict]:
     """`helm template` as Argo CD calls it: value files, then inline values, then --set parameters.
@@ -111,7 +113,15 @@ def helm_template(
     return _helm_template(chart, release, namespace, value_files, values, parameters, kube_version)
 
 
-def _helm_template(chart: Path, release: str, namespace: str, value_files, values, parameters, kube_version: str) -> list[dict]:
+def _helm_template(
+    chart: Path,
+    release: str,
+    namespace: str,
+    value_files: Sequence[Path],
+    values: dict | None,
+    parameters: Sequence[dict],
+    kube_version: str,
+) -> list[dict]:
     if (chart / "Chart.yaml").is_file() and "dependencies:" in (chart / "Chart.yaml").read_text():
         run(["helm", "dependency", "build", str(chart)])
     args = ["helm", "template", release, str(chart), "--namespace", namespace, "--kube-version", kube_version, "--include-crds"]
@@ -209,9 +219,13 @@ HEALTH_CHECK_KEY = "resource.customizations.health.argoproj.io_Application"
 def argocd_chart(root: Path) -> tuple[str, str]:
     """(repository, version) of the argo-cd chart bootstrap/install.sh pins."""
     install = (root / "bootstrap" / "install.sh").read_text()
-    repo, version = (
-        re.search(rf"^{name}=(\S+)", install, re.MULTILINE).group(1) for name in ("ARGOCD_CHART_REPO", "ARGOCD_CHART_VERSION")
-    )
+    found = []
+    for name in ("ARGOCD_CHART_REPO", "ARGOCD_CHART_VERSION"):
+        match = re.search(rf"^{name}=(\S+)", install, re.MULTILINE)
+        if match is None:
+            raise ValueError(f"bootstrap/install.sh sets no {name}")
+        found.append(match.group(1))
+    repo, version = found
     return repo, version
 
 

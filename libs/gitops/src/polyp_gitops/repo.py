@@ -11,11 +11,9 @@ import os
 import subprocess
 from pathlib import Path
 
+from .errors import NotARepository  # raised here, and importable from here
+
 ENVIRONMENTS = ("dev", "staging", "prod")
-
-
-class NotARepository(ValueError):
-    """The command is not run inside (or pointed at) a clone of the platform repository."""
 
 
 def _is_platform_repo(path: Path) -> bool:

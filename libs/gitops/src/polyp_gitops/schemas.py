@@ -16,15 +16,12 @@ import json
 import os
 from pathlib import Path
 
+from .errors import SchemasUnavailable  # raised here, and importable from here
 from .repo import INSTALL_ROOT
 
 DEFAULT_KUBE_VERSION = "1.34.0"
 REF_PREFIX = "/api/_definitions.json#/$defs/"  # in a kind's file
 LOCAL_PREFIX = "#/$defs/"  # inside _definitions.json
-
-
-class SchemasUnavailable(RuntimeError):
-    """The schemas needed to validate strictly are not where they are expected."""
 
 
 def crd_schema_location() -> str:
@@ -51,7 +48,7 @@ def _source_dir(kube_version: str) -> Path:
     return source
 
 
-def _refs(node, found: set[str]) -> None:
+def _refs(node: object, found: set[str]) -> None:
     if isinstance(node, dict):
         ref = node.get("$ref")
         if isinstance(ref, str):

@@ -6,13 +6,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from .errors import ToolError  # raised here, and importable from here
 from .repo import INSTALL_ROOT
 
 TOOLS_BIN = INSTALL_ROOT / ".tools" / "bin"
-
-
-class ToolError(RuntimeError):
-    """A tool is missing or a command failed; the message says which and why."""
 
 
 def find_tool(name: str) -> str:

@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from polyp_core import repository
 
-from .errors import ServingUnavailable
+from .errors import ModelChanged, ServingUnavailable
 
 METADATA_TTL_S = 2.0
 
@@ -29,10 +31,6 @@ class ModelInfo:
     input_name: str
     output_name: str
     size: int  # square input side
-
-
-class ModelChanged(Exception):
-    """The version that would answer expects another input size than the request was prepared for."""
 
 
 class OnnxRuntimeBackend:
@@ -47,7 +45,7 @@ class OnnxRuntimeBackend:
         # One inference at a time: ONNX Runtime already spreads one over every core, and concurrent runs only
         # fight over them (bench/serving.py: fp32 17 req/s at concurrency 4-16 without this, 19.5 at 1).
         self._run_lock = threading.Lock()
-        self._loaded: tuple[ModelInfo, object] | None = None
+        self._loaded: tuple[ModelInfo, Any] | None = None  # (description, onnxruntime.InferenceSession)
 
     def _served_version(self) -> int:
         if self.version is not None:
@@ -63,14 +61,14 @@ class OnnxRuntimeBackend:
             )
         return newest
 
-    def _session(self) -> tuple[ModelInfo, object]:
+    def _session(self) -> tuple[ModelInfo, Any]:
         served = self._served_version()
         with self._lock:
             if self._loaded is None or self._loaded[0].version != str(served):
                 self._loaded = self._load(served)
             return self._loaded
 
-    def _load(self, version: int) -> tuple[ModelInfo, object]:
+    def _load(self, version: int) -> tuple[ModelInfo, Any]:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -86,7 +84,7 @@ class OnnxRuntimeBackend:
         return (await asyncio.to_thread(self._session))[0]
 
     async def infer(self, batch: np.ndarray, info: ModelInfo) -> tuple[np.ndarray, str]:
-        def run():
+        def run() -> tuple[np.ndarray, str]:
             current, session = self._session()
             if current.size != info.size:  # a newer version with another input size appeared meanwhile
                 raise ModelChanged(current)
@@ -122,12 +120,12 @@ class TritonBackend:
         self.ssl = url.startswith("https://")
         self.model, self.timeout_s, self.retries, self.backoff_s = model, timeout_s, retries, backoff_s
         self.version = "" if version is None else str(version)  # tritonclient's "any version"
-        self._client = None
-        self._loop = None
+        self._client: Any = None  # tritonclient.http.aio.InferenceServerClient, bound to self._loop
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._info: ModelInfo | None = None
         self._info_at = 0.0
 
-    def _connection(self):
+    def _connection(self) -> Any:
         import tritonclient.http.aio as triton
 
         loop = asyncio.get_running_loop()
@@ -136,7 +134,7 @@ class TritonBackend:
             self._loop = loop
         return self._client
 
-    async def call(self, what: str, coroutine_factory):
+    async def call(self, what: str, coroutine_factory: Callable[[Any], Awaitable[Any]]) -> Any:
         """Retry connection failures and timeouts; a server that answers 'not ready' is reported at once."""
         from tritonclient.utils import InferenceServerException
 
@@ -194,7 +192,7 @@ class TritonBackend:
         self._client = None
 
 
-def _aiohttp_errors():
+def _aiohttp_errors() -> type[Exception]:
     import aiohttp
 
     return aiohttp.ClientError

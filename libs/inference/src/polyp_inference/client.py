@@ -6,16 +6,20 @@ import base64
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from polyp_core.preprocess import preprocess
 
-from .backends import ModelChanged, OnnxRuntimeBackend, TritonBackend
+from .backends import OnnxRuntimeBackend, TritonBackend
+from .errors import ModelChanged
 from .image import MAX_BYTES, decode, load, open_upload
 from .postprocess import DEFAULT_MIN_AREA, Box, segment
+from .rayserve import RayServeBackend
 
-OUTPUTS = ("mask", "boxes")  # what a prediction can carry besides its area; a client may ask for less
+Output = Literal["mask", "boxes"]
+OUTPUTS: tuple[Output, ...] = ("mask", "boxes")  # what a prediction can carry besides its area; a client may ask for less
 
 
 @dataclass
@@ -46,28 +50,29 @@ class Prediction:
 BACKENDS = ("onnxruntime", "triton", "rayserve")
 
 
+Backend = OnnxRuntimeBackend | TritonBackend | RayServeBackend
+
+
 def make_backend(
     model: str, url: str | None, repo: str | Path, timeout_s: float = 10.0, version: int | None = None, kind: str | None = None
-):
+) -> Backend:
     """`kind` (default: triton when a url is given, else onnxruntime): in-process ONNX Runtime over the local
     repository, Triton (KServe in a cluster) or a Ray Serve application at `url`; `version` pins the served
     version (None: the newest)."""
     kind = kind or ("triton" if url else "onnxruntime")
     if kind not in BACKENDS:
         raise ValueError(f"unknown inference backend {kind!r}: one of {', '.join(BACKENDS)}")
-    if kind != "onnxruntime" and not url:
+    if kind == "onnxruntime":
+        return OnnxRuntimeBackend(repo, model, version=version)
+    if not url:
         raise ValueError(f"the {kind} backend needs its URL (INFERENCE_URL)")
     if kind == "triton":
         return TritonBackend(url, model, timeout_s=timeout_s, version=version)
-    if kind == "rayserve":
-        from .rayserve import RayServeBackend
-
-        return RayServeBackend(url, model, timeout_s=timeout_s, version=version)
-    return OnnxRuntimeBackend(repo, model, version=version)
+    return RayServeBackend(url, model, timeout_s=timeout_s, version=version)
 
 
 class InferenceClient:
-    def __init__(self, backend: OnnxRuntimeBackend | TritonBackend, max_bytes: int = MAX_BYTES, threshold: float = 0.5):
+    def __init__(self, backend: Backend, max_bytes: int = MAX_BYTES, threshold: float = 0.5):
         self.backend, self.max_bytes, self.threshold = backend, max_bytes, threshold
 
     async def predict(

@@ -1,14 +1,17 @@
-"""POST /predict as a FastAPI router: the control service mounts it; the serving benchmark serves it alone."""
+"""POST /predict as a FastAPI router: the control service mounts it; the serving benchmark serves it alone.
+
+The route raises the library's errors only; `add_exception_handlers` maps them to their answers, once per app."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, File, HTTPException, Query, UploadFile
+from fastapi import APIRouter, FastAPI, File, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from .client import OUTPUTS, InferenceClient
-from .errors import ImageTooLarge, InferenceError, ServingUnavailable
+from .client import OUTPUTS, InferenceClient, Output
+from .errors import ImageTooLarge, InferenceError, Overloaded
 from .postprocess import DEFAULT_MIN_AREA
 
 
@@ -42,7 +45,7 @@ class ErrorOut(BaseModel):
 
 
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "the multipart form cannot be parsed"},
     413: {"model": ErrorOut, "description": "image larger than the upload limit"},
     415: {"model": ErrorOut, "description": "not a JPEG or PNG"},
@@ -56,13 +59,20 @@ ERRORS = {
 }
 
 
-def to_http(error: InferenceError) -> HTTPException:
-    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, ServingUnavailable) else None
-    return HTTPException(status_code=error.status, detail=error.message, headers=headers)
+async def _inference_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, InferenceError)
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    return JSONResponse({"detail": error.message}, status_code=error.status, headers=headers)
+
+
+def add_exception_handlers(app: FastAPI) -> None:
+    """Each InferenceError as its documented answer (ERRORS): status, message, Retry-After where it has one."""
+    app.add_exception_handler(InferenceError, _inference_error)
 
 
 def predict_router(client: InferenceClient, dependencies: list | None = None, max_concurrent: int | None = None) -> APIRouter:
-    """POST /predict; at most max_concurrent inferences at once (more get 429 rather than a queue that grows)."""
+    """POST /predict; at most max_concurrent inferences at once (more get 429 rather than a queue that grows).
+    The app that includes it registers `add_exception_handlers`."""
     router = APIRouter(tags=["predict"], dependencies=dependencies or [])
     in_flight = 0
 
@@ -70,7 +80,7 @@ def predict_router(client: InferenceClient, dependencies: list | None = None, ma
     async def predict(
         file: Annotated[UploadFile, File(description="JPEG or PNG")],
         outputs: Annotated[
-            list[Literal[OUTPUTS]],
+            tuple[Output, ...],
             Query(description="what to return besides the area: mask, boxes or both (repeat the parameter)"),
         ] = OUTPUTS,
         min_area: Annotated[
@@ -80,19 +90,13 @@ def predict_router(client: InferenceClient, dependencies: list | None = None, ma
     ) -> dict:
         nonlocal in_flight
         if max_concurrent and in_flight >= max_concurrent:
-            raise HTTPException(
-                429,
-                f"{in_flight} predictions are running on this replica (limit {max_concurrent}); retry shortly",
-                headers={"Retry-After": "1"},
-            )
+            raise Overloaded(f"{in_flight} predictions are running on this replica (limit {max_concurrent}); retry shortly")
         in_flight += 1
         try:
             data = await file.read(client.max_bytes + 1)  # never hold more than the limit
             if len(data) > client.max_bytes:
                 raise ImageTooLarge(f"image is larger than the limit of {client.max_bytes} bytes")
             return (await client.predict(data, file.content_type, frozenset(outputs), min_area)).as_json()
-        except InferenceError as error:
-            raise to_http(error) from error
         finally:
             in_flight -= 1
 

@@ -17,11 +17,12 @@ import asyncio
 import io
 import time
 from collections import deque
+from typing import Any
 
 import numpy as np
 
-from .backends import METADATA_TTL_S, ModelChanged, ModelInfo
-from .errors import ServingUnavailable
+from .backends import METADATA_TTL_S, ModelInfo
+from .errors import ModelChanged, ServingUnavailable
 
 DEFAULT_ROUTE = "/polyp-segmenter"
 
@@ -44,14 +45,14 @@ class RayServeBackend:
 
     def __init__(self, url: str, model: str, timeout_s: float = 10.0, version: int | None = None):
         self.url, self.model, self.timeout_s, self.version = url.rstrip("/"), model, timeout_s, version
-        self._session = None
-        self._loop = None
+        self._session: Any = None  # aiohttp.ClientSession, bound to self._loop
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._info: ModelInfo | None = None
         self._info_at = 0.0
         # The latest answers' Server-Timing (frames in the model call, how long it ran): bounded, a client lives long.
         self.server_timings: deque[str] = deque(maxlen=100)
 
-    def _client(self):
+    def _client(self) -> Any:  # aiohttp.ClientSession, imported on use
         import aiohttp
 
         loop = asyncio.get_running_loop()
@@ -60,7 +61,7 @@ class RayServeBackend:
             self._loop = loop
         return self._session
 
-    async def _request(self, method: str, action: str, body: bytes | None = None):
+    async def _request(self, method: str, action: str, body: bytes | None = None) -> tuple[bytes, Any]:
         import aiohttp
 
         try:

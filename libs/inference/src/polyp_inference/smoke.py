@@ -19,7 +19,7 @@ from polyp_core.repository import DEFAULT_MODEL_NAME
 
 from .backends import TritonBackend
 from .client import InferenceClient
-from .errors import InferenceError
+from .errors import InferenceError, SmokeFailure
 
 
 def bundled_image() -> bytes:
@@ -43,6 +43,8 @@ async def smoke(url: str, model: str, image: bytes, content_type: str, timeout_s
         started = time.perf_counter()
         prediction = await client.predict(image, content_type)
         latency = (time.perf_counter() - started) * 1000
+        if prediction.mask_png is None or prediction.boxes is None:
+            raise SmokeFailure("the prediction carries no mask or no boxes although both were asked for")
         mask = Image.open(io.BytesIO(prediction.mask_png))
         if mask.size != (prediction.width, prediction.height):
             raise SmokeFailure(f"mask is {mask.size}, image is {(prediction.width, prediction.height)}")
@@ -55,10 +57,6 @@ async def smoke(url: str, model: str, image: bytes, content_type: str, timeout_s
     finally:
         await client.close()
     return report
-
-
-class SmokeFailure(Exception):
-    pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,12 +15,13 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
-from sqlalchemy import insert, select
+from sqlalchemy import Engine, insert, select
 
 from . import db
+from .errors import SlowSubscriber
 
 log = logging.getLogger(__name__)
 STREAM = "polyp:alerts"
@@ -57,8 +58,8 @@ def _seq(alert_id: str) -> tuple[int, ...]:
     return tuple(int(part) for part in alert_id.split("-"))
 
 
-class SlowSubscriber(Exception):
-    """A subscriber's queue filled up: it must reconnect and resume from the last id it received."""
+def _entry_id(seq: tuple[int, ...]) -> str:
+    return "-".join(map(str, seq))
 
 
 class _Subscriber:
@@ -99,8 +100,8 @@ class _FanOut:
         try:
             await self._listening()
             last = _seq(after) if after else None
-            while after:
-                page = await self.history("-".join(map(str, last)), limit=1000)
+            while last is not None:
+                page = await self.history(_entry_id(last), limit=1000)
                 for alert in page:
                     last = _seq(alert.id)
                     yield alert
@@ -110,7 +111,7 @@ class _FanOut:
                 if subscriber.overflowed and queue.empty():
                     raise SlowSubscriber(
                         f"more than {self.client_queue_max} alerts behind: reconnect after "
-                        f"{'-'.join(map(str, last)) if last else 'the last id received'}"
+                        f"{_entry_id(last) if last else 'the last id received'}"
                     )
                 alert = await queue.get()
                 if last is None or _seq(alert.id) > last:  # replayed already: skip
@@ -125,13 +126,15 @@ class LocalBus(_FanOut):
 
     kind = "in-process"
 
-    def __init__(self, engine, history_max: int = 10000, client_queue_max: int = CLIENT_QUEUE_MAX):
+    def __init__(self, engine: Engine, history_max: int = 10000, client_queue_max: int = CLIENT_QUEUE_MAX):
         super().__init__(client_queue_max)
         self.engine, self.history_max = engine, history_max
 
     def _store(self, alert: Alert) -> Alert:
         with self.engine.begin() as conn:
-            seq = conn.execute(insert(db.alerts).values(body={})).inserted_primary_key[0]
+            inserted = conn.execute(insert(db.alerts).values(body={})).inserted_primary_key
+            assert inserted is not None  # an INSERT always has one
+            seq = inserted[0]
             alert = alert.model_copy(update={"id": f"0-{seq}"})
             conn.execute(db.alerts.update().where(db.alerts.c.seq == seq).values(body=alert.model_dump()))
             conn.execute(db.alerts.delete().where(db.alerts.c.seq <= seq - self.history_max))
@@ -179,7 +182,8 @@ class RedisBus(_FanOut):
 
         super().__init__(client_queue_max)
         # A dropped connection (a Redis restart, a failover) is retried a few times before a publish fails.
-        self.redis = redis.from_url(
+        # Any: redis-py types every reply as a union of bytes, str and None; with decode_responses they are str.
+        self.redis: Any = redis.from_url(
             url,
             decode_responses=True,
             health_check_interval=30,
@@ -250,6 +254,9 @@ class RedisBus(_FanOut):
         await self.redis.aclose()
 
 
-def make_bus(redis_url: str | None, engine, history_max: int) -> LocalBus | RedisBus:
+AlertBus = LocalBus | RedisBus
+
+
+def make_bus(redis_url: str | None, engine: Engine, history_max: int) -> AlertBus:
     """Redis when configured (replicas share alerts), else in-process."""
     return RedisBus(redis_url, history_max) if redis_url else LocalBus(engine, history_max)

@@ -15,8 +15,10 @@ import secrets
 import time
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from .errors import Forbidden, Unauthorized
 
 TICKET_TTL_S = 60
 bearer = HTTPBearer(
@@ -30,17 +32,13 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 def _role(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
     settings = request.app.state.settings
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-        raise HTTPException(
-            401,
-            "missing bearer token: send 'Authorization: Bearer <token>' (API_READ_TOKEN or API_TOKEN)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>' (API_READ_TOKEN or API_TOKEN)")
     given = credentials.credentials.encode()
     if hmac.compare_digest(given, settings.api_token.encode()):
         return "write"
     if settings.api_read_token and hmac.compare_digest(given, settings.api_read_token.encode()):
         return "read"
-    raise HTTPException(401, "invalid bearer token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    raise Unauthorized("invalid bearer token", 'Bearer error="invalid_token"')
 
 
 def require_read(request: Request, credentials: Credentials) -> str:
@@ -49,11 +47,7 @@ def require_read(request: Request, credentials: Credentials) -> str:
 
 def require_write(request: Request, credentials: Credentials) -> str:
     if _role(request, credentials) != "write":
-        raise HTTPException(
-            403,
-            "this operation needs the write token (API_TOKEN); the read token only reads",
-            headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'},
-        )
+        raise Forbidden("this operation needs the write token (API_TOKEN); the read token only reads")
     return "write"
 
 
@@ -70,10 +64,10 @@ def issue_ticket(write_token: str, now: float | None = None) -> str:
 
 
 def check_ticket(write_token: str, ticket: str, now: float | None = None) -> None:
-    """HTTPException 401 unless the ticket was issued by this service and has not expired."""
+    """Unauthorized (401) unless the ticket was issued by this service and has not expired."""
     body, _, mac = ticket.rpartition(".")
     expected = base64.urlsafe_b64encode(hmac.new(_ticket_key(write_token), body.encode(), hashlib.sha256).digest())
     if not body or not hmac.compare_digest(mac.encode(), expected.decode().rstrip("=").encode()):
-        raise HTTPException(401, "invalid stream ticket: get one from POST /v1/alerts/ticket")
+        raise Unauthorized("invalid stream ticket: get one from POST /v1/alerts/ticket")
     if int(body.split(".")[0]) < (now or time.time()):
-        raise HTTPException(401, "stream ticket expired: get a new one from POST /v1/alerts/ticket")
+        raise Unauthorized("stream ticket expired: get a new one from POST /v1/alerts/ticket")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+from typing import Any
 
 from pydantic import ConfigDict, Field
 
@@ -26,7 +27,8 @@ class Hyperparameters(TrainingParameters):
         pattern=r"^([a-z0-9_-]+=)?(s3://|/)[^\s;|&$`]+$",
         description="one dataset, [NAME=]folder or s3:// prefix (default: the service's TRAINING_DATA)",
     )
-    dice_threshold: float | None = Field(
+    # None: the service's DICE_FLOOR, filled in (with_gate) before the run starts; the contract's field is a float.
+    dice_threshold: float | None = Field(  # type: ignore[assignment]
         None,
         ge=0,
         le=1,
@@ -52,9 +54,9 @@ class RayJobs:
 
     def __init__(self, address: str):
         self.address = address
-        self._client = None
+        self._client: Any = None  # ray.job_submission.JobSubmissionClient, made on first use
 
-    def _connect(self):
+    def _connect(self) -> Any:
         if self._client is None:
             from ray.job_submission import JobSubmissionClient
 

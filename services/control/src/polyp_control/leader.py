@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import insert, update
+from sqlalchemy import Engine, insert, update
 from sqlalchemy.exc import IntegrityError
 
 from . import db
 
 
 class Lease:
-    def __init__(self, engine, name: str, holder: str, ttl_s: float = 15.0):
+    def __init__(self, engine: Engine, name: str, holder: str, ttl_s: float = 15.0):
         self.engine, self.name, self.holder, self.ttl_s = engine, name, holder, ttl_s
 
     def acquire(self) -> bool:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import math
+import time
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from .registry import ModelVersionInfo
 
 
 class Metrics:
-    def __init__(self):
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()  # one per app: tests build many apps in one process
         r = self.registry
         self.runs = Counter("polyp_training_runs", "Finished training runs by final status", ["status"], registry=r)
@@ -29,3 +36,11 @@ class Metrics:
         self.predict_latency = Histogram(
             "polyp_predict_latency_seconds", "POST /predict latency", buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=r
         )
+
+    def export_served_model(self, served: ModelVersionInfo) -> None:
+        """Gauges of the served model (the dashboards' view of what the default watches judge), refreshed
+        whenever a watch of it is evaluated."""
+        self.model_registered.set(served.trained_at.timestamp())
+        self.model_age.set(time.time() - served.trained_at.timestamp())
+        if served.dice is not None and not math.isnan(served.dice):
+            self.model_dice.set(served.dice)

@@ -6,6 +6,7 @@ import asyncio
 import os
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -71,7 +72,7 @@ class ModelRegistry:
                 return []
             raise
 
-    def _info(self, version) -> ModelVersionInfo:
+    def _info(self, version: Any) -> ModelVersionInfo:  # an mlflow ModelVersion
         tags = version.tags or {}
         iou = None
         if version.run_id:

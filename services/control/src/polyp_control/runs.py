@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import ColumnElement, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from polyp_core.job import summary_from_output
 
 from . import db
-from .alerts import Alert
-from .errors import NotFound, Unavailable
+from .alerts import Alert, AlertBus
+from .errors import RunNotFound, Unavailable
 from .jobs import ACTIVE, Hyperparameters, RayJobs, entrypoint, with_gate
+from .metrics import Metrics
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +64,15 @@ class Run(BaseModel):
     result: dict | None = None
 
 
-class RunNotFound(NotFound):
-    pass
-
-
 class RunService:
     """Every step of a run's life is a row change, so a restart, or another replica, carries on from the table:
     a retry is a `queued` row with its not-before time; submitting is claimed by a conditional write
     (one replica submits), and a run left in `submitting` by a crash is recovered after `submit_timeout_s`
     (Ray refuses a second job with the same submission id, so re-submitting never starts it twice)."""
 
-    def __init__(self, engine, jobs: RayJobs, bus, metrics, settings):
+    def __init__(self, engine: Engine, jobs: RayJobs, bus: AlertBus, metrics: Metrics, settings: Settings):
         self.engine, self.jobs, self.bus, self.metrics, self.settings = engine, jobs, bus, metrics, settings
-        self.on_success = []  # callbacks after a run succeeds (the watches re-check at once)
+        self.on_success: list[Callable[[], Awaitable[object]]] = []  # after a run succeeds (the watches re-check at once)
 
     # ---- storage ---------------------------------------------------------------------------
     def _row(self, run_id: str) -> Run:
@@ -81,7 +82,7 @@ class RunService:
             raise RunNotFound(f"no training run {run_id!r}")
         return Run(**row)
 
-    def _update(self, run_id: str, *conditions, **values) -> bool:
+    def _update(self, run_id: str, *conditions: ColumnElement[bool], **values: Any) -> bool:
         with self.engine.begin() as conn:
             return conn.execute(update(db.runs).where(db.runs.c.id == run_id, *conditions).values(**values)).rowcount == 1
 
@@ -108,7 +109,7 @@ class RunService:
 
         return await asyncio.to_thread(query)
 
-    async def active_for_schedule(self, schedule_id: str) -> list[Run]:
+    async def active_for_schedule(self, schedule_id: str) -> builtins.list[Run]:
         return await self.list(schedule_id=schedule_id, statuses=ACTIVE, limit=None)
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -142,9 +143,9 @@ class RunService:
         except IntegrityError:
             with self.engine.connect() as conn:
                 existing = conn.execute(select(db.runs.c.id).where(db.runs.c.idempotency_key == idempotency_key)).scalar()
-            return await self.get(existing), False
+            return await self.get(str(existing)), False
         await self._submit(Run(**row))
-        return await self.get(row["id"]), True
+        return await self.get(str(row["id"])), True
 
     async def _submit(self, run: Run) -> None:
         """Hand a run this replica has claimed (status `submitting`) to Ray."""
@@ -175,16 +176,17 @@ class RunService:
         else:  # cancelled while being submitted
             await self._stop_job(submission_id)
 
-    def _stuck(self, claimed_before: float) -> list[tuple[str, float | None]]:
+    def _stuck(self, claimed_before: float) -> builtins.list[tuple[str, float | None]]:
         """Runs in `submitting` since before then (a row from before claimed_at existed: by its creation)."""
         with self.engine.connect() as conn:
-            return conn.execute(
+            rows = conn.execute(
                 select(db.runs.c.id, db.runs.c.claimed_at).where(
                     db.runs.c.status == "submitting", func.coalesce(db.runs.c.claimed_at, db.runs.c.created_at) < claimed_before
                 )
             ).all()
+        return [(row.id, row.claimed_at) for row in rows]
 
-    def _claim(self, run_id: str, *conditions) -> bool:
+    def _claim(self, run_id: str, *conditions: ColumnElement[bool]) -> bool:
         return self._update(run_id, *conditions, status="submitting", claimed_at=time.time())
 
     async def submit_due(self) -> None:
@@ -228,7 +230,7 @@ class RunService:
         except Exception as exc:
             raise Unavailable(f"logs are not available from Ray right now: {exc}") from exc
 
-    def _close(self, run: Run, **values) -> dict | None:
+    def _close(self, run: Run, **values: Any) -> dict | None:
         """Move an active run to a final state, and queue its retry in the same transaction (a crash cannot close
         a run and lose its retry). None if another replica (or call) closed it first; else the retry row, or {}."""
         retry = self._retry_row(run, values["finished_at"]) if values["status"] == "failed" else {}
@@ -292,7 +294,7 @@ class RunService:
                 log.info("retrying schedule %s: attempt %d at %.0f", run.schedule_id, retry["attempt"], retry["not_before"])
         return True
 
-    async def _alert(self, kind: str, severity: str, message: str, **details) -> None:
+    async def _alert(self, kind: str, severity: str, message: str, **details: Any) -> None:
         await self.bus.publish(Alert(type=kind, severity=severity, message=message, details=details))
         self.metrics.alerts.labels(kind).inc()
 
@@ -324,7 +326,7 @@ class RunService:
                         schedule_id=run.schedule_id,
                     )
 
-    async def follow(self, leading) -> None:
+    async def follow(self, leading: Callable[[], bool]) -> None:
         """While `leading()` (this replica holds the scheduler lease): submit due retries, follow runs in Ray."""
         while True:
             if leading():

@@ -16,25 +16,27 @@ from datetime import datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from pydantic import BaseModel, Field, WithJsonSchema, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, WithJsonSchema, field_validator, model_validator
+from sqlalchemy import Engine
 
-from .errors import NotFound
+from .errors import ScheduleBusy, ScheduleNotFound
 from .jobs import Hyperparameters
 from .leader import Lease
-from .runs import RetryPolicy
+from .runs import RetryPolicy, Run, RunService
 
 log = logging.getLogger(__name__)
 MISFIRE_GRACE_S = 600
-_runs = None  # the process's RunService; APScheduler persists a reference to fire(), not to objects
+_runs: RunService | None = None  # the process's RunService; APScheduler persists a reference to fire(), not to objects
 
 
 # "Exactly one of cron or interval_seconds", as the schema says it (the validator below enforces it).
-ONE_TRIGGER = [
+ONE_TRIGGER: list[JsonValue] = [
     {"title": "cron", "required": ["cron"], "properties": {"cron": {"type": "string"}, "interval_seconds": {"type": "null"}}},
     {
         "title": "interval",
@@ -45,7 +47,7 @@ ONE_TRIGGER = [
 
 
 class ScheduleSpec(BaseModel):
-    model_config = {"extra": "forbid", "strict": True, "json_schema_extra": {"oneOf": ONE_TRIGGER}}
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"oneOf": ONE_TRIGGER})
 
     name: str = Field(min_length=1, max_length=100)
     cron: Annotated[str, WithJsonSchema({"type": "string", "format": "cron"})] | None = Field(
@@ -102,14 +104,6 @@ class Schedule(ScheduleSpec):
     next_run_at: datetime | None
 
 
-class ScheduleNotFound(NotFound):
-    pass
-
-
-class ScheduleBusy(Exception):
-    """A schedule's previous run (or its queued retry) is still active."""
-
-
 async def fire(schedule_id: str, spec: dict) -> None:
     """What a schedule does when it fires (runs on the lease holder only)."""
     try:
@@ -120,8 +114,10 @@ async def fire(schedule_id: str, spec: dict) -> None:
     log.info("schedule %s started run %s", schedule_id, run.id)
 
 
-async def start_run(schedule_id: str, schedule: ScheduleSpec):
+async def start_run(schedule_id: str, schedule: ScheduleSpec) -> Run:
     """One run of the schedule, with its retry policy stored on the run; never two active runs at once."""
+    if _runs is None:
+        raise RuntimeError("no ScheduleService was created in this process: nothing can start a scheduled run")
     active = await _runs.active_for_schedule(schedule_id)
     if active:
         raise ScheduleBusy(f"its run {active[0].id} is still {active[0].status}")
@@ -130,7 +126,7 @@ async def start_run(schedule_id: str, schedule: ScheduleSpec):
 
 
 class ScheduleService:
-    def __init__(self, engine, runs, instance_id: str, lease_ttl_s: float = 15.0):
+    def __init__(self, engine: Engine, runs: RunService, instance_id: str, lease_ttl_s: float = 15.0):
         global _runs
         _runs = runs
         self.runs = runs
@@ -177,10 +173,10 @@ class ScheduleService:
 
     # ---- CRUD ----------------------------------------------------------------------------------
     @staticmethod
-    def _as_schedule(job) -> Schedule:
+    def _as_schedule(job: Job) -> Schedule:
         return Schedule(id=job.id, paused=job.next_run_time is None, next_run_at=job.next_run_time, **job.kwargs["spec"])
 
-    def _job(self, schedule_id: str):
+    def _job(self, schedule_id: str) -> Job:
         job = self.scheduler.get_job(schedule_id)
         if job is None:
             raise ScheduleNotFound(f"no schedule {schedule_id!r}")
@@ -219,6 +215,6 @@ class ScheduleService:
         except JobLookupError as exc:
             raise ScheduleNotFound(f"no schedule {schedule_id!r}") from exc
 
-    async def run_now(self, schedule_id: str):
+    async def run_now(self, schedule_id: str) -> Run:
         """Fire a schedule now, outside its timetable (ScheduleBusy while its previous run is active)."""
         return await start_run(schedule_id, ScheduleSpec(**self._job(schedule_id).kwargs["spec"]))

@@ -21,6 +21,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from polyp_core.s3 import is_s3, s3_client, split_s3
 from polyp_inference.backends import ModelChanged, OnnxRuntimeBackend
 from polyp_inference.errors import ServingUnavailable
 from polyp_inference.rayserve import DEFAULT_ROUTE, deployed_url, from_npy, to_npy
+
+if TYPE_CHECKING:  # importing this module needs no Ray
+    from ray.serve import Application, Deployment
 
 DEPLOYMENT = "PolypSegmenter"
 MAX_BATCH_SIZE = 8
@@ -51,13 +55,12 @@ def local_repository(repo: str, model: str, version: int | None, sha256: str | N
     return local.parents[2]
 
 
-def _deployment():
+def _deployment() -> Deployment:
     """The Serve deployment class, defined on first use: importing this module needs no Ray."""
     from ray import serve
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
 
-    @serve.deployment(name=DEPLOYMENT, max_ongoing_requests=32)
     class PolypSegmenter:
         def __init__(
             self,
@@ -70,8 +73,9 @@ def _deployment():
             batch_wait_timeout_s: float = BATCH_WAIT_TIMEOUT_S,
         ):
             self.backend = OnnxRuntimeBackend(local_repository(repo, model, version, sha256), model, threads, version)
-            self.run_batch.set_max_batch_size(max_batch_size)
-            self.run_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
+            # Ray's typing of serve.batch leaves out the setters it attaches (and documents) on the method.
+            self.run_batch.set_max_batch_size(max_batch_size)  # type: ignore[attr-defined]
+            self.run_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)  # type: ignore[attr-defined]
 
         @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_TIMEOUT_S)
         async def run_batch(self, frames: list[np.ndarray]) -> list[tuple[np.ndarray, str, str] | None]:
@@ -121,10 +125,11 @@ def _deployment():
                 {"detail": f"no {request.method} {action}: use GET metadata, GET ready, POST infer"}, status_code=404
             )
 
-    return PolypSegmenter
+    # Applied by call, not as a class decorator: mypy would keep the class's own type, not the Deployment it becomes.
+    return serve.deployment(name=DEPLOYMENT, max_ongoing_requests=32)(PolypSegmenter)
 
 
-def build(args: dict):
+def build(args: dict[str, Any]) -> Application:
     """Application builder (``serve run polyp_rayserve:build repo=… model=…``; a RayService's
     ``import_path`` with ``args``): repo, model, and optionally version (a pin), sha256, threads,
     max_batch_size, batch_wait_timeout_s. Replicas and autoscaling come from the deployment options
@@ -149,16 +154,16 @@ def application(
     num_replicas: int | str = 1,
     autoscaling: dict | None = None,
     num_cpus: float = 1.0,
-    **options,
-):
+    **options: Any,
+) -> Application:
     """The application with its replica settings, for serve.run (make up, tests, the benchmark)."""
-    settings = {"autoscaling_config": autoscaling} if autoscaling else {"num_replicas": num_replicas}
+    settings: dict[str, Any] = {"autoscaling_config": autoscaling} if autoscaling else {"num_replicas": num_replicas}
     deployment = _deployment().options(ray_actor_options={"num_cpus": num_cpus}, **settings)
     return deployment.bind(str(repo), model, version, None, threads, **options)
 
 
 def serve_locally(
-    repo: str | Path, model: str, port: int, version: int | None = None, route: str = DEFAULT_ROUTE, **app_options
+    repo: str | Path, model: str, port: int, version: int | None = None, route: str = DEFAULT_ROUTE, **app_options: Any
 ) -> str:
     """Deploy the application on the Ray this process is connected to (ray.init first), HTTP on loopback."""
     from ray import serve

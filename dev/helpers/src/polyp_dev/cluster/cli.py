@@ -24,7 +24,7 @@ def _env(state: State) -> str:
     )
 
 
-def _up(_args) -> int:
+def _up(_args: argparse.Namespace) -> int:
     began = time.monotonic()
     state = control_plane.up()
     mirror = chart_mirror.up(state)
@@ -37,13 +37,13 @@ def _up(_args) -> int:
     return 0
 
 
-def _argocd(_args) -> int:
+def _argocd(_args: argparse.Namespace) -> int:
     argocd.up(State.load())
     print(f"Argo CD application-controller and repo-server running (logs in {STATE_DIR / 'logs'})")
     return 0
 
 
-def _print_env(_args) -> int:
+def _print_env(_args: argparse.Namespace) -> int:
     state = State.load()
     if "apiserver" not in state.ports:
         raise SystemExit("no local cluster: run `make cluster`")
@@ -51,7 +51,7 @@ def _print_env(_args) -> int:
     return 0
 
 
-def _status(_args) -> int:
+def _status(_args: argparse.Namespace) -> int:
     state = State.load()
     alive = {name: is_running(pid, "") for name, pid in state.pids.items()}  # "": any command line
     for name, pid in state.pids.items():
@@ -59,7 +59,7 @@ def _status(_args) -> int:
     return 0 if alive and all(alive.values()) else 1
 
 
-def _down(args) -> int:
+def _down(args: argparse.Namespace) -> int:
     stopped = stop_all(State.load())
     print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
     if args.purge and STATE_DIR.exists():

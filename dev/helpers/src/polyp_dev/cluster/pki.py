@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -28,14 +29,23 @@ def _key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _write_key(path: Path, key) -> None:
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     path.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     path.chmod(0o600)
 
 
-def _certificate(subject: str, key, issuer_cert, issuer_key, ca: bool, names=(), ips=()) -> x509.Certificate:
+def _certificate(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer_cert: x509.Certificate | None,
+    issuer_key: ec.EllipticCurvePrivateKey | None,
+    ca: bool,
+    names: Sequence[str] = (),
+    ips: Sequence[str] = (),
+) -> x509.Certificate:
+    """Self-signed without an issuer."""
     now = datetime.datetime.now(datetime.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     builder = (

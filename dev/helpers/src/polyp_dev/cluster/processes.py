@@ -8,8 +8,10 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from polyp_gitops.repo import INSTALL_ROOT
 from polyp_gitops.tools import TOOLS_BIN
@@ -124,7 +126,10 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-def wait_until(check, timeout_s: float, what: str, interval_s: float = 0.3):
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.3) -> T:
     """Poll check() until it returns a truthy value; SystemExit naming `what` when the time runs out."""
     deadline = time.monotonic() + timeout_s
     last_error = None

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import ctypes
 import fcntl
+import functools
 import os
 import socket
 import struct
@@ -102,7 +103,7 @@ async def serve(sockets: list[socket.socket]) -> None:
     servers = []
     for server_socket in sockets:
         port = server_socket.getsockname()[1]
-        servers.append(await asyncio.start_server(lambda r, w, port=port: _forward(port, r, w), sock=server_socket))
+        servers.append(await asyncio.start_server(functools.partial(_forward, port), sock=server_socket))
     await asyncio.gather(*(s.serve_forever() for s in servers))
 
 

@@ -124,6 +124,8 @@ class TritonServer:
 
     def wait_for_version(self, model: str, version: int, timeout_s: float = 60) -> None:
         """Block until Triton reports the model version READY (after its next repository poll)."""
+        if self._proc is None:
+            raise RuntimeError("tritonserver is not running: start() it first")
         try:
             wait_for_http(
                 f"{self.url}/v2/models/{model}/versions/{version}/ready",
@@ -148,5 +150,5 @@ class TritonServer:
     def __enter__(self) -> TritonServer:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

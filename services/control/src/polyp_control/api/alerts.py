@@ -8,13 +8,14 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel
 from sse_starlette.sse import EventSourceResponse
 
-from ..alerts import Alert, SlowSubscriber
+from ..alerts import Alert
 from ..auth import TICKET_TTL_S, Credentials, check_ticket, issue_ticket, require_read
-from . import errors
+from ..errors import SlowSubscriber
+from . import responses
 from .deps import READ, BusDep, MetricsDep, SettingsDep
 
 RECONNECT_MS = 1000  # the retry hint for a client told to reconnect
-router = APIRouter(prefix="/v1/alerts", tags=["alerts"], responses=errors.READ)
+router = APIRouter(prefix="/v1/alerts", tags=["alerts"], responses=responses.READ)
 
 
 class Ticket(BaseModel):
@@ -41,6 +42,7 @@ def stream_access(
     summary=f"A ticket that opens the alert stream for {TICKET_TTL_S} s (EventSource cannot send a token)",
 )
 async def ticket(settings: SettingsDep) -> Ticket:
+    assert settings.api_token  # create_app refuses to start without one
     return Ticket(ticket=issue_ticket(settings.api_token), expires_in=TICKET_TTL_S)
 
 
@@ -70,7 +72,7 @@ async def stream(
     settings: SettingsDep,
     last_event_id: Annotated[str | None, Header(pattern=r"^\d+-\d+$")] = None,
     after: str | None = Query(None, pattern=r"^\d+-\d+$", description="same as Last-Event-ID"),
-):
+) -> EventSourceResponse:
     async def events():
         metrics.sse_clients.inc()
         try:

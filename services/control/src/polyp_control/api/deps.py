@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from ..alerts import LocalBus, RedisBus
+from ..alerts import AlertBus
 from ..auth import require_read, require_write
+from ..jobs import RayJobs
 from ..metrics import Metrics
 from ..registry import ModelRegistry
 from ..runs import RunService
@@ -16,15 +18,16 @@ from ..settings import Settings
 from ..watches import Watches
 
 
-def _state(name: str):
-    def get(request: Request):
+def _state(name: str) -> Callable[[Request], Any]:
+    def get(request: Request) -> Any:
         return getattr(request.app.state, name)
 
     return get
 
 
 SettingsDep = Annotated[Settings, Depends(_state("settings"))]
-BusDep = Annotated[LocalBus | RedisBus, Depends(_state("bus"))]
+BusDep = Annotated[AlertBus, Depends(_state("bus"))]
+JobsDep = Annotated[RayJobs, Depends(_state("jobs"))]
 MetricsDep = Annotated[Metrics, Depends(_state("metrics"))]
 RunsDep = Annotated[RunService, Depends(_state("runs"))]
 SchedulesDep = Annotated[ScheduleService, Depends(_state("schedules"))]

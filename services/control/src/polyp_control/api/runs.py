@@ -9,11 +9,11 @@ from fastapi.responses import PlainTextResponse
 
 from ..jobs import Hyperparameters
 from ..runs import Run
-from . import errors
+from . import responses
 from .deps import READ, WRITE, RunsDep
 
-router = APIRouter(prefix="/v1/runs", tags=["training runs"], dependencies=[READ], responses=errors.READ)
-NOT_FOUND = errors.errors(404, e404="no training run with this id")
+router = APIRouter(prefix="/v1/runs", tags=["training runs"], dependencies=[READ], responses=responses.READ)
+NOT_FOUND = responses.errors(404, e404="no training run with this id")
 
 
 @router.post(
@@ -24,8 +24,8 @@ NOT_FOUND = errors.errors(404, e404="no training run with this id")
     summary="Trigger a training run (a Ray job)",
     responses={
         200: {"model": Run, "description": "idempotent replay: the run this Idempotency-Key created"},
-        **errors.WRITE,
-        **errors.BODY,
+        **responses.WRITE,
+        **responses.BODY,
     },
 )
 async def trigger(
@@ -57,14 +57,16 @@ async def get_run(runs: RunsDep, run_id: str) -> Run:
     summary="The Ray job's driver log",
     responses={
         200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
-        **errors.as_json({**errors.READ, **NOT_FOUND, **errors.errors(503, e503="Ray cannot give the log now; see Retry-After")}),
+        **responses.as_json(
+            {**responses.READ, **NOT_FOUND, **responses.errors(503, e503="Ray cannot give the log now; see Retry-After")}
+        ),
     },
 )
 async def run_logs(runs: RunsDep, run_id: str) -> str:
     return await runs.logs(run_id)
 
 
-@router.post("/{run_id}/cancel", response_model=Run, dependencies=[WRITE], responses={**NOT_FOUND, **errors.WRITE})
+@router.post("/{run_id}/cancel", response_model=Run, dependencies=[WRITE], responses={**NOT_FOUND, **responses.WRITE})
 async def cancel(runs: RunsDep, run_id: str) -> Run:
     await runs.get(run_id)
     return await runs.cancel(run_id)

@@ -6,15 +6,15 @@ from fastapi import APIRouter, Response
 
 from ..runs import Run
 from ..schedules import Schedule, ScheduleSpec
-from . import errors
+from . import responses
 from .deps import READ, WRITE, SchedulesDep
 
-router = APIRouter(prefix="/v1/schedules", tags=["schedules"], dependencies=[READ], responses=errors.READ)
+router = APIRouter(prefix="/v1/schedules", tags=["schedules"], dependencies=[READ], responses=responses.READ)
 
-NOT_FOUND = errors.errors(404, e404="no schedule with this id")
+NOT_FOUND = responses.errors(404, e404="no schedule with this id")
 
 
-@router.post("", response_model=Schedule, status_code=201, dependencies=[WRITE], responses={**errors.WRITE, **errors.BODY})
+@router.post("", response_model=Schedule, status_code=201, dependencies=[WRITE], responses={**responses.WRITE, **responses.BODY})
 async def create(schedules: SchedulesDep, spec: ScheduleSpec) -> Schedule:
     return schedules.create(spec)
 
@@ -29,12 +29,12 @@ async def get(schedules: SchedulesDep, schedule_id: str) -> Schedule:
     return schedules.get(schedule_id)
 
 
-@router.post("/{schedule_id}/pause", response_model=Schedule, dependencies=[WRITE], responses={**NOT_FOUND, **errors.WRITE})
+@router.post("/{schedule_id}/pause", response_model=Schedule, dependencies=[WRITE], responses={**NOT_FOUND, **responses.WRITE})
 async def pause(schedules: SchedulesDep, schedule_id: str) -> Schedule:
     return schedules.pause(schedule_id)
 
 
-@router.post("/{schedule_id}/resume", response_model=Schedule, dependencies=[WRITE], responses={**NOT_FOUND, **errors.WRITE})
+@router.post("/{schedule_id}/resume", response_model=Schedule, dependencies=[WRITE], responses={**NOT_FOUND, **responses.WRITE})
 async def resume(schedules: SchedulesDep, schedule_id: str) -> Schedule:
     return schedules.resume(schedule_id)
 
@@ -45,7 +45,7 @@ async def resume(schedules: SchedulesDep, schedule_id: str) -> Schedule:
     status_code=201,
     dependencies=[WRITE],
     summary="Run a schedule now, with its retry policy and SLA (409 while its previous run is active)",
-    responses={**NOT_FOUND, **errors.WRITE, **errors.errors(409, e409="the schedule's previous run is still active")},
+    responses={**NOT_FOUND, **responses.WRITE, **responses.errors(409, e409="the schedule's previous run is still active")},
 )
 async def run_now(schedules: SchedulesDep, schedule_id: str, response: Response) -> Run:
     run = await schedules.run_now(schedule_id)
@@ -57,7 +57,7 @@ async def run_now(schedules: SchedulesDep, schedule_id: str, response: Response)
     "/{schedule_id}",
     status_code=204,
     dependencies=[WRITE],
-    responses={**NOT_FOUND, **errors.WRITE},
+    responses={**NOT_FOUND, **responses.WRITE},
     summary="Delete a schedule (the seeds' 'kill scheduled job'); its running run is not cancelled",
 )
 async def delete(schedules: SchedulesDep, schedule_id: str) -> Response:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from ..watches import Watch, WatchSpec
-from . import errors
+from . import responses
 from .deps import READ, WRITE, WatchesDep
 
-router = APIRouter(prefix="/v1/watches", tags=["watches"], dependencies=[READ], responses=errors.READ)
-NOT_FOUND = errors.errors(404, e404="no watch with this id")
+router = APIRouter(prefix="/v1/watches", tags=["watches"], dependencies=[READ], responses=responses.READ)
+NOT_FOUND = responses.errors(404, e404="no watch with this id")
 
 
 @router.post(
@@ -17,7 +17,7 @@ NOT_FOUND = errors.errors(404, e404="no watch with this id")
     response_model=Watch,
     status_code=201,
     dependencies=[WRITE],
-    responses={**errors.WRITE, **errors.BODY},
+    responses={**responses.WRITE, **responses.BODY},
     summary="Create a watch: freshness, quality or run failures of a model version (default: the served one)",
 )
 async def create(watches: WatchesDep, spec: WatchSpec) -> Watch:
@@ -43,19 +43,19 @@ async def get(watches: WatchesDep, watch_id: str) -> Watch:
     "/{watch_id}",
     response_model=Watch,
     dependencies=[WRITE],
-    responses={**NOT_FOUND, **errors.WRITE, **errors.BODY},
+    responses={**NOT_FOUND, **responses.WRITE, **responses.BODY},
     summary="Replace a watch's spec (a default edited here stops following the environment settings)",
 )
 async def replace(watches: WatchesDep, watch_id: str, spec: WatchSpec) -> Watch:
     return watches.replace(watch_id, spec)
 
 
-@router.post("/{watch_id}/pause", response_model=Watch, dependencies=[WRITE], responses={**NOT_FOUND, **errors.WRITE})
+@router.post("/{watch_id}/pause", response_model=Watch, dependencies=[WRITE], responses={**NOT_FOUND, **responses.WRITE})
 async def pause(watches: WatchesDep, watch_id: str) -> Watch:
     return watches.set_paused(watch_id, True)
 
 
-@router.post("/{watch_id}/resume", response_model=Watch, dependencies=[WRITE], responses={**NOT_FOUND, **errors.WRITE})
+@router.post("/{watch_id}/resume", response_model=Watch, dependencies=[WRITE], responses={**NOT_FOUND, **responses.WRITE})
 async def resume(watches: WatchesDep, watch_id: str) -> Watch:
     return watches.set_paused(watch_id, False)
 
@@ -66,8 +66,8 @@ async def resume(watches: WatchesDep, watch_id: str) -> Watch:
     dependencies=[WRITE],
     responses={
         **NOT_FOUND,
-        **errors.WRITE,
-        **errors.errors(409, e409="a default watch: pause it, or take it over with PUT first"),
+        **responses.WRITE,
+        **responses.errors(409, e409="a default watch: pause it, or take it over with PUT first"),
     },
     summary="Delete a watch; an open episode is resolved first",
 )

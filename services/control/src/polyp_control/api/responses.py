@@ -22,7 +22,7 @@ DESCRIPTIONS = {
 
 def errors(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route: each code with ErrorOut and a description (another by keyword: e404="...")."""
-    documented = {}
+    documented: dict[int | str, dict[str, Any]] = {}
     for code in codes:
         entry = {"model": ErrorOut, "description": descriptions.get(f"e{code}", DESCRIPTIONS[code])}
         if code in (429, 503):

@@ -1,0 +1,62 @@
+"""The HTTP answer of each error kind, registered once for the app (kserve's `_add_exception_handlers` pattern)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from polyp_inference import http as inference_http
+
+from .errors import Conflict, NotFound, Unauthorized, Unavailable
+
+log = logging.getLogger("polyp_control")
+
+
+def add_exception_handlers(app: FastAPI) -> None:
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code != 405:
+            return await http_exception_handler(request, exc)
+        # Starlette's 405 names only the first route matching the path; Allow must list every method the path has.
+        methods = {
+            m
+            for route in app.routes
+            if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)
+            for m in route.methods or ()
+        } - {"HEAD"}
+        return JSONResponse(
+            {"detail": f"{request.method} is not supported here; use {', '.join(sorted(methods))}"},
+            status_code=405,
+            headers={"Allow": ", ".join(sorted(methods))},
+        )
+
+    async def unauthorized(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Unauthorized)
+        return JSONResponse(status_code=exc.status, content={"detail": str(exc)}, headers={"WWW-Authenticate": exc.challenge})
+
+    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+    async def conflict(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Unavailable)
+        return JSONResponse(status_code=503, content={"detail": str(exc)}, headers={"Retry-After": str(exc.retry_after_s)})
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:  # a message, never a traceback
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(status_code=500, content={"detail": f"internal error ({type(exc).__name__})"})
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Unauthorized, unauthorized)
+    app.add_exception_handler(NotFound, not_found)
+    app.add_exception_handler(Conflict, conflict)
+    app.add_exception_handler(Unavailable, unavailable)
+    inference_http.add_exception_handlers(app)  # /v1/predict's errors: 413, 415, 422, 429, 503
+    app.add_exception_handler(Exception, unexpected)
