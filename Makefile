@@ -8,6 +8,7 @@ UV_VERSION          := 0.13.9
 HELM_VERSION        := v3.19.0
 KUBECONFORM_VERSION := v0.7.0
 ACTIONLINT_VERSION  := v1.7.7
+HELM_DOCS_VERSION   := v1.14.2
 
 TOOLS_BIN := $(CURDIR)/.tools/bin
 export PATH := $(TOOLS_BIN):$(PATH)
@@ -22,8 +23,9 @@ help:
 	@echo "make fixtures  upstream charts, CRD schemas, Kvasir-SEG frames the tests read: ../shared, the cache or download"
 	@echo "make validate  render dev, staging and prod as Argo CD would and validate every object"
 	@echo "make cluster   a local Kubernetes control plane with kwok nodes (no Docker); make cluster-down stops it"
-	@echo "make tools     install pinned helm, kubeconform, actionlint (go install); promtool, redis-server, chromium, bsdtar, postgresql (apt)"
-	@echo "make lint      ruff, shellcheck and actionlint"
+	@echo "make tools     install pinned helm, kubeconform, actionlint, helm-docs (go install); promtool, redis-server, chromium, bsdtar, postgresql (apt)"
+	@echo "make chart-docs regenerate charts/*/README.md with helm-docs from the charts' values.yaml comments"
+	@echo "make lint      ruff format check, ruff, mypy over every src/ tree, shellcheck, actionlint, chart READMEs current"
 	@echo "make images    build the platform's images (needs a Docker engine; CI builds them)"
 
 # ---- tools ----------------------------------------------------------------------------------
@@ -35,6 +37,9 @@ $(TOOLS_BIN)/kubeconform:
 
 $(TOOLS_BIN)/actionlint:
 	go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+
+$(TOOLS_BIN)/helm-docs:
+	go install github.com/norwoodj/helm-docs/cmd/helm-docs@$(HELM_DOCS_VERSION)
 
 # Debian packages the tests run for real: promtool (prometheus), redis-server, chromium (browser test),
 # bsdtar (libarchive-tools: unpacks CVC-ClinicDB's RAR release for `make fixtures`, and its tests),
@@ -56,15 +61,23 @@ system-packages:
 	fi
 
 .PHONY: go-tools
-go-tools: $(TOOLS_BIN)/helm $(TOOLS_BIN)/kubeconform $(TOOLS_BIN)/actionlint
+go-tools: $(TOOLS_BIN)/helm $(TOOLS_BIN)/kubeconform $(TOOLS_BIN)/actionlint $(TOOLS_BIN)/helm-docs
 
 .PHONY: tools
 tools: go-tools system-packages
 	@helm version --short; kubeconform -v; actionlint -version | head -1; promtool --version | head -1
 
+# Chart READMEs: helm-docs renders charts/*/README.md from each chart's README.md.gotmpl and the `# --`
+# comments in its values.yaml. tests/manifests/test_schemas.py runs helm-docs with these flags on a copy
+# of charts/ and fails when a committed README differs or a value has no description.
+HELM_DOCS_FLAGS := --sort-values-order file --log-level warning
+.PHONY: chart-docs
+chart-docs: $(TOOLS_BIN)/helm-docs
+	helm-docs --chart-search-root $(CURDIR)/charts $(HELM_DOCS_FLAGS)
+
 # ---- local cluster: a real control plane, kwok nodes and the real Argo CD, without Docker ------
 # Built from pinned Go modules in dev/local-cluster/go/ (one per upstream: Kubernetes, etcd,
-# kwok, Argo CD). Cold ~10 min on 2 cores (modules downloaded); nothing to do once built (see README).
+# kwok, Argo CD). Cold ~10 min on 2 cores (modules downloaded); nothing to do once built (docs/local-cluster.md).
 K8S_VERSION := v1.34.2
 # Go toolchains, pinned (the go command fetches one from the module proxy if the local Go differs):
 # Argo CD v3.6 needs Go >= 1.27.
@@ -153,11 +166,15 @@ FAST_TIERS := not (ray or triton or browser or training or cluster)
 test-fast: tools sync fixtures
 	$(UV) run --frozen pytest -m "$(FAST_TIERS)"
 
+# What CI's lint step and the pre-commit hook (.pre-commit-config.yaml) run.
 .PHONY: lint
 lint: tools sync
+	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen ruff check .
+	$(UV) run --frozen mypy   # [tool.mypy] in pyproject.toml: every src/ tree
 	$(UV) run --frozen shellcheck bootstrap/install.sh .ci/run
 	$(UV) run --frozen actionlint   # checks run: scripts with the venv's shellcheck
+	$(UV) run --frozen pytest -q -p no:cacheprovider tests/manifests/test_schemas.py -k helm_docs   # chart READMEs current
 
 IMAGE_REGISTRY ?= ghcr.io/polyp-mlops
 IMAGE_TAG      ?= $(shell git rev-parse HEAD)

@@ -23,12 +23,12 @@ Options:
                         kind: create the kind cluster if missing; gke: use the current kube context;
                         local: the cluster of `make cluster` (kwok nodes), with the real Argo CD
                         running as local processes; repo defaults to this checkout (file://)
-  --env dev|staging|prod
+  --env ENV             an environment of environments/promotion.yaml
   --repo URL            git repository Argo CD tracks (default: this checkout's origin, as https)
   --revision REV        branch, tag or commit Argo CD tracks (default: the current branch)
   --cluster-name NAME   kind cluster name (default: polyp)
   --chart-mirror URL    air-gapped: pull Argo CD and every upstream chart from this Helm repository
-                        (https://...) or OCI prefix (registry.example.com/charts); see README
+                        (https://...) or OCI prefix (registry.example.com/charts); see docs/operations.md
   --dry-run             print every manifest it would apply and the commands it would run
 USAGE
 }
@@ -50,7 +50,9 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ $target == kind || $target == gke || $target == local ]] || die "--target must be kind, gke or local"
-[[ $env == dev || $env == staging || $env == prod ]] || die "--env must be dev, staging or prod"
+# The environments, in promotion order, from their one definition (a flow list: environments: [dev, ...]).
+read -ra environments <<<"$(sed -n 's/^environments: *\[\(.*\)\]/\1/p' "$ROOT/environments/promotion.yaml" | tr ',' ' ')"
+[[ " ${environments[*]} " == *" $env "* && -n $env ]] || die "--env must be one of ${environments[*]} (environments/promotion.yaml)"
 
 # The local cluster: its kubeconfig and chart mirror, and a command for its Argo CD processes.
 if [[ $target == local ]] && ! $dry_run; then
@@ -141,7 +143,7 @@ ensure_secret() {
 }
 
 root_manifests() {
-  helm template "polyp-$env" "$HERE/root" --namespace "$ARGOCD_NAMESPACE" \
+  helm template "polyp-$env" "$HERE/root" --namespace "$ARGOCD_NAMESPACE" --values "$ROOT/environments/promotion.yaml" \
     --set-string "environment=$env,repoURL=$repo,targetRevision=$revision,argocdNamespace=$ARGOCD_NAMESPACE" \
     --set-string "chartMirror=$chart_mirror"
 }

@@ -106,7 +106,7 @@ def test_go_tools_and_uv_install_pinned_versions_into_the_checkout(repo_root, tm
     assert result.returncode == 0, result.stdout + result.stderr
     calls = machine.recorded()
     go = [c for c in calls if c.startswith("go install")]
-    assert len(go) == 3, calls
+    assert len(go) == 4, calls  # helm, kubeconform, actionlint, helm-docs
     for call in go:
         assert re.search(r"@v\d+\.\d+\.\d+$", call), f"not pinned: {call}"
     pip = [c for c in calls if c.startswith("python3 -m pip install")]

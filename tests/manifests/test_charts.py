@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from polyp_gitops.render import helm_template
+from polyp_gitops.repo import ENVIRONMENTS, PROMOTION_FILE
 from polyp_gitops.tools import ToolError, run
 
 OWN_CHARTS = ["control-service", "frontend", "inference", "training", "database"]
@@ -21,9 +22,13 @@ def test_chart_lints_strictly(repo_root, chart):
     assert "1 chart(s) linted, 0 chart(s) failed" in output
 
 
-@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+@pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_app_of_apps_and_root_charts_lint_strictly(repo_root, env):
-    for chart, extra in (("apps", ["-f", str(repo_root / "environments" / env / "values.yaml")]), ("bootstrap/root", [])):
+    listed = ["-f", str(repo_root / PROMOTION_FILE)]
+    for chart, extra in (
+        ("apps", [*listed, "-f", str(repo_root / "environments" / env / "values.yaml")]),
+        ("bootstrap/root", listed),
+    ):
         output = run(
             [
                 "helm",
@@ -68,13 +73,15 @@ def test_training_data_may_name_several_datasets(repo_root):
 
 
 def test_apps_chart_demands_repo_and_environment(repo_root):
+    listed = [repo_root / PROMOTION_FILE]
     with pytest.raises(ToolError, match="repoURL is required"):
-        helm_template(repo_root / "apps", "root", "argocd", parameters=[{"name": "environment", "value": "dev"}])
-    with pytest.raises(ToolError, match="environment must be dev, staging or prod"):
+        helm_template(repo_root / "apps", "root", "argocd", listed, parameters=[{"name": "environment", "value": "dev"}])
+    with pytest.raises(ToolError, match=f"environment must be one of {', '.join(ENVIRONMENTS)}"):
         helm_template(
             repo_root / "apps",
             "root",
             "argocd",
+            listed,
             parameters=[{"name": "repoURL", "value": "https://x"}, {"name": "environment", "value": "qa"}],
         )
 

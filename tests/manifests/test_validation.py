@@ -107,7 +107,7 @@ def _looks_secret(key: str) -> bool:
     "args, message",
     [
         (["--target", "minikube", "--env", "dev"], "--target must be kind, gke or local"),
-        (["--target", "kind", "--env", "qa"], "--env must be dev, staging or prod"),
+        (["--target", "kind", "--env", "qa"], f"--env must be one of {' '.join(ENVIRONMENTS)} (environments/promotion.yaml)"),
         (["--target", "kind", "--env", "dev", "--bogus"], "unknown argument: --bogus"),
     ],
 )

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from .errors import ChartsUnavailable  # raised here, and importable from here
-from .repo import ENVIRONMENTS, check_environment
+from .repo import ENVIRONMENTS, PROMOTION_FILE, check_environment
 from .schemas import DEFAULT_KUBE_VERSION
 from .tools import run
 
@@ -147,11 +147,12 @@ def render_bootstrap(
         root / "bootstrap" / "root",
         f"polyp-{env}",
         "argocd",
-        parameters=[
-            {"name": "environment", "value": env},
-            {"name": "repoURL", "value": repo_url},
-            {"name": "targetRevision", "value": revision},
-            {"name": "chartMirror", "value": chart_mirror},
+        value_files=[root / PROMOTION_FILE],
+        parameters=[  # install.sh passes them with --set-string
+            {"name": "environment", "value": env, "forceString": True},
+            {"name": "repoURL", "value": repo_url, "forceString": True},
+            {"name": "targetRevision", "value": revision, "forceString": True},
+            {"name": "chartMirror", "value": chart_mirror, "forceString": True},
         ],
     )
 

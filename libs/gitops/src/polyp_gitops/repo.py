@@ -11,9 +11,11 @@ import os
 import subprocess
 from pathlib import Path
 
+import yaml
+
 from .errors import NotARepository  # raised here, and importable from here
 
-ENVIRONMENTS = ("dev", "staging", "prod")
+PROMOTION_FILE = Path("environments") / "promotion.yaml"  # the environments, in promotion order: their one list
 
 
 def _is_platform_repo(path: Path) -> bool:
@@ -51,7 +53,21 @@ def _install_root() -> Path:
 INSTALL_ROOT = _install_root()
 
 
+def environments(root: Path) -> tuple[str, ...]:
+    """The environments of a checkout, in promotion order (environments/promotion.yaml); () without the file."""
+    path = root / PROMOTION_FILE
+    if not path.is_file():
+        return ()
+    listed = (yaml.safe_load(path.read_text()) or {}).get("environments")
+    if not isinstance(listed, list) or not all(isinstance(env, str) for env in listed):
+        raise ValueError(f"{path}: `environments` must be a list of names, in promotion order")
+    return tuple(listed)
+
+
+ENVIRONMENTS = environments(INSTALL_ROOT)
+
+
 def check_environment(env: str) -> str:
     if env not in ENVIRONMENTS:
-        raise ValueError(f"unknown environment {env!r}: expected one of {', '.join(ENVIRONMENTS)}")
+        raise ValueError(f"unknown environment {env!r}: expected one of {', '.join(ENVIRONMENTS)} ({PROMOTION_FILE})")
     return env

@@ -19,7 +19,9 @@ def find_tool(name: str) -> str:
         return str(pinned)
     found = shutil.which(name)
     if not found:
-        raise ToolError(f"{name} not found: run `make tools` (installs pinned helm, kubeconform, actionlint, promtool)")
+        raise ToolError(
+            f"{name} not found: run `make tools` (installs pinned helm, kubeconform, actionlint, helm-docs, promtool)"
+        )
     return found
 
 
