@@ -129,16 +129,10 @@ def train_model(work: Path, args, sources: list[str]) -> None:
         from polyp_train.presets import PRESETS
         from polyp_train.trainer import TrainConfig
 
-        recipe = PRESETS["cpu-fast"]
-        config = TrainConfig(
-            data=sources,
-            epochs=recipe["epochs"],
-            workers=recipe["workers"],
-            spec=spec,
-            batch_size=recipe["batch_size"],
-            lr=recipe["lr"],
-            precision=recipe["precision"],
-            channels_last=recipe["channels_last"],
+        config = TrainConfig.from_recipe(
+            PRESETS["cpu-fast"],
+            sources,
+            spec,
             time_budget_min=args.train_minutes,
             storage_path=str(work / "ckpt"),
             cache_dir=str(work / "cache"),

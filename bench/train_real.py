@@ -46,7 +46,7 @@ def main() -> None:
 
         from polyp_train.evaluate import ModelUnderTest, card_markdown, evaluate, run_evaluation
         from polyp_train.export import export_onnx
-        from polyp_train.model import ModelSpec, build_model
+        from polyp_train.model import build_model
         from polyp_train.pipeline import RunOptions, train
         from polyp_train.prepare import prepare
         from polyp_train.presets import PRESETS
@@ -57,22 +57,16 @@ def main() -> None:
         snapshots = tmp / "snapshots"
         snapshots.mkdir()
         marks = [m for m in MARKS if m <= args.budget_min]
-        spec = ModelSpec(recipe["arch"], recipe["encoder"], recipe["size"])
-        config = TrainConfig(
-            data=sources,
-            epochs=recipe["epochs"],
-            workers=recipe["workers"],
-            spec=spec,
-            batch_size=recipe["batch_size"],
-            lr=recipe["lr"],
-            precision=recipe["precision"],
-            channels_last=recipe["channels_last"],
+        config = TrainConfig.from_recipe(
+            recipe,
+            sources,
             time_budget_min=args.budget_min,
             storage_path=str(tmp / "ckpt"),
             cache_dir=str(tmp / "cache"),
             name=f"bench-real-{args.preset}",
             snapshots={"dir": str(snapshots), "minutes": marks},
         )
+        spec = config.spec
         started = time.perf_counter()
         summary = train(config, RunOptions(model_repo=str(tmp / "repo"), dice_threshold=0.0))
         wall = time.perf_counter() - started

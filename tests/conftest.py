@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,9 @@ def repo_root():
 def rendered():
     """Every environment rendered once, as Argo CD would, for a fork's URL and revision."""
     return {env: render_environment(env, REPO_ROOT, TEST_REPO_URL, "v1.2.3") for env in ENVIRONMENTS}
+
+
+def install_dry_run(root: Path, *args: str, env: str = "dev", check: bool = False) -> subprocess.CompletedProcess:
+    """`bootstrap/install.sh --dry-run --target kind --env ENV ARGS` of the checkout at `root`."""
+    command = ["bash", str(root / "bootstrap" / "install.sh"), "--dry-run", "--target", "kind", "--env", env, *args]
+    return subprocess.run(command, capture_output=True, text=True, check=check)

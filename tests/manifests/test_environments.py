@@ -14,7 +14,7 @@ from polyp_gitops.render import helm_template
 from polyp_gitops.repo import ENVIRONMENTS, PROMOTION_FILE, environments
 from polyp_gitops.tools import ToolError
 
-from ..conftest import TEST_REPO_URL
+from ..conftest import TEST_REPO_URL, install_dry_run
 
 # Three environment names in a row, as a list, a shell test or an alternation would write them.
 WRITTEN_OUT = re.compile(r"""dev["']?\s*[,|/ ]\s*["']?staging["']?\s*[,|/ ]\s*["']?prod""")
@@ -46,21 +46,7 @@ def with_qa(repo_root, tmp_path):
 
 def test_a_new_environment_needs_its_folder_and_one_list_entry(with_qa):
     assert environments(with_qa)[-1] == "qa"
-    install = subprocess.run(
-        [
-            "bash",
-            str(with_qa / "bootstrap" / "install.sh"),
-            "--dry-run",
-            "--target",
-            "kind",
-            "--env",
-            "qa",
-            "--repo",
-            TEST_REPO_URL,
-        ],
-        capture_output=True,
-        text=True,
-    )
+    install = install_dry_run(with_qa, "--repo", TEST_REPO_URL, env="qa")
     assert install.returncode == 0, install.stderr
     [root_app] = [d for d in yaml.safe_load_all(install.stdout) if d and d.get("kind") == "Application"]
     assert root_app["metadata"]["name"] == "polyp-qa"
@@ -78,11 +64,7 @@ def test_a_new_environment_needs_its_folder_and_one_list_entry(with_qa):
 
 def test_an_unlisted_environment_is_refused_by_each_reader(with_qa):
     (with_qa / "environments" / "perf").mkdir()
-    install = subprocess.run(
-        ["bash", str(with_qa / "bootstrap" / "install.sh"), "--dry-run", "--target", "kind", "--env", "perf"],
-        capture_output=True,
-        text=True,
-    )
+    install = install_dry_run(with_qa, env="perf")
     assert install.returncode == 2 and f"--env must be one of {' '.join(ENVIRONMENTS)} qa" in install.stderr
     for chart in ("bootstrap/root", "apps"):
         with pytest.raises(ToolError, match=rf"environment must be one of {', '.join(ENVIRONMENTS)}, qa .*got \"perf\""):

@@ -7,7 +7,7 @@ import sys
 
 from polyp_gitops.render import render_applications, render_bootstrap
 
-from ..conftest import TEST_REPO_URL
+from ..conftest import TEST_REPO_URL, install_dry_run
 
 MIRROR = "registry.example.com/platform-charts"
 
@@ -22,25 +22,7 @@ def test_a_chart_mirror_replaces_every_upstream_repository(repo_root):
 
 
 def test_install_sh_takes_argo_cd_from_the_mirror_too(repo_root):
-    out = subprocess.run(
-        [
-            str(repo_root / "bootstrap" / "install.sh"),
-            "--dry-run",
-            "--target",
-            "kind",
-            "--env",
-            "dev",
-            "--repo",
-            TEST_REPO_URL,
-            "--revision",
-            "main",
-            "--chart-mirror",
-            MIRROR,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = install_dry_run(repo_root, "--repo", TEST_REPO_URL, "--revision", "main", "--chart-mirror", MIRROR, check=True).stdout
     assert f"helm upgrade --install argocd oci://{MIRROR}/argo-cd --version" in out
     assert f"value: {MIRROR}" in out  # the root Application passes it to the app-of-apps
 

@@ -14,7 +14,7 @@ from polyp_gitops.render import render_bootstrap
 from polyp_gitops.repo import ENVIRONMENTS
 from polyp_gitops.validate import kubeconform
 
-from ..conftest import TEST_REPO_URL
+from ..conftest import TEST_REPO_URL, install_dry_run
 
 OWN_CHART_APPS = {"control-service", "frontend", "inference", "training", "database"}
 
@@ -69,23 +69,7 @@ def test_a_kind_without_schema_is_an_error_not_a_skip():
 
 
 def test_bootstrap_dry_run_prints_valid_manifests_without_secret_values(repo_root):
-    out = subprocess.run(
-        [
-            str(repo_root / "bootstrap" / "install.sh"),
-            "--dry-run",
-            "--target",
-            "kind",
-            "--env",
-            "dev",
-            "--repo",
-            TEST_REPO_URL,
-            "--revision",
-            "v1.2.3",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = install_dry_run(repo_root, "--repo", TEST_REPO_URL, "--revision", "v1.2.3", check=True).stdout
     objects = [o for o in yaml.safe_load_all(out) if o]
     report = kubeconform(objects)
     assert report.ok and report.valid == len(objects), report.problems

@@ -62,30 +62,18 @@ def test_the_model_card_names_data_split_metrics_and_citation(kvasir_samples, tm
     assert "| kvasir | 1 |" in text and "doi:10.1007/978-3-030-37734-2_37" in text
 
 
+def _evaluate(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """`polyp-train evaluate ARGS` in a process of its own, with nothing of this one's environment."""
+    return subprocess.run([sys.executable, "-m", "polyp_train.cli", "evaluate", *args], capture_output=True, text=True,
+                          env={"POLYP_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}, timeout=300)  # fmt: skip
+
+
 def test_the_command_reads_a_model_repository_and_writes_the_card(kvasir_samples, tmp_path):
     repo = tmp_path / "repo"
     constant_model(repo / "polyp-segmenter" / "1" / MODEL_FILE, -8.0)
     constant_model(repo / "polyp-segmenter" / "2" / MODEL_FILE, 8.0)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "polyp_train.cli",
-            "evaluate",
-            "--model",
-            str(repo),
-            "--data",
-            f"kvasir={kvasir_samples}",
-            "--split",
-            "all",
-            "--out",
-            str(tmp_path / "card"),
-        ],
-        capture_output=True,
-        text=True,
-        env={"POLYP_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"},
-        timeout=300,
-    )
+    result = _evaluate(tmp_path, "--model", str(repo), "--data", f"kvasir={kvasir_samples}", "--split", "all",
+                       "--out", str(tmp_path / "card"))  # fmt: skip
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["model"]["version"] == "2", "the newest published version"
@@ -97,21 +85,6 @@ def test_the_command_reads_a_model_repository_and_writes_the_card(kvasir_samples
 
 
 def test_a_missing_model_is_a_clear_error(kvasir_samples, tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "polyp_train.cli",
-            "evaluate",
-            "--model",
-            str(tmp_path / "nowhere"),
-            "--data",
-            str(kvasir_samples),
-        ],
-        capture_output=True,
-        text=True,
-        env={"POLYP_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"},
-        timeout=300,
-    )
+    result = _evaluate(tmp_path, "--model", str(tmp_path / "nowhere"), "--data", str(kvasir_samples))
     assert result.returncode != 0 and "no published polyp-segmenter version" in result.stderr
     assert "Traceback" not in result.stderr

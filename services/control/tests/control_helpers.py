@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import urllib.request
 from pathlib import Path
 
 from polyp_dev.net import free_port
@@ -38,3 +40,15 @@ def register_version(tracking_uri: str, dice: float, champion: bool = False, nam
     if champion:
         client.set_registered_model_alias(name, "champion", version.version)
     return version.version
+
+
+def call(url: str, method: str = "GET", body: dict | None = None):
+    """A JSON call to a running control service with the write token; its decoded answer."""
+    request = urllib.request.Request(
+        url,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={**auth(), "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"null")

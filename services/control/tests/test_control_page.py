@@ -5,14 +5,12 @@ and an empty state in every panel."""
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from control_helpers import REPO, TOKEN, auth, register_version
+from control_helpers import REPO, TOKEN, call, register_version
 
 from polyp_control import db
 from polyp_control.alerts import Alert, RedisBus
@@ -30,17 +28,6 @@ def chromium_path() -> str:
 # Generous waits: each is a ceiling on a loaded 2-core machine, not a speed target (expect returns as soon as it holds).
 WAIT_MS = 60_000
 STATIC = str(REPO / "services" / "frontend" / "static")
-
-
-def call(url: str, method: str = "GET", body: dict | None = None):
-    request = urllib.request.Request(
-        url,
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={**auth(), "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read() or b"null")
 
 
 class Browser:

@@ -13,22 +13,11 @@ import time
 import urllib.request
 
 import pytest
-from control_helpers import auth
+from control_helpers import call
 
 from polyp_control import db
 
 LEASE = {"LEASE_TTL_S": "3", "RUN_POLL_INTERVAL_S": "0.3"}
-
-
-def call(url: str, method: str = "GET", body: dict | None = None):
-    request = urllib.request.Request(
-        url,
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={**auth(), "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read() or b"null")
 
 
 def wait_for(predicate, timeout_s: float, what: str):

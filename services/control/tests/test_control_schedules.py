@@ -3,22 +3,9 @@
 from __future__ import annotations
 
 import itertools
-import json
 import time
-import urllib.request
 
-from control_helpers import auth
-
-
-def call(url: str, method: str = "GET", body: dict | None = None):
-    request = urllib.request.Request(
-        url,
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={**auth(), "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read() or b"null")
+from control_helpers import call
 
 
 def test_schedules_survive_a_restart(control_server):

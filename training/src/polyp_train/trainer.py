@@ -48,6 +48,14 @@ class TrainConfig:
     cache_dir: str = field(default_factory=lambda: str(polyp_home() / "cache"))
     name: str = "polyp-train"
 
+    @classmethod
+    def from_recipe(cls, recipe: dict, data: str | list[str], spec: ModelSpec | None = None, **options: Any) -> TrainConfig:
+        """A named recipe (polyp_train.presets) as a config: its model unless `spec` is given, its training
+        settings, then `options` (storage_path, name, ...), which win."""
+        settings = ("epochs", "workers", "batch_size", "lr", "precision", "channels_last", "time_budget_min")
+        model = spec or ModelSpec(recipe["arch"], recipe["encoder"], recipe["size"])
+        return cls(data=data, spec=model, **{key: recipe[key] for key in settings if key in recipe} | options)
+
     def sources(self) -> list[str]:
         return [self.data] if isinstance(self.data, str) else list(self.data)
 

@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 
 from .. import db
 from ..errors import WatchNotFound
@@ -53,21 +53,9 @@ class WatchStore:
                 row = conn.execute(select(db.watches).where(db.watches.c.id == watch_id)).first()
                 if row is None:
                     episode = old_state.get(alert_type)
-                    conn.execute(
-                        db.watches.insert().values(
-                            id=watch_id,
-                            spec=spec.model_dump(),
-                            managed_by="settings",
-                            paused=0,
-                            created_at=now,
-                            updated_at=now,
-                            next_check=0,
-                            firing=int(bool(episode and episode.firing)),
-                            since=episode.since if episode else None,
-                            alert_type=alert_type if episode else None,
-                            alert_id=episode.alert_id if episode else None,
-                        )
-                    )
+                    carried = {"firing": int(bool(episode.firing)), "since": episode.since, "alert_type": alert_type,
+                               "alert_id": episode.alert_id} if episode else {}  # fmt: skip
+                    _insert(conn, watch_id, spec, "settings", now, **carried)
                 elif row.managed_by == "settings" and row.spec != spec.model_dump():
                     conn.execute(
                         update(db.watches)
@@ -79,18 +67,7 @@ class WatchStore:
         now = time.time()
         watch_id = f"w-{uuid.uuid4().hex[:12]}"
         with self.engine.begin() as conn:
-            conn.execute(
-                db.watches.insert().values(
-                    id=watch_id,
-                    spec=spec.model_dump(),
-                    managed_by="api",
-                    paused=0,
-                    created_at=now,
-                    updated_at=now,
-                    next_check=0,
-                    firing=0,
-                )
-            )
+            _insert(conn, watch_id, spec, "api", now)
         return self.get(watch_id)
 
     def list(self) -> list[Watch]:
@@ -178,3 +155,14 @@ class WatchStore:
     def alerted(self, watch_id: str, alert_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(db.watches).where(db.watches.c.id == watch_id).values(alert_id=alert_id))
+
+
+def _insert(conn: Connection, watch_id: str, spec: WatchSpec, managed_by: str, now: float, **episode: Any) -> None:
+    """A new watch, due at once; `episode` carries an open one over (firing, since, alert_type, alert_id)."""
+    values = {"firing": 0, **episode}
+    conn.execute(
+        db.watches.insert().values(
+            id=watch_id, spec=spec.model_dump(), managed_by=managed_by, paused=0, created_at=now, updated_at=now,
+            next_check=0, **values,
+        )
+    )  # fmt: skip
