@@ -158,8 +158,13 @@ def test_model_endpoints_read_mlflow(settings):
         register_version(settings.mlflow_tracking_uri, dice=0.9)
         latest = client.get("/v1/models/latest").json()
         assert latest["version"] == "2" and latest["dice"] == pytest.approx(0.9)
+        assert latest["aliases"] == []
         [week] = client.get("/v1/models/weekly-dice").json()
         assert week["average_dice"] == pytest.approx(0.85) and week["versions"] == 2
+        register_version(settings.mlflow_tracking_uri, dice=0.95, champion=True)
+        latest, champion = client.get("/v1/models/latest").json(), client.get("/v1/models/champion").json()
+        # MLflow's search leaves aliases out: both routes must say what the registry says of version 3.
+        assert latest == champion and latest["version"] == "3" and latest["aliases"] == ["champion"]
 
 
 def test_sse_over_http_replays_after_last_event_id(control_server, redis_url):

@@ -90,6 +90,7 @@ def test_stream_tickets_expire_and_cannot_be_forged():
     [
         ({"name": "n", "cron": "61 * * * *"}, "invalid cron expression '61 * * * *'"),
         ({"name": "n", "cron": "every day"}, "invalid cron expression"),
+        ({"name": "n", "cron": "0 0 30 2 *"}, "cron expression '0 0 30 2 *' never fires"),  # February 30th
         ({"name": "n"}, "give exactly one of cron or interval_seconds"),
         ({"name": "n", "cron": "0 2 * * *", "interval_seconds": 60}, "give exactly one of cron or interval_seconds"),
         ({"name": "n", "cron": "0 2 * * *", "timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
@@ -101,6 +102,22 @@ def test_bad_schedules_are_422_with_the_reason(client, body, message):
     response = client.post("/v1/schedules", json=body, headers=auth())
     assert response.status_code == 422
     assert message in str(response.json()["detail"])
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/v1/runs", '{"lr": NaN}'),
+        ("/v1/runs", '{"dice_threshold": Infinity}'),
+        ("/v1/watches", '{"check": {"kind": "quality", "floor": NaN}}'),
+        ("/v1/schedules", '{"name": "n", "interval_seconds": 60, "retry_backoff_seconds": -Infinity}'),
+    ],
+)
+def test_nan_and_infinity_are_422_not_500(client, path, body):
+    """Python's json reads NaN and Infinity, JSON has neither: refused as not finite, and echoed as text."""
+    response = client.post(path, content=body, headers={**auth(), "Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert any("finite" in error["msg"] for error in response.json()["detail"]), response.text
 
 
 def test_schedule_lifecycle(client):

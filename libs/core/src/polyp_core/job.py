@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shlex
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .repository import DEFAULT_MODEL_NAME
 
@@ -25,7 +25,7 @@ class TrainingParameters(BaseModel):
     polyp_train.presets, cpu-fast): `make up`'s first run passes the quality gate in about two minutes.
     """
 
-    model_config = {"extra": "forbid"}
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # JSON has no NaN; Python's json.loads does
 
     epochs: int = Field(10, ge=1, le=500)
     workers: int = Field(

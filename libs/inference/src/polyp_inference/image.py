@@ -23,14 +23,8 @@ class Decoded(NamedTuple):
     height: int
 
 
-DECODE_ERRORS = (
-    UnidentifiedImageError,
-    OSError,
-    SyntaxError,
-    ValueError,
-    Image.DecompressionBombError,
-    Image.DecompressionBombWarning,
-)
+BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)  # Pillow's own pixel limit, from the header
+DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, *BOMB)
 
 
 def open_upload(data: bytes, content_type: str | None, max_bytes: int = MAX_BYTES) -> Image.Image:
@@ -47,6 +41,8 @@ def open_upload(data: bytes, content_type: str | None, max_bytes: int = MAX_BYTE
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=[SUPPORTED[media]])
+    except BOMB as exc:  # far past MAX_PIXELS: too large, whatever else it may be
+        raise ImageTooLarge(f"image is larger than the limit of {MAX_PIXELS} pixels: {exc}") from exc
     except DECODE_ERRORS as exc:
         raise UndecodableImage(f"cannot decode the upload as {media}: {exc}") from exc
     if image.width * image.height > MAX_PIXELS:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -35,6 +39,12 @@ def add_exception_handlers(app: FastAPI) -> None:
             headers={"Allow": ", ".join(sorted(methods))},
         )
 
+    async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+        # FastAPI's own answer, but a rejected NaN or Infinity (Python's json accepts them) is echoed as text:
+        # a float that JSON cannot carry would turn the 422 into a 500.
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse(status_code=422, content={"detail": _finite(jsonable_encoder(exc.errors()))})
+
     async def unauthorized(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Unauthorized)
         return JSONResponse(status_code=exc.status, content={"detail": str(exc)}, headers={"WWW-Authenticate": exc.challenge})
@@ -54,9 +64,20 @@ def add_exception_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=500, content={"detail": f"internal error ({type(exc).__name__})"})
 
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(Unauthorized, unauthorized)
     app.add_exception_handler(NotFound, not_found)
     app.add_exception_handler(Conflict, conflict)
     app.add_exception_handler(Unavailable, unavailable)
     inference_http.add_exception_handlers(app)  # /v1/predict's errors: 413, 415, 422, 429, 503
     app.add_exception_handler(Exception, unexpected)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value

@@ -20,7 +20,7 @@ class Hyperparameters(TrainingParameters):
 
     Strict: JSON types as the schema states them (no "3" for 3, no false for 0.0)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     data: str | None = Field(
         None,

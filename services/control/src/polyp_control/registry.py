@@ -96,7 +96,9 @@ class ModelRegistry:
         versions = self._versions()
         if not versions:
             return None
-        return self._info(max(versions, key=lambda v: int(v.version)))
+        newest = max(versions, key=lambda v: int(v.version))
+        # A search result carries no aliases (MLflow fills them only when one version is read): read it whole.
+        return self._info(self._client().get_model_version(self.model_name, newest.version))
 
     async def latest(self) -> ModelVersionInfo | None:
         return await _from_mlflow(self._latest)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -47,7 +47,7 @@ ONE_TRIGGER: list[JsonValue] = [
 
 
 class ScheduleSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"oneOf": ONE_TRIGGER})
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, json_schema_extra={"oneOf": ONE_TRIGGER})
 
     name: str = Field(min_length=1, max_length=100)
     cron: Annotated[str, WithJsonSchema({"type": "string", "format": "cron"})] | None = Field(
@@ -79,9 +79,11 @@ class ScheduleSpec(BaseModel):
             raise ValueError("give exactly one of cron or interval_seconds")
         if self.cron is not None:
             try:
-                CronTrigger.from_crontab(self.cron, timezone=ZoneInfo(self.timezone))
+                trigger = CronTrigger.from_crontab(self.cron, timezone=ZoneInfo(self.timezone))
             except ValueError as exc:
                 raise ValueError(f"invalid cron expression {self.cron!r}: {exc}") from exc
+            if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:  # e.g. 0 0 30 2 *: February 30th
+                raise ValueError(f"cron expression {self.cron!r} never fires: no date matches it")
         return self
 
     def retry_policy(self) -> RetryPolicy:

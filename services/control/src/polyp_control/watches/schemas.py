@@ -8,12 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ..settings import Settings
 
+Severity = Literal["info", "warning", "critical"]
 SERVED = "champion"  # the alias training moves to a version that passed the gate and was published
 TARGET_PATTERN = r"^([1-9][0-9]{0,8}|[A-Za-z][A-Za-z0-9_-]{0,63})$"
 
 
 class Freshness(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     kind: Literal["freshness"]
     max_age_hours: float = Field(gt=0, le=24 * 366, description="fires when the target version is older")
 
@@ -24,6 +25,7 @@ class Quality(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
+        allow_inf_nan=False,
         json_schema_extra={
             "anyOf": [
                 {"required": ["floor"], "properties": {"floor": {"type": "number"}}},
@@ -50,7 +52,7 @@ class Quality(BaseModel):
 
 
 class RunFailures(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     kind: Literal["run_failures"]
     count: int = Field(ge=1, le=10_000, description="fires when at least this many runs failed ...")
     window_hours: float = Field(gt=0, le=24 * 366, description="... within this many hours")
@@ -60,7 +62,7 @@ Check = Annotated[Freshness | Quality | RunFailures, Field(discriminator="kind")
 
 
 class WatchSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     description: str = Field("", max_length=500)
     target: str = Field(
         SERVED,
@@ -69,7 +71,7 @@ class WatchSpec(BaseModel):
     )
     check: Check
     interval_s: float = Field(60, ge=5, le=86400, description="how often the watch is evaluated")
-    severity: Literal["info", "warning", "critical"] = "warning"
+    severity: Severity = "warning"
 
     @field_validator("target", mode="before")
     @classmethod
@@ -99,30 +101,20 @@ class Watch(WatchSpec):
 def default_specs(settings: Settings) -> dict[str, tuple[WatchSpec, str]]:
     """The environment's watches, by id, with the alert type the earlier fixed watches used (state migrates)."""
     every = max(5.0, min(settings.watch_interval_s, 86400))
+
+    def served(description: str, check: Freshness | Quality, severity: Severity = "warning") -> WatchSpec:
+        return WatchSpec(description=description, check=check, interval_s=every, severity=severity)
+
+    fresh = Freshness(kind="freshness", max_age_hours=settings.model_stale_hours)
+    floor, ceiling = Quality(kind="quality", floor=settings.dice_floor), Quality(kind="quality", ceiling=settings.dice_ceiling)
     return {
-        "model-freshness": (
-            WatchSpec(
-                description="the served model is fresh",
-                interval_s=every,
-                check=Freshness(kind="freshness", max_age_hours=settings.model_stale_hours),
-            ),
-            "model_stale",
-        ),
+        "model-freshness": (served("the served model is fresh", fresh), "model_stale"),
         "model-quality-floor": (
-            WatchSpec(
-                description="the served model's validation Dice is above the floor",
-                severity="critical",
-                interval_s=every,
-                check=Quality(kind="quality", floor=settings.dice_floor),
-            ),
+            served("the served model's validation Dice is above the floor", floor, "critical"),
             "model_quality_low",
         ),
         "model-quality-ceiling": (
-            WatchSpec(
-                description="the served model's validation Dice is not suspiciously high",
-                interval_s=every,
-                check=Quality(kind="quality", ceiling=settings.dice_ceiling),
-            ),
+            served("the served model's validation Dice is not suspiciously high", ceiling),
             "model_quality_suspicious",
         ),
     }
