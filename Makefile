@@ -45,6 +45,7 @@ $(TOOLS_BIN)/helm-docs:
 # bsdtar (libarchive-tools: unpacks CVC-ClinicDB's RAR release for `make fixtures`, and its tests),
 # PostgreSQL (the control service's database in a cluster; its binaries live off PATH, pg_ctlcluster is on it).
 # `env VAR=...`: with SUDO empty (root) a bare `VAR=... apt-get` after $$SUDO would be taken as the command name.
+# DPkg::Lock::Timeout: on a new machine another process (unattended upgrades) may hold the lock; wait for it.
 .PHONY: system-packages
 system-packages:
 	@missing=""; \
@@ -56,8 +57,8 @@ system-packages:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  echo "installing Debian packages:$$missing"; \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq -o DPkg::Lock::Timeout=600; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends $$missing; \
 	fi
 
 .PHONY: go-tools

@@ -80,6 +80,8 @@ def test_system_packages_install_where_none_is_installed(repo_root, tmp_path, ui
     assert len(installs) == 1, calls
     assert {"prometheus", "redis-server", "chromium", "libarchive-tools", "postgresql"} <= set(installs[0].split())
     assert "-y" in installs[0].split() and "DEBIAN_FRONTEND=noninteractive" in installs[0]
+    # A new machine's unattended upgrades may hold the package lock: every apt-get waits for it, never fails.
+    assert all("-o DPkg::Lock::Timeout=600" in c for c in calls if c.startswith("apt-get")), calls
     assert any(c.startswith("apt-get update") for c in calls)
     sudo = [c for c in calls if c.startswith("sudo ")]
     if uid == 0:

@@ -120,6 +120,17 @@ def test_nan_and_infinity_are_422_not_500(client, path, body):
     assert any("finite" in error["msg"] for error in response.json()["detail"]), response.text
 
 
+@pytest.mark.parametrize(
+    "method, path, allowed",
+    [("DELETE", "/v1/runs", "GET, POST"), ("PUT", "/v1/schedules/s-1", "DELETE, GET"),
+     ("POST", "/v1/watches/w-1", "DELETE, GET, PUT"), ("GET", "/v1/alerts/ticket", "POST")],
+)  # fmt: skip
+def test_405_lists_every_method_of_the_path_in_allow(client, method, path, allowed):
+    response = client.request(method, path, headers=auth())
+    assert response.status_code == 405 and response.headers["allow"] == allowed
+    assert response.json()["detail"] == f"{method} is not supported here; use {allowed}"
+
+
 def test_schedule_lifecycle(client):
     created = client.post(
         "/v1/schedules",

@@ -34,6 +34,7 @@ from .api import runs as runs_api
 from .api import schedules as schedules_api
 from .api import watches as watches_api
 from .api.deps import READ
+from .gate import RequestGate
 from .handlers import add_exception_handlers
 from .jobs import RayJobs
 from .metrics import Metrics
@@ -130,6 +131,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for name in ("settings", "bus", "runs", "schedules", "registry", "watches", "metrics", "jobs"):
         setattr(app.state, name, getattr(services, name))
+    # The last added runs first: CORS (a preflight carries no token), then the gate, then the timer.
+    app.add_middleware(PredictTimer, observe=services.metrics.predict_latency.observe)
+    app.add_middleware(RequestGate, settings=settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -137,7 +141,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
         )
-    app.add_middleware(PredictTimer, observe=services.metrics.predict_latency.observe)
     add_exception_handlers(app)
     _add_routes(app, services)
     return app

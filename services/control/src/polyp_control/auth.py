@@ -19,8 +19,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .errors import Forbidden, Unauthorized
+from .settings import Settings
 
 TICKET_TTL_S = 60
+WRITE_NEEDED = "this operation needs the write token (API_TOKEN); the read token only reads"
 bearer = HTTPBearer(
     auto_error=False,
     scheme_name="token",
@@ -29,16 +31,22 @@ bearer = HTTPBearer(
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-def _role(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
-    settings = request.app.state.settings
-    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+def role_of(settings: Settings, scheme: str, token: str) -> str:
+    """ "write" or "read" for one of this service's tokens; Unauthorized for anything else."""
+    if scheme.lower() != "bearer" or not token:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>' (API_READ_TOKEN or API_TOKEN)")
-    given = credentials.credentials.encode()
-    if hmac.compare_digest(given, settings.api_token.encode()):
+    given = token.encode()
+    if settings.api_token and hmac.compare_digest(given, settings.api_token.encode()):
         return "write"
     if settings.api_read_token and hmac.compare_digest(given, settings.api_read_token.encode()):
         return "read"
     raise Unauthorized("invalid bearer token", 'Bearer error="invalid_token"')
+
+
+def _role(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None:
+        return role_of(request.app.state.settings, "", "")
+    return role_of(request.app.state.settings, credentials.scheme, credentials.credentials)
 
 
 def require_read(request: Request, credentials: Credentials) -> str:
@@ -47,7 +55,7 @@ def require_read(request: Request, credentials: Credentials) -> str:
 
 def require_write(request: Request, credentials: Credentials) -> str:
     if _role(request, credentials) != "write":
-        raise Forbidden("this operation needs the write token (API_TOKEN); the read token only reads")
+        raise Forbidden(WRITE_NEEDED)
     return "write"
 
 

@@ -11,8 +11,9 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import Scope
 
 from polyp_inference import http as inference_http
 
@@ -27,12 +28,7 @@ def add_exception_handlers(app: FastAPI) -> None:
         if exc.status_code != 405:
             return await http_exception_handler(request, exc)
         # Starlette's 405 names only the first route matching the path; Allow must list every method the path has.
-        methods = {
-            m
-            for route in app.routes
-            if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)
-            for m in route.methods or ()
-        } - {"HEAD"}
+        methods = allowed_methods(app, request.scope)
         return JSONResponse(
             {"detail": f"{request.method} is not supported here; use {', '.join(sorted(methods))}"},
             status_code=405,
@@ -81,3 +77,13 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(item) for item in value]
     return value
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> set[str]:
+    """The methods some route answers at this request's path (asked of the router, included routers too)."""
+    found = set()
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        probe = {**scope, "method": method}
+        if any(route.matches(probe)[0] == Match.FULL for route in app.router.routes):
+            found.add(method)
+    return found

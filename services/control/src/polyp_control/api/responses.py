@@ -46,4 +46,6 @@ def as_json(documented: dict[int | str, dict[str, Any]]) -> dict[int | str, dict
 
 READ = errors(401)  # every /v1 route (FastAPI documents its own 422 where a route takes parameters)
 WRITE = errors(403)  # besides, on the routes that need the write token
-BODY = errors(400)  # besides, on the routes that take a body
+BODY = errors(
+    400, 413, e413="the body is larger than the route's limit (64 KiB of JSON)"
+)  # besides, on the routes that take a body
