@@ -159,17 +159,18 @@ def test_a_pinned_version_is_copied_from_s3_and_checked_against_its_digest(s3_se
 
     data = model_file(exported, MODEL, 1).read_bytes()
     s3 = boto3.client("s3")
-    s3.create_bucket(Bucket="models")
-    s3.put_object(Bucket="models", Key=f"triton/{MODEL}/1/model.onnx", Body=data)
+    # A bucket of its own: the S3 server is shared by the session, and training's tests publish to s3://models.
+    s3.create_bucket(Bucket="serving-models")
+    s3.put_object(Bucket="serving-models", Key=f"triton/{MODEL}/1/model.onnx", Body=data)
     digest = hashlib.sha256(data).hexdigest()
 
-    local = local_repository("s3://models/triton", MODEL, 1, sha256=digest)
+    local = local_repository("s3://serving-models/triton", MODEL, 1, sha256=digest)
     assert model_file(local, MODEL, 1).read_bytes() == data
     assert run(OnnxRuntimeBackend(local, MODEL, version=1).model_info()).version == "1"
     with pytest.raises(ValueError, match="is not the pinned artifact"):
-        local_repository("s3://models/triton", MODEL, 1, sha256="0" * 64)
+        local_repository("s3://serving-models/triton", MODEL, 1, sha256="0" * 64)
     with pytest.raises(ValueError, match="served pinned"):
-        local_repository("s3://models/triton", MODEL, None)
+        local_repository("s3://serving-models/triton", MODEL, None)
 
 
 def test_onnxruntime_without_any_published_version_is_unavailable(tmp_path):
