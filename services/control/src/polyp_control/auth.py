@@ -32,7 +32,7 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
 def role_of(settings: Settings, scheme: str, token: str) -> str:
-    """ "write" or "read" for one of this service's tokens; Unauthorized for anything else."""
+    """The role a token has here, "write" or "read"; Unauthorized for anything but this service's tokens."""
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>' (API_READ_TOKEN or API_TOKEN)")
     given = token.encode()
