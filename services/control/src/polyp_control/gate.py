@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import WRITE_NEEDED, role_of
 from .errors import Forbidden, Unauthorized
+from .handlers import refusal
 from .settings import Settings
 
 JSON_BODY_LIMIT = 64 * 1024  # the largest JSON body a route takes is a schedule: well under 8 KiB
@@ -37,15 +38,14 @@ class RequestGate:
             scheme, _, token = headers.get("authorization", "").partition(" ")
             try:
                 role = role_of(self.settings, scheme, token.strip())
-            except Unauthorized as refused:
-                return await _answer(scope, receive, send, 401, str(refused), {"WWW-Authenticate": refused.challenge})
-            if role != "write" and scope["method"] not in ("GET", "HEAD") and scope["path"] not in READ_ONLY_CHANGES:
-                forbidden = Forbidden(WRITE_NEEDED)
-                return await _answer(scope, receive, send, 403, str(forbidden), {"WWW-Authenticate": forbidden.challenge})
+                if role != "write" and scope["method"] not in ("GET", "HEAD") and scope["path"] not in READ_ONLY_CHANGES:
+                    raise Forbidden(WRITE_NEEDED)
+            except Unauthorized as refused:  # Forbidden included
+                return await refusal(refused)(scope, receive, send)
         limit = self.upload_limit if scope["path"] == "/v1/predict" else JSON_BODY_LIMIT
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            return await _answer(scope, receive, send, 413, f"the body is {declared} bytes; this route takes at most {limit}")
+            return await _too_large(scope, receive, send, f"the body is {declared} bytes; this route takes at most {limit}")
         body, more = bytearray(), True
         while more:
             message = await receive()
@@ -54,7 +54,7 @@ class RequestGate:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > limit:
-                return await _answer(scope, receive, send, 413, f"the body is larger than {limit} bytes, this route's limit")
+                return await _too_large(scope, receive, send, f"the body is larger than {limit} bytes, this route's limit")
         await self.app(scope, _replay(bytes(body), receive), send)
 
     @staticmethod
@@ -76,5 +76,5 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _answer(scope: Scope, receive: Receive, send: Send, status: int, detail: str, headers: dict | None = None) -> None:
-    await JSONResponse({"detail": detail}, status_code=status, headers=headers)(scope, receive, send)
+async def _too_large(scope: Scope, receive: Receive, send: Send, detail: str) -> None:
+    await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)

@@ -22,6 +22,11 @@ from .errors import Conflict, NotFound, Unauthorized, Unavailable
 log = logging.getLogger("polyp_control")
 
 
+def refusal(exc: Unauthorized) -> JSONResponse:
+    """401 or 403 with the RFC 6750 challenge: from a route's token dependency, or from the gate before routing."""
+    return JSONResponse(status_code=exc.status, content={"detail": str(exc)}, headers={"WWW-Authenticate": exc.challenge})
+
+
 def add_exception_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -43,7 +48,7 @@ def add_exception_handlers(app: FastAPI) -> None:
 
     async def unauthorized(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Unauthorized)
-        return JSONResponse(status_code=exc.status, content={"detail": str(exc)}, headers={"WWW-Authenticate": exc.challenge})
+        return refusal(exc)
 
     async def not_found(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(status_code=404, content={"detail": str(exc)})
