@@ -23,10 +23,10 @@ help:
 	@echo "make fixtures  upstream charts, CRD schemas, Kvasir-SEG frames the tests read: ../shared, the cache or download"
 	@echo "make validate  render dev, staging and prod as Argo CD would and validate every object"
 	@echo "make cluster   a local Kubernetes control plane with kwok nodes (no Docker); make cluster-down stops it"
-	@echo "make tools     install pinned helm, kubeconform, actionlint, helm-docs (go install); promtool, redis-server, chromium, bsdtar, postgresql (apt)"
+	@echo "make tools     install pinned helm, kubeconform, actionlint, helm-docs (go install); promtool, redis-server, chromium, bsdtar, postgresql, containerd, runc, buildah, mmdebstrap (apt)"
 	@echo "make chart-docs regenerate charts/*/README.md with helm-docs from the charts' values.yaml comments"
 	@echo "make lint      ruff format check, ruff, mypy over every src/ tree, shellcheck, actionlint, chart READMEs current"
-	@echo "make images    build the platform's images (needs a Docker engine; CI builds them)"
+	@echo "make images    build the platform's images with docker or buildah (ENV=dev: as dev pins them; IMAGES=frontend: only those)"
 
 # ---- tools ----------------------------------------------------------------------------------
 $(TOOLS_BIN)/helm:
@@ -43,9 +43,12 @@ $(TOOLS_BIN)/helm-docs:
 
 # Debian packages the tests run for real: promtool (prometheus), redis-server, chromium (browser test),
 # bsdtar (libarchive-tools: unpacks CVC-ClinicDB's RAR release for `make fixtures`, and its tests),
-# PostgreSQL (the control service's database in a cluster; its binaries live off PATH, pg_ctlcluster is on it).
+# PostgreSQL (the control service's database in a cluster; its binaries live off PATH, pg_ctlcluster is on it),
+# the local cluster's real node (containerd, runc, the CNI plugins, iptables for kube-proxy, cc for the pause
+# binary) and the images (buildah, mmdebstrap for base images where no registry answers, curl to find out).
 # `env VAR=...`: with SUDO empty (root) a bare `VAR=... apt-get` after $$SUDO would be taken as the command name.
 # DPkg::Lock::Timeout: on a new machine another process (unattended upgrades) may hold the lock; wait for it.
+CNI_BIN_DIR ?= /usr/lib/cni
 .PHONY: system-packages
 system-packages:
 	@missing=""; \
@@ -54,6 +57,14 @@ system-packages:
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v bsdtar >/dev/null || missing="$$missing libarchive-tools"; \
 	command -v pg_ctlcluster >/dev/null || missing="$$missing postgresql"; \
+	command -v containerd >/dev/null || missing="$$missing containerd"; \
+	command -v runc >/dev/null || missing="$$missing runc"; \
+	command -v buildah >/dev/null || missing="$$missing buildah"; \
+	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
+	[ -x $(CNI_BIN_DIR)/bridge ] || missing="$$missing containernetworking-plugins"; \
+	command -v iptables >/dev/null || missing="$$missing iptables"; \
+	command -v cc >/dev/null || missing="$$missing gcc libc6-dev"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  echo "installing Debian packages:$$missing"; \
@@ -88,7 +99,7 @@ CLUSTER_GO  := $(CURDIR)/dev/local-cluster/go
 SHARE       := $(CURDIR)/.tools/share
 K8S_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
   -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34
-K8S_BINARIES := $(addprefix $(TOOLS_BIN)/,kube-apiserver kube-controller-manager kube-scheduler kubectl)
+K8S_BINARIES := $(addprefix $(TOOLS_BIN)/,kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 CLUSTER_BINARIES := $(K8S_BINARIES) $(TOOLS_BIN)/etcd $(TOOLS_BIN)/kwok $(TOOLS_BIN)/argocd
 
 # $(call go_build,what,cold minutes,module folder,toolchain,go build arguments): timed, with progress.
@@ -98,8 +109,8 @@ define go_build
 	  echo "  $(1) built in $$(( $$(date +%s) - start )) s"
 endef
 
-$(K8S_BINARIES) &: $(CLUSTER_GO)/k8s/go.mod $(CLUSTER_GO)/k8s/go.sum
-	$(call go_build,Kubernetes $(K8S_VERSION) apiserver/controller-manager/scheduler/kubectl,4,k8s,$(GO_TOOLCHAIN),-o $(TOOLS_BIN)/ -ldflags "$(K8S_LDFLAGS)" ./cmd/...)
+$(K8S_BINARIES) &: $(CLUSTER_GO)/k8s/go.mod $(CLUSTER_GO)/k8s/go.sum $(wildcard $(CLUSTER_GO)/k8s/cmd/*/*.go)
+	$(call go_build,Kubernetes $(K8S_VERSION) apiserver/controller-manager/scheduler/kubectl/kubelet/kube-proxy,6,k8s,$(GO_TOOLCHAIN),-o $(TOOLS_BIN)/ -ldflags "$(K8S_LDFLAGS)" ./cmd/...)
 
 $(TOOLS_BIN)/etcd: $(CLUSTER_GO)/etcd/go.mod $(CLUSTER_GO)/etcd/go.sum
 	$(call go_build,etcd,0.5,etcd,$(GO_TOOLCHAIN),-o $@ -ldflags "-s -w" .)
@@ -173,20 +184,17 @@ lint: tools sync
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen mypy   # [tool.mypy] in pyproject.toml: every src/ tree
-	$(UV) run --frozen shellcheck bootstrap/install.sh .ci/run
+	$(UV) run --frozen shellcheck bootstrap/install.sh bootstrap/build-images.sh bootstrap/images/nginx-unprivileged.sh .ci/run
 	$(UV) run --frozen actionlint   # checks run: scripts with the venv's shellcheck
 	$(UV) run --frozen pytest -q -p no:cacheprovider tests/manifests/test_schemas.py -k helm_docs   # chart READMEs current
 
-IMAGE_REGISTRY ?= ghcr.io/polyp-mlops
-IMAGE_TAG      ?= $(shell git rev-parse HEAD)
-IMAGES := control-service=services/control/Dockerfile frontend=services/frontend/Dockerfile training=training/Dockerfile
-
+# The platform's images from their Dockerfiles, with docker or (no daemon) buildah; where no image registry
+# answers, the base images are built here from Debian packages and PyPI. ENV=dev tags them as dev pins them.
+# ARCHIVES=DIR also writes each as an OCI archive (kind load image-archive, polyp-cluster load).
+IMAGE_ARGS := $(if $(ENV),--env $(ENV),) $(if $(IMAGE_TAG),--tag $(IMAGE_TAG),) $(if $(ARCHIVES),--archives $(ARCHIVES),)
 .PHONY: images
-images:
-	@docker info >/dev/null 2>&1 || { echo "make images: no Docker engine here; the images workflow builds them" >&2; exit 2; }
-	@for image in $(IMAGES); do \
-	  docker build -f "$${image#*=}" -t "$(IMAGE_REGISTRY)/$${image%%=*}:$(IMAGE_TAG)" . ; \
-	done
+images: sync
+	bootstrap/build-images.sh $(IMAGE_ARGS) $(IMAGES)
 
 # Control service + alert page on :8000, local Ray, MLflow on SQLite, ONNX Runtime serving; Ctrl-C stops all.
 .PHONY: up

@@ -27,7 +27,8 @@ def test_workflows_pass_actionlint_with_shellcheck(repo_root):
 
 def test_shell_scripts_pass_shellcheck(repo_root):
     shellcheck = repo_root / ".venv" / "bin" / "shellcheck"
-    result = subprocess.run([str(shellcheck), "bootstrap/install.sh", ".ci/run"], cwd=repo_root, capture_output=True, text=True)
+    scripts = ["bootstrap/install.sh", "bootstrap/build-images.sh", "bootstrap/images/nginx-unprivileged.sh", ".ci/run"]
+    result = subprocess.run([str(shellcheck), *scripts], cwd=repo_root, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 

@@ -73,12 +73,16 @@ class FreshMachine:
 @pytest.mark.parametrize("uid", [0, 1000], ids=["root", "user-with-sudo"])
 def test_system_packages_install_where_none_is_installed(repo_root, tmp_path, uid):
     machine = FreshMachine(tmp_path, uid)
-    result = machine.make(repo_root / "Makefile", tmp_path, "system-packages")
+    # The CNI plugins are found by path, not on PATH: point at a folder this machine lacks too.
+    result = machine.make(repo_root / "Makefile", tmp_path, "system-packages", f"CNI_BIN_DIR={tmp_path / 'no-cni'}")
     assert result.returncode == 0, result.stdout + result.stderr
     calls = machine.recorded()
     installs = [c for c in calls if c.startswith("apt-get install")]
     assert len(installs) == 1, calls
     assert {"prometheus", "redis-server", "chromium", "libarchive-tools", "postgresql"} <= set(installs[0].split())
+    # The local cluster's real node and the image builds.
+    real_node = {"containerd", "runc", "containernetworking-plugins", "iptables", "gcc", "libc6-dev"}
+    assert real_node | {"buildah", "mmdebstrap", "curl"} <= set(installs[0].split())
     assert "-y" in installs[0].split() and "DEBIAN_FRONTEND=noninteractive" in installs[0]
     # A new machine's unattended upgrades may hold the package lock: every apt-get waits for it, never fails.
     assert all("-o DPkg::Lock::Timeout=600" in c for c in calls if c.startswith("apt-get")), calls
@@ -92,9 +96,14 @@ def test_system_packages_install_where_none_is_installed(repo_root, tmp_path, ui
 
 def test_system_packages_installs_nothing_when_all_are_present(repo_root, tmp_path):
     machine = FreshMachine(tmp_path, 0)
-    for tool in ("promtool", "redis-server", "chromium", "bsdtar", "pg_ctlcluster"):
+    tools = ("promtool", "redis-server", "chromium", "bsdtar", "pg_ctlcluster", "containerd", "runc", "buildah", "mmdebstrap")
+    for tool in (*tools, "iptables", "cc", "curl"):
         machine.fake(tool, "true")
-    result = machine.make(repo_root / "Makefile", tmp_path, "system-packages")
+    cni = tmp_path / "cni"
+    cni.mkdir()
+    (cni / "bridge").write_text("")
+    (cni / "bridge").chmod(0o755)
+    result = machine.make(repo_root / "Makefile", tmp_path, "system-packages", f"CNI_BIN_DIR={cni}")
     assert result.returncode == 0, result.stderr
     assert machine.recorded() == []
 

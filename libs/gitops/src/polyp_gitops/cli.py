@@ -13,6 +13,7 @@ import yaml
 
 from . import crossref, live, promotion
 from .errors import PinError, ToolError
+from .pins import own_images
 from .render import DEFAULT_REPO_URL, render_argocd, render_environment, upstream_charts
 from .repo import ENVIRONMENTS, repo_root
 from .validate import ValidationReport, validate_groups
@@ -59,6 +60,12 @@ def _validate(args: argparse.Namespace) -> int:
 def _images(args: argparse.Namespace) -> int:
     for image in sorted(crossref.images(render_environment(args.env, args.root))):
         print(image)
+    return 0
+
+
+def _own_images(args: argparse.Namespace) -> int:
+    for component, image in own_images(args.env, args.root).items():
+        print(component, image)
     return 0
 
 
@@ -133,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     images = sub.add_parser("images", help="every container image an environment runs (what an air-gapped mirror holds)")
     images.add_argument("--env", required=True, choices=ENVIRONMENTS)
     images.set_defaults(func=_images)
+
+    own = sub.add_parser("own-images", help="each image built from this repo and the reference an environment pins for it")
+    own.add_argument("--env", required=True, choices=ENVIRONMENTS)
+    own.set_defaults(func=_own_images)
 
     charts = sub.add_parser("charts", help="every upstream chart and version a chart mirror must hold")
     charts.set_defaults(func=_charts)

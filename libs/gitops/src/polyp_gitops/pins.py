@@ -84,6 +84,19 @@ def read_pins(env: str, root: Path) -> dict[Pin, str]:
     return {pin: str(_node(data, pin, env)[pin.key[-1]]) for pin in promoted_pins(root)}
 
 
+def own_images(env: str, root: Path) -> dict[str, str]:
+    """Component -> the image reference the environment runs of each image built from this repo (no render)."""
+    values = yaml.safe_load(env_file(env, root).read_text()).get("components", {})
+    catalog = yaml.safe_load((root / "apps" / "values.yaml").read_text())["components"]
+    tags = read_pins(env, root)
+    found = {}
+    for component in image_components(root):
+        default = yaml.safe_load((root / catalog[component]["path"] / "values.yaml").read_text())["image"]["repository"]
+        override = (values.get(component) or {}).get("values", {}).get("image", {}).get("repository")
+        found[component] = f"{override or default}:{tags[Pin(component, IMAGE_TAG)]}"
+    return found
+
+
 def _scalar_end(line: str, start: int) -> int:
     if line[start] in "\"'":
         end = line.index(line[start], start + 1)

@@ -1,6 +1,7 @@
 """polyp-cluster: a local Kubernetes control plane with kwok nodes, and the real Argo CD on it.
 
-polyp-cluster up        control plane, kwok, chart mirror (idempotent: reuses what runs)
+polyp-cluster up        control plane, kwok, the real node (as root), chart mirror (idempotent: reuses what runs)
+polyp-cluster load A..  import OCI image archives into the real node; their pods then run there for real
 polyp-cluster argocd    the real Argo CD processes (after install.sh --target local applied its config)
 polyp-cluster env       shell lines: KUBECONFIG, POLYP_CHART_MIRROR
 polyp-cluster status    what runs
@@ -12,8 +13,9 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
+from pathlib import Path
 
-from . import argocd, chart_mirror, control_plane
+from . import argocd, chart_mirror, control_plane, images, node, placement
 from .processes import STATE_DIR, State, is_running, stop_all
 
 
@@ -24,16 +26,31 @@ def _env(state: State) -> str:
     )
 
 
-def _up(_args: argparse.Namespace) -> int:
+def _up(args: argparse.Namespace) -> int:
     began = time.monotonic()
     state = control_plane.up()
+    why_not = "skipped (--no-real-node)" if args.no_real_node else node.available()
+    if why_not is None:
+        node.up(state)
+        placement.update(images.platform_images())
     mirror = chart_mirror.up(state)
+    real = f"real node {node.NODE_NAME} ({node.node_ip(state)})" if why_not is None else f"no real node: {why_not}"
     print(
         f"local cluster ready in {time.monotonic() - began:.1f} s: API server {control_plane.api_server_url(state)}, "
-        f"{len(control_plane.NODES)} kwok nodes, chart mirror {mirror}"
+        f"{len(control_plane.NODES)} kwok nodes, {real}, chart mirror {mirror}"
     )
     print("use it:\n  " + _env(state).replace("\n", "\n  ").rstrip())
     print("  kubectl get nodes\nthen: bootstrap/install.sh --target local --env dev   (Argo CD syncs this checkout)")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> int:
+    state = State.load()
+    if not is_running(state.pids.get("kubelet"), "kubelet"):
+        raise SystemExit("no real node runs: `polyp-cluster up` as root starts one")
+    for archive in args.archives:
+        print(f"{archive}: loaded {', '.join(images.load(archive)) or 'nothing new'}")
+    placement.update(images.platform_images())
     return 0
 
 
@@ -60,7 +77,10 @@ def _status(_args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    stopped = stop_all(State.load())
+    state = State.load()
+    node.down(state)
+    stopped = stop_all(state)
+    node.unmount_all()
     print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
     if args.purge and STATE_DIR.exists():
         shutil.rmtree(STATE_DIR)
@@ -71,7 +91,12 @@ def _down(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="polyp-cluster", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start the control plane, kwok and the chart mirror").set_defaults(func=_up)
+    up = sub.add_parser("up", help="start the control plane, kwok, the real node and the chart mirror")
+    up.add_argument("--no-real-node", action="store_true", help="kwok nodes only (no containerd, kubelet, kube-proxy)")
+    up.set_defaults(func=_up)
+    load = sub.add_parser("load", help="import OCI image archives (make images) into the real node's containerd")
+    load.add_argument("archives", nargs="+", type=Path)
+    load.set_defaults(func=_load)
     sub.add_parser("argocd", help="start the real Argo CD against the cluster").set_defaults(func=_argocd)
     sub.add_parser("env", help="print KUBECONFIG and POLYP_CHART_MIRROR as shell exports").set_defaults(func=_print_env)
     sub.add_parser("status", help="which processes run").set_defaults(func=_status)

@@ -149,6 +149,13 @@ def up() -> State:
             # Operators' admission webhooks point at pods kwok only pretends to run: their configurations
             # are stored (Argo CD syncs and checks them) but this API server never calls them.
             "--disable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+            # In-process CEL policies need no pod: placement.py sends pods to the real node with one.
+            "--feature-gates=MutatingAdmissionPolicy=true",
+            "--runtime-config=admissionregistration.k8s.io/v1beta1=true",
+            # The real node's kubelet (logs, exec, port-forward) trusts this client certificate.
+            f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
+            "--kubelet-preferred-address-types=InternalIP",
         ],
     )
     write_kubeconfig(state)

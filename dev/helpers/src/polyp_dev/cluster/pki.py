@@ -1,4 +1,5 @@
-"""The cluster's certificates and tokens: a CA, the API server's serving certificate, the service-account key pair."""
+"""The cluster's certificates and tokens: a CA, the API server's serving and kubelet-client certificates, the
+service-account key pair."""
 
 from __future__ import annotations
 
@@ -80,6 +81,15 @@ def ensure_pki(pki: Path) -> None:
         server = _certificate("kube-apiserver", server_key, ca, ca_key, ca=False, names=API_SERVER_NAMES, ips=API_SERVER_IPS)
         _write_key(pki / "apiserver.key", server_key)
         (pki / "apiserver.crt").write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    if not (pki / "apiserver-kubelet-client.crt").exists():
+        # What the API server shows a real node's kubelet (logs, exec, port-forward); the kubelet trusts the CA.
+        issuer_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
+        issuer = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+        assert isinstance(issuer_key, ec.EllipticCurvePrivateKey)
+        client_key = _key()
+        client = _certificate("kube-apiserver-kubelet-client", client_key, issuer, issuer_key, ca=False)
+        _write_key(pki / "apiserver-kubelet-client.key", client_key)
+        (pki / "apiserver-kubelet-client.crt").write_bytes(client.public_bytes(serialization.Encoding.PEM))
     if not (pki / "sa.key").exists():
         sa_key = _key()
         _write_key(pki / "sa.key", sa_key)

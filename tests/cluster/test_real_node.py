@@ -1,0 +1,194 @@
+"""The real node of the local cluster: an image built here without Docker runs as a real pod, as its chart renders it.
+
+What is real here: containerd + runc, the kubelet and kube-proxy (built from the pinned Kubernetes module), the
+CNI bridge, the frontend image (bootstrap/build-images.sh: buildah, Debian-built bases where no registry answers),
+its probes, a Service's ClusterIP. Not yet: cluster DNS, so the frontend is pointed at the control service's
+Service by ClusterIP (a chart value, controlServiceUrl) instead of by name; the control service itself is
+stood in for by a Service whose endpoint is a plain HTTP server inside the node's network namespace.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from polyp_gitops.render import DEFAULT_REPO_URL, render_application, render_applications
+
+from .conftest import REPO, TOOLS_BIN, local_cluster, run_kubectl
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.skipif(os.geteuid() != 0, reason="a real node needs root (containerd, runc, iptables); CI runs as root"),
+]
+
+NODE = "polyp-real-node"
+NAMESPACE = "polyp"
+CONTROL_SERVICE_IP = "10.96.200.10"  # a fixed ClusterIP for the stand-in control service
+
+
+def _frontend_objects(control_service_url: str) -> list[dict]:
+    """The frontend's Deployment and Service exactly as Argo CD renders dev, but for one value."""
+    app = next(a for a in render_applications("dev", REPO) if a["metadata"]["name"] == "frontend")
+    app = copy.deepcopy(app)
+    app["spec"]["source"]["helm"]["valuesObject"]["controlServiceUrl"] = control_service_url
+    return render_application(app, DEFAULT_REPO_URL, REPO).objects
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("real-node")
+    archives = tmp / "images"
+    began = time.monotonic()
+    subprocess.run(
+        ["bash", str(REPO / "bootstrap" / "build-images.sh"), "--env", "dev", "--archives", str(archives), "frontend"],
+        check=True,
+        env={**os.environ, "PATH": f"{TOOLS_BIN}:{os.environ['PATH']}"},
+    )
+    print(f"frontend image built in {time.monotonic() - began:.0f} s", flush=True)
+    with local_cluster(tmp / "cluster") as (env, exports):
+        polyp_cluster = str(Path(sys.executable).parent / "polyp-cluster")
+        subprocess.run([polyp_cluster, "load", str(archives / "frontend.tar")], env=env, check=True)
+        kubectl = lambda *args, **kw: run_kubectl(exports["KUBECONFIG"], env, *args, **kw)  # noqa: E731
+        yield env, exports, kubectl, tmp / "cluster"
+
+
+def _pod(kubectl, selector: str) -> dict | None:
+    pods = json.loads(kubectl("get", "pods", "-n", NAMESPACE, "-l", selector, "-o", "json").stdout)["items"]
+    return pods[0] if pods else None
+
+
+def _wait(check, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(1)
+    raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
+
+
+def _in_node_args(state_dir: Path, *args: str) -> list[str]:
+    """args, run in the real node's network namespace (where pod and Service addresses are routed)."""
+    pid = json.loads((state_dir / "state.json").read_text())["pids"]["node-netns"]
+    return ["nsenter", f"--net=/proc/{pid}/ns/net", "--", *args]
+
+
+def _curl(state_dir: Path, url: str) -> str:
+    """Status line, headers and body from inside the node; "" when the connection fails."""
+    result = subprocess.run(_in_node_args(state_dir, "curl", "-si", "-m", "5", url), capture_output=True, text=True, timeout=30)
+    return result.stdout if result.returncode == 0 else ""
+
+
+def test_the_real_node_joins_the_kwok_nodes_tainted(cluster):
+    _, _, kubectl, _ = cluster
+    nodes = {n["metadata"]["name"]: n for n in json.loads(kubectl("get", "nodes", "-o", "json").stdout)["items"]}
+    assert len(nodes) == 3
+    real = nodes[NODE]
+    assert real["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
+    assert {"key": "polyp.dev/real-node", "value": "true", "effect": "NoSchedule"} in real["spec"]["taints"]
+    assert "kwok.x-k8s.io/node" not in real["metadata"].get("annotations", {})
+    for node in nodes.values():
+        assert any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"]), node["metadata"]["name"]
+
+
+def test_the_frontend_runs_for_real_ready_by_its_own_probe(cluster):
+    _, _, kubectl, state_dir = cluster
+    kubectl("create", "namespace", NAMESPACE)
+    # The control service stand-in: a Service without selector whose endpoint is an HTTP server on the node.
+    node_ip = json.loads(kubectl("get", "node", NODE, "-o", "json").stdout)["status"]["addresses"][0]["address"]
+    stand_in = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "control-service", "namespace": NAMESPACE},
+                "spec": {"clusterIP": CONTROL_SERVICE_IP, "ports": [{"port": 8000, "targetPort": 18000}]},
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Endpoints",
+                "metadata": {"name": "control-service", "namespace": NAMESPACE},
+                "subsets": [{"addresses": [{"ip": node_ip}], "ports": [{"port": 18000}]}],
+            },
+        ],
+    }
+    kubectl("apply", "-f", "-", stdin=json.dumps(stand_in))
+    objects = _frontend_objects(f"http://{CONTROL_SERVICE_IP}:8000")
+    kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    selector = ",".join(f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items())
+
+    def ready_pod():
+        pod = _pod(kubectl, selector)
+        conditions = (pod or {}).get("status", {}).get("conditions", [])
+        return pod if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions) else None
+
+    pod = _wait(ready_pod, 180, "the frontend pod Ready")
+    [status] = pod["status"]["containerStatuses"]
+    print(f"\nfrontend pod: real, node {pod['spec']['nodeName']}, image {status['image']}")
+    print(f"  digest {status['imageID']}, restarts {status['restartCount']}")
+    assert pod["spec"]["nodeName"] == NODE, "placement: its image is loaded, so it runs for real"
+    assert status["image"] == deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert status["restartCount"] == 0
+    # The chart's security context holds in a real container: uid 101, read-only root filesystem.
+    logs = kubectl("logs", "-n", NAMESPACE, pod["metadata"]["name"]).stdout
+    assert "start worker process" in logs or "nginx" in logs, logs
+
+    # Through the frontend's Service (kube-proxy's NAT on the node) the page is served with its headers, and
+    # /v1/ reaches the control service's Service.
+    service = next(o for o in objects if o["kind"] == "Service")
+    cluster_ip = json.loads(kubectl("get", "service", "-n", NAMESPACE, service["metadata"]["name"], "-o", "json").stdout)["spec"][
+        "clusterIP"
+    ]
+    port = service["spec"]["ports"][0]["port"]
+    stand_in_root = state_dir.parent / "stand-in"
+    (stand_in_root / "v1").mkdir(parents=True)
+    (stand_in_root / "v1" / "ping").write_text("pong from the control service's Service")
+    server = subprocess.Popen(
+        _in_node_args(
+            state_dir, sys.executable, "-m", "http.server", "--bind", node_ip, "18000", "--directory", str(stand_in_root)
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        page = _wait(lambda: _curl(state_dir, f"http://{cluster_ip}:{port}/"), 30, "the page through the frontend's Service")
+        assert page.splitlines()[0].split()[1] == "200", page
+        assert "Content-Security-Policy: default-src 'self'" in page and "X-Frame-Options: DENY" in page
+        assert "<html" in page.lower()
+        proxied = _wait(
+            lambda: "pong" in (body := _curl(state_dir, f"http://{cluster_ip}:{port}/v1/ping")) and body,
+            30,
+            "/v1/ through nginx to the control service's Service",
+        )
+        assert proxied.splitlines()[0].split()[1] == "200", proxied
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_a_pod_whose_image_is_not_loaded_stays_simulated(cluster):
+    _, _, kubectl, _ = cluster
+    kubectl("create", "namespace", "simulated")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "elsewhere", "namespace": "simulated"},
+        "spec": {"containers": [{"name": "c", "image": "example.invalid/not-loaded:1.0.0"}]},
+    }
+    kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+    node = _wait(
+        lambda: json.loads(kubectl("get", "pod", "-n", "simulated", "elsewhere", "-o", "json").stdout)["spec"].get("nodeName"),
+        60,
+        "scheduled",
+    )
+    assert node.startswith("kwok-node-")
