@@ -4,7 +4,7 @@
 # Build the platform's images from their Dockerfiles (make images; install.sh --target kind calls it).
 #
 #   bootstrap/build-images.sh [--env ENV | --tag TAG] [--registry REGISTRY] [--engine auto|docker|buildah]
-#                             [--bases auto|public|local] [--archives DIR] [COMPONENT ...]
+#                             [--bases auto|public|local] [--archives DIR] [--reuse-existing] [COMPONENT ...]
 #
 # --env ENV      tag each image exactly as environments/ENV pins it (polyp-gitops own-images); default:
 #                REGISTRY/COMPONENT:TAG, TAG the commit (what the images workflow publishes)
@@ -13,6 +13,7 @@
 #                local: the same roles built here from Debian packages (mmdebstrap) and PyPI, for machines
 #                that reach no image registry; auto: public if Docker Hub answers, else local
 # --archives DIR also write each image as DIR/COMPONENT.tar (OCI archive: kind load image-archive, ctr import)
+# --reuse-existing  skip a component whose reference the engine already holds (install.sh --target kind)
 #
 # Layers are cached by the engine, and uv's and pip's downloads by cache mounts: a rebuild downloads nothing
 # it has seen (torch included).
@@ -34,7 +35,7 @@ LOCAL_RAY=localhost/polyp-base/ray:$RAY_VERSION-py311-bookworm-r$LOCAL_BASES_REV
 LOCAL_NGINX=localhost/polyp-base/nginx-unprivileged:bookworm-r$LOCAL_BASES_REVISION
 LOCAL_NODE=localhost/polyp-base/node:bookworm-r$LOCAL_BASES_REVISION
 
-env_name="" tag="" registry="ghcr.io/polyp-mlops" engine=auto bases=auto archives="" components=()
+env_name="" tag="" registry="ghcr.io/polyp-mlops" engine=auto bases=auto archives="" reuse=false components=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --env) env_name="$2"; shift 2 ;;
@@ -43,7 +44,8 @@ while [ $# -gt 0 ]; do
     --engine) engine="$2"; shift 2 ;;
     --bases) bases="$2"; shift 2 ;;
     --archives) archives="$2"; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --reuse-existing) reuse=true; shift ;;
+    -h|--help) sed -n '4,20p' "$0"; exit 0 ;;
     -*) echo "build-images.sh: unknown option $1" >&2; exit 2 ;;
     *) components+=("$1"); shift ;;
   esac
@@ -82,6 +84,8 @@ image_exists() {
   fi
 }
 
+host_arch() { case "$(uname -m)" in x86_64) echo amd64 ;; aarch64|arm64) echo arm64 ;; *) uname -m ;; esac; }
+
 build() {  # build REF DOCKERFILE CONTEXT [BUILD ARGS...]
   local ref="$1" file="$2" context="$3"; shift 3
   local args=()
@@ -89,7 +93,8 @@ build() {  # build REF DOCKERFILE CONTEXT [BUILD ARGS...]
   if [ "$engine" = docker ]; then
     DOCKER_BUILDKIT=1 docker build -f "$file" -t "$ref" "${args[@]}" "$context"
   else
-    buildah bud --layers --format oci -f "$file" -t "$ref" "${args[@]}" "$context"
+    # buildah 1.28 does not define the automatic platform arguments in the global scope yet.
+    buildah bud --layers --format oci -f "$file" -t "$ref" --build-arg "TARGETARCH=$(host_arch)" "${args[@]}" "$context"
   fi
 }
 
@@ -148,14 +153,20 @@ EOF
 base_args=()
 if [ "$bases" = local ]; then
   local_bases "${components[@]}"
-  base_args=("PYTHON_IMAGE=$LOCAL_PYTHON" "RAY_IMAGE=$LOCAL_RAY" "NGINX_IMAGE=$LOCAL_NGINX" "NODE_IMAGE=$LOCAL_NODE")
+  # The local Ray base is built for this machine's architecture, whichever TARGETARCH picks.
+  base_args=("PYTHON_IMAGE=$LOCAL_PYTHON" "RAY_IMAGE_AMD64=$LOCAL_RAY" "RAY_IMAGE_ARM64=$LOCAL_RAY"
+    "NGINX_IMAGE=$LOCAL_NGINX" "NODE_IMAGE=$LOCAL_NODE")
 fi
 
 for component in "${components[@]}"; do
   ref="${REF[$component]}"
   began=$(date +%s)
-  build "$ref" "${DOCKERFILE[$component]}" . "${base_args[@]}"
-  echo "build-images.sh: $ref built in $(( $(date +%s) - began )) s" >&2
+  if $reuse && image_exists "$ref"; then
+    echo "build-images.sh: $ref exists: reused" >&2
+  else
+    build "$ref" "${DOCKERFILE[$component]}" . "${base_args[@]}"
+    echo "build-images.sh: $ref built in $(( $(date +%s) - began )) s" >&2
+  fi
   if [ -n "$archives" ]; then
     mkdir -p "$archives"
     rm -f "$archives/$component.tar"

@@ -20,7 +20,8 @@ usage() {
   cat <<'USAGE'
 Options:
   --target kind|gke|local
-                        kind: create the kind cluster if missing; gke: use the current kube context;
+                        kind: create the kind cluster if missing, build the platform's images (make images)
+                        and load them into it; gke: use the current kube context (images from the registry);
                         local: the cluster of `make cluster` (kwok nodes), with the real Argo CD
                         running as local processes; repo defaults to this checkout (file://)
   --env ENV             an environment of environments/promotion.yaml
@@ -168,6 +169,8 @@ if $dry_run; then
     echo "# would use the cluster of make cluster (polyp-cluster env) and start Argo CD: polyp-cluster argocd"
   elif [[ $target == kind ]]; then
     echo "# would run: kind create cluster --name $cluster_name --config bootstrap/kind-config.yaml (if missing)"
+    echo "# would run: bootstrap/build-images.sh --env $env --reuse-existing --archives DIR, then for each image:"
+    echo "#            kind load image-archive DIR/IMAGE.tar --name $cluster_name"
   else
     echo "# would use kube context: $(kubectl config current-context 2>/dev/null || echo '<current context>')"
   fi
@@ -192,6 +195,12 @@ if [[ $target == kind ]]; then
     kind create cluster --name "$cluster_name" --config "$HERE/kind-config.yaml"
   fi
   kubectl config use-context "kind-$cluster_name" >/dev/null
+  # No registry holds our images: build them from this checkout at the tags $env pins (reusing an image already
+  # built at that tag) and load them into the kind nodes.
+  images_dir=$(mktemp -d)
+  "$HERE/build-images.sh" --env "$env" --reuse-existing --archives "$images_dir"
+  for archive in "$images_dir"/*.tar; do kind load image-archive "$archive" --name "$cluster_name"; done
+  rm -rf "$images_dir"
 elif [[ $target == local ]]; then
   kubectl cluster-info >/dev/null || die "the local cluster does not answer: run \`make cluster\`"
   echo "using the local cluster ($KUBECONFIG)"
