@@ -100,7 +100,7 @@ SHARE       := $(CURDIR)/.tools/share
 K8S_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
   -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34
 K8S_BINARIES := $(addprefix $(TOOLS_BIN)/,kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
-CLUSTER_BINARIES := $(K8S_BINARIES) $(TOOLS_BIN)/etcd $(TOOLS_BIN)/kwok $(TOOLS_BIN)/argocd
+CLUSTER_BINARIES := $(K8S_BINARIES) $(TOOLS_BIN)/etcd $(TOOLS_BIN)/kwok $(TOOLS_BIN)/argocd $(TOOLS_BIN)/coredns
 
 # $(call go_build,what,cold minutes,module folder,toolchain,go build arguments): timed, with progress.
 define go_build
@@ -114,6 +114,10 @@ $(K8S_BINARIES) &: $(CLUSTER_GO)/k8s/go.mod $(CLUSTER_GO)/k8s/go.sum $(wildcard 
 
 $(TOOLS_BIN)/etcd: $(CLUSTER_GO)/etcd/go.mod $(CLUSTER_GO)/etcd/go.sum
 	$(call go_build,etcd,0.5,etcd,$(GO_TOOLCHAIN),-o $@ -ldflags "-s -w" .)
+
+# The real node's cluster DNS (its image is this binary FROM scratch: polyp_dev.cluster.images), static.
+$(TOOLS_BIN)/coredns: $(CLUSTER_GO)/coredns/go.mod $(CLUSTER_GO)/coredns/go.sum $(CLUSTER_GO)/coredns/main.go
+	$(call go_build,CoreDNS,3,coredns,$(GO_TOOLCHAIN) CGO_ENABLED=0,-o $@ -ldflags "-s -w" .)
 
 # kwok's node, pod and volume stages ship in its module: copied beside the binary.
 $(TOOLS_BIN)/kwok: $(CLUSTER_GO)/kwok/go.mod $(CLUSTER_GO)/kwok/go.sum

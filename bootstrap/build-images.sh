@@ -28,7 +28,7 @@ declare -A DOCKERFILE=(
   [training]=training/Dockerfile
 )
 # Local bases: Debian bookworm's Python 3.11 (the lock's minor version) and the lock's Ray version.
-LOCAL_BASES_REVISION=2
+LOCAL_BASES_REVISION=3
 RAY_VERSION=2.52.0
 LOCAL_PYTHON=localhost/polyp-base/python:3.11-bookworm-r$LOCAL_BASES_REVISION
 LOCAL_RAY=localhost/polyp-base/ray:$RAY_VERSION-py311-bookworm-r$LOCAL_BASES_REVISION
@@ -135,15 +135,18 @@ STOPSIGNAL SIGQUIT
 EXPOSE 8080
 USER 101:101
 CMD ["nginx", "-g", "daemon off;"]'
-  # rayproject/ray's role: the lock's Ray on the local Python, user ray (uid 1000, group users).
+  # rayproject/ray's role: user ray (uid 1000, group users) owning the Python that has the lock's Ray, at the
+  # official image's path (a venv here, conda there), so that pip installs over it as that user.
   if [[ "$wanted" == *" training "* ]] && ! image_exists "$LOCAL_RAY"; then
     local dir; dir="$(mktemp -d)"
     cat > "$dir/Containerfile" <<EOF
 FROM $LOCAL_PYTHON
-RUN --mount=type=cache,target=/root/.cache/pip pip install "ray[default]==$RAY_VERSION" \\
- && useradd --uid 1000 --gid 100 --create-home --shell /bin/bash ray
+RUN useradd --uid 1000 --gid 100 --create-home --shell /bin/bash ray \\
+ && python3 -m venv /home/ray/anaconda3 && chown -R 1000:100 /home/ray/anaconda3
+ENV PATH=/home/ray/anaconda3/bin:\$PATH
 USER 1000:100
 WORKDIR /home/ray
+RUN --mount=type=cache,target=/home/ray/.cache/pip,uid=1000,gid=100 pip install "ray[default]==$RAY_VERSION"
 EOF
     build "$LOCAL_RAY" "$dir/Containerfile" "$dir"
     rm -rf "$dir"

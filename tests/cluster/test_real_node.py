@@ -1,15 +1,14 @@
 """The real node of the local cluster: an image built here without Docker runs as a real pod, as its chart renders it.
 
 What is real here: containerd + runc, the kubelet and kube-proxy (built from the pinned Kubernetes module), the
-CNI bridge, the frontend image (bootstrap/build-images.sh: buildah, Debian-built bases where no registry answers),
-its probes, a Service's ClusterIP. Not yet: cluster DNS, so the frontend is pointed at the control service's
-Service by ClusterIP (a chart value, controlServiceUrl) instead of by name; the control service itself is
-stood in for by a Service whose endpoint is a plain HTTP server inside the node's network namespace.
+CNI bridge, CoreDNS (built from its pinned module) as a real pod, the frontend image (bootstrap/build-images.sh:
+buildah, Debian-built bases where no registry answers), its probes, Services' ClusterIPs and DNS names. Stood in
+for: the control service, by a Service whose endpoint is a plain HTTP server inside the node's network namespace
+(its own image needs its database, Redis, Ray and MLflow to be Ready, which later steps make real).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import subprocess
@@ -30,14 +29,11 @@ pytestmark = [
 
 NODE = "polyp-real-node"
 NAMESPACE = "polyp"
-CONTROL_SERVICE_IP = "10.96.200.10"  # a fixed ClusterIP for the stand-in control service
 
 
-def _frontend_objects(control_service_url: str) -> list[dict]:
-    """The frontend's Deployment and Service exactly as Argo CD renders dev, but for one value."""
+def _frontend_objects() -> list[dict]:
+    """The frontend's Deployment and Service exactly as Argo CD renders dev."""
     app = next(a for a in render_applications("dev", REPO) if a["metadata"]["name"] == "frontend")
-    app = copy.deepcopy(app)
-    app["spec"]["source"]["helm"]["valuesObject"]["controlServiceUrl"] = control_service_url
     return render_application(app, DEFAULT_REPO_URL, REPO).objects
 
 
@@ -98,6 +94,15 @@ def test_the_real_node_joins_the_kwok_nodes_tainted(cluster):
         assert any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"]), node["metadata"]["name"]
 
 
+def test_cluster_dns_runs_for_real_on_the_real_node(cluster):
+    _, _, kubectl, _ = cluster
+    [pod] = json.loads(kubectl("get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns", "-o", "json").stdout)["items"]
+    assert pod["spec"]["nodeName"] == NODE
+    assert any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"]["conditions"])
+    # CoreDNS reached the API server as a pod does: the `kubernetes` Service, through kube-proxy and the relay.
+    assert "Kubernetes API connection failure" not in kubectl("logs", "-n", "kube-system", pod["metadata"]["name"]).stdout
+
+
 def test_the_frontend_runs_for_real_ready_by_its_own_probe(cluster):
     _, _, kubectl, state_dir = cluster
     kubectl("create", "namespace", NAMESPACE)
@@ -111,7 +116,7 @@ def test_the_frontend_runs_for_real_ready_by_its_own_probe(cluster):
                 "apiVersion": "v1",
                 "kind": "Service",
                 "metadata": {"name": "control-service", "namespace": NAMESPACE},
-                "spec": {"clusterIP": CONTROL_SERVICE_IP, "ports": [{"port": 8000, "targetPort": 18000}]},
+                "spec": {"ports": [{"port": 8000, "targetPort": 18000}]},
             },
             {
                 "apiVersion": "v1",
@@ -122,7 +127,7 @@ def test_the_frontend_runs_for_real_ready_by_its_own_probe(cluster):
         ],
     }
     kubectl("apply", "-f", "-", stdin=json.dumps(stand_in))
-    objects = _frontend_objects(f"http://{CONTROL_SERVICE_IP}:8000")
+    objects = _frontend_objects()
     kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
     [deployment] = [o for o in objects if o["kind"] == "Deployment"]
     selector = ",".join(f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items())
@@ -139,9 +144,17 @@ def test_the_frontend_runs_for_real_ready_by_its_own_probe(cluster):
     assert pod["spec"]["nodeName"] == NODE, "placement: its image is loaded, so it runs for real"
     assert status["image"] == deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     assert status["restartCount"] == 0
-    # The chart's security context holds in a real container: uid 101, read-only root filesystem.
-    logs = kubectl("logs", "-n", NAMESPACE, pod["metadata"]["name"]).stdout
-    assert "start worker process" in logs or "nginx" in logs, logs
+    # The API server reaches the kubelet (logs, exec); in the container: uid 101, a read-only root filesystem, and
+    # the control service's Service name resolves through the cluster DNS (nginx needed it to start at all).
+    name = pod["metadata"]["name"]
+    assert "start worker process" in kubectl("logs", "-n", NAMESPACE, name).stdout
+    assert kubectl("exec", "-n", NAMESPACE, name, "--", "id", "-u").stdout.strip() == "101"
+    assert kubectl("exec", "-n", NAMESPACE, name, "--", "touch", "/x", check=False).returncode != 0
+    control_ip = json.loads(kubectl("get", "service", "-n", NAMESPACE, "control-service", "-o", "json").stdout)["spec"][
+        "clusterIP"
+    ]
+    resolved = kubectl("exec", "-n", NAMESPACE, name, "--", "getent", "hosts", "control-service.polyp.svc.cluster.local").stdout
+    assert resolved.split()[0] == control_ip
 
     # Through the frontend's Service (kube-proxy's NAT on the node) the page is served with its headers, and
     # /v1/ reaches the control service's Service.

@@ -1,6 +1,6 @@
 """polyp-cluster: a local Kubernetes control plane with kwok nodes, and the real Argo CD on it.
 
-polyp-cluster up        control plane, kwok, the real node (as root), chart mirror (idempotent: reuses what runs)
+polyp-cluster up        control plane, kwok, the real node and its DNS (as root), chart mirror (idempotent)
 polyp-cluster load A..  import OCI image archives into the real node; their pods then run there for real
 polyp-cluster argocd    the real Argo CD processes (after install.sh --target local applied its config)
 polyp-cluster env       shell lines: KUBECONFIG, POLYP_CHART_MIRROR
@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from . import argocd, chart_mirror, control_plane, images, node, placement
+from . import argocd, chart_mirror, control_plane, dns, images, node, placement
 from .processes import STATE_DIR, State, is_running, stop_all
 
 
@@ -32,7 +32,7 @@ def _up(args: argparse.Namespace) -> int:
     why_not = "skipped (--no-real-node)" if args.no_real_node else node.available()
     if why_not is None:
         node.up(state)
-        placement.update(images.platform_images())
+        dns.up(state)
     mirror = chart_mirror.up(state)
     real = f"real node {node.NODE_NAME} ({node.node_ip(state)})" if why_not is None else f"no real node: {why_not}"
     print(

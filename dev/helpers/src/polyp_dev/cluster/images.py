@@ -1,6 +1,7 @@
 """Images on the real node: nothing can be pulled here, so each one is built here and imported into its containerd.
 
 - the sandbox image: Kubernetes' own pause.c (from the pinned k8s.io/kubernetes module), compiled statically;
+- the cluster DNS: CoreDNS built from its pinned module (dns.py runs it);
 - the platform's images: `make images` (bootstrap/build-images.sh) writes OCI archives; load() imports them
   under the exact reference the charts render, and placement.py then sends their pods to the node.
 """
@@ -13,10 +14,13 @@ import tempfile
 from pathlib import Path
 
 from .node import CONTAINERD_SOCKET, PAUSE_IMAGE
-from .processes import SHARE
+from .processes import SHARE, TOOLS_BIN
 
 K8S_MODULE_DIR = Path(__file__).resolve().parents[5] / "dev" / "local-cluster" / "go" / "k8s"
 PAUSE_ARCHIVE = SHARE / "pause.oci.tar"
+# The tag names the version dev/local-cluster/go/coredns pins.
+COREDNS_IMAGE = "registry.k8s.io/coredns/coredns:v1.15.0"
+COREDNS_ARCHIVE = SHARE / "coredns.oci.tar"
 
 
 def _run(*args: str, cwd: Path | None = None) -> str:
@@ -30,20 +34,25 @@ def ctr(*args: str) -> str:
     return _run("ctr", "--address", str(CONTAINERD_SOCKET), "--namespace", "k8s.io", *args)
 
 
+def _scratch_image(binary: Path, ref: str, archive: Path, entrypoint: list[str]) -> None:
+    """An image of one static binary, FROM scratch, run as nobody (65535), written as an OCI archive."""
+    container = _run("buildah", "from", "scratch").strip()
+    try:
+        _run("buildah", "copy", container, str(binary), entrypoint[0])
+        _run("buildah", "config", "--entrypoint", json.dumps(entrypoint), "--user", "65535:65535", container)
+        _run("buildah", "commit", "-q", container, ref)
+    finally:
+        subprocess.run(["buildah", "rm", container], capture_output=True)
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    _run("buildah", "push", "-q", ref, f"oci-archive:{archive}:{ref}")
+
+
 def _build_pause_archive() -> None:
     module = _run("go", "list", "-m", "-f", "{{.Dir}}", "k8s.io/kubernetes", cwd=K8S_MODULE_DIR).strip()
     with tempfile.TemporaryDirectory() as tmp:
         binary = Path(tmp) / "pause"
         _run("cc", "-Os", "-static", "-o", str(binary), f"{module}/build/pause/linux/pause.c")
-        container = _run("buildah", "from", "scratch").strip()
-        try:
-            _run("buildah", "copy", container, str(binary), "/pause")
-            _run("buildah", "config", "--entrypoint", '["/pause"]', "--user", "65535:65535", container)
-            _run("buildah", "commit", "-q", container, PAUSE_IMAGE)
-        finally:
-            subprocess.run(["buildah", "rm", container], capture_output=True)
-    PAUSE_ARCHIVE.parent.mkdir(parents=True, exist_ok=True)
-    _run("buildah", "push", "-q", PAUSE_IMAGE, f"oci-archive:{PAUSE_ARCHIVE}:{PAUSE_IMAGE}")
+        _scratch_image(binary, PAUSE_IMAGE, PAUSE_ARCHIVE, ["/pause"])
 
 
 def loaded() -> dict[str, str]:
@@ -72,6 +81,14 @@ def ensure_pause_image() -> None:
     load(PAUSE_ARCHIVE)
 
 
+def ensure_coredns_image() -> None:
+    """The cluster DNS image: the CoreDNS binary `make cluster-binaries` built from the pinned module."""
+    binary = TOOLS_BIN / "coredns"
+    if not COREDNS_ARCHIVE.exists() or COREDNS_ARCHIVE.stat().st_mtime < binary.stat().st_mtime:
+        _scratch_image(binary, COREDNS_IMAGE, COREDNS_ARCHIVE, ["/coredns"])
+    load(COREDNS_ARCHIVE)  # again after a rebuild: the node keeps the reference, now at the new digest
+
+
 def archive_refs(archive: Path) -> list[str]:
     """The references an OCI archive's index names (org.opencontainers.image.ref.name, as buildah writes them)."""
     index = json.loads(_run("tar", "-xOf", str(archive), "index.json"))
@@ -79,5 +96,5 @@ def archive_refs(archive: Path) -> list[str]:
 
 
 def platform_images() -> list[str]:
-    """What placement may send to the node: every loaded image but the sandbox's."""
+    """What placement may send to the node: every loaded image but the sandbox's (CoreDNS's included)."""
     return sorted(ref for ref in loaded() if ref != PAUSE_IMAGE)

@@ -11,6 +11,7 @@ import json
 
 from .control_plane import kubectl
 from .node import REAL_NODE_LABEL, REAL_NODE_TAINT
+from .processes import wait_until
 
 POLICY = "polyp-real-node-placement"
 
@@ -61,5 +62,20 @@ def policy(images: list[str]) -> list[dict]:
     ]
 
 
+def _placed(image: str) -> bool:
+    """Whether the API server now sends a pod of this image to the real node (a server-side dry run)."""
+    probe = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "polyp-placement-probe", "namespace": "default"},
+        "spec": {"containers": [{"name": "probe", "image": image}]},
+    }
+    result = kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", stdin=json.dumps(probe), check=False)
+    return result.returncode == 0 and REAL_NODE_LABEL in json.loads(result.stdout)["spec"].get("nodeSelector", {})
+
+
 def update(images: list[str]) -> None:
+    """Apply the policy for these images and wait until the API server enforces it (it loads policies a moment later)."""
     kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": policy(images)}))
+    if images:
+        wait_until(lambda: all(_placed(image) for image in images), 60, "the real node's placement policy", interval_s=0.5)

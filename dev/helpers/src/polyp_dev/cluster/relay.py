@@ -7,6 +7,7 @@ server, the chart mirror). A socket keeps the namespace it was created in, so on
 listen there and connect here.
 
     python -m polyp_dev.cluster.relay --pid PID PORT [PORT ...]     # PID: a process in the namespace
+    python -m polyp_dev.cluster.relay --pid PID --bind ADDRESS PORT # listen on ADDRESS:PORT there instead
     nsenter --net=/proc/PID/ns/net python -m polyp_dev.cluster.relay --loopback-up
 """
 
@@ -43,8 +44,8 @@ def _loopback_up() -> None:
         fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
 
 
-def listen_inside(pid: int, ports: list[int]) -> list[socket.socket]:
-    """Listening sockets on 127.0.0.1:port in the network namespace of process `pid`.
+def listen_inside(pid: int, ports: list[int], address: str = "127.0.0.1") -> list[socket.socket]:
+    """Listening sockets on address:port in the network namespace of process `pid`.
 
     A forked child enters that namespace (and, for a non-root user, its user namespace, which a
     process cannot leave again), creates the sockets and passes them back over a socket pair.
@@ -61,7 +62,7 @@ def listen_inside(pid: int, ports: list[int]) -> list[socket.socket]:
             for port in ports:
                 server = socket.socket()
                 server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                server.bind(("127.0.0.1", port))
+                server.bind((address, port))
                 server.listen(128)
                 servers.append(server)
             socket.send_fds(child_end, [b"ok"], [s.fileno() for s in servers])
@@ -110,13 +111,14 @@ async def serve(sockets: list[socket.socket]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pid", type=int, help="a process in the namespace")
+    parser.add_argument("--bind", default="127.0.0.1", help="the address to listen on inside the namespace")
     parser.add_argument("--loopback-up", action="store_true", help="bring up `lo` in this process's namespace")
     parser.add_argument("ports", type=int, nargs="*")
     args = parser.parse_args()
     if args.loopback_up:
         _loopback_up()
     else:
-        asyncio.run(serve(listen_inside(args.pid, args.ports)))
+        asyncio.run(serve(listen_inside(args.pid, args.ports, args.bind)))
 
 
 if __name__ == "__main__":
