@@ -13,7 +13,7 @@ import yaml
 
 from polyp_gitops import promotion
 from polyp_gitops.git import GitError
-from polyp_gitops.pins import PinError
+from polyp_gitops.pins import PinError, own_images
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SHA = "3f9c2a1b7d4e5f60718293a4b5c6d7e8f9012345"
@@ -246,3 +246,20 @@ def test_cli_errors_exit_2_with_a_message(repo):
     result = _cli(repo, "bump", "--env", "dev", "--component", "frontend", "--tag", "latest")
     assert result.returncode == 2 and "not immutable" in result.stderr and "Traceback" not in result.stderr
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_own_images_name_each_image_as_the_environment_pins_it(repo):
+    """What make images --env and install.sh --target kind tag: a bumped tag, and a repository an environment overrides."""
+    promotion.bump("dev", "frontend", SHA, root=repo)
+    staging = yaml.safe_load(env_text(repo, "staging"))
+    staging["components"].setdefault("control-service", {}).setdefault("values", {}).setdefault("image", {})
+    staging["components"]["control-service"]["values"]["image"]["repository"] = "registry.example.com/polyp/control"
+    (repo / "environments" / "staging" / "values.yaml").write_text(yaml.safe_dump(staging))
+    dev = own_images("dev", repo)
+    assert set(dev) == {"control-service", "frontend", "training"}
+    assert dev["frontend"] == f"ghcr.io/polyp-mlops/frontend:{SHA}"
+    assert own_images("staging", repo)["control-service"].startswith("registry.example.com/polyp/control:")
+    result = subprocess.run(
+        [sys.executable, "-m", "polyp_gitops.cli", "-C", str(repo), "own-images", "--env", "dev"], capture_output=True, text=True
+    )
+    assert f"frontend ghcr.io/polyp-mlops/frontend:{SHA}" in result.stdout.splitlines(), result.stderr
