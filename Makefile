@@ -44,7 +44,7 @@ $(TOOLS_BIN)/helm-docs:
 # Debian packages the tests run for real: promtool (prometheus), redis-server, chromium (browser test),
 # bsdtar (libarchive-tools: unpacks CVC-ClinicDB's RAR release for `make fixtures`, and its tests),
 # PostgreSQL (the control service's database in a cluster; its binaries live off PATH, pg_ctlcluster is on it),
-# the local cluster's real node (containerd, runc, the CNI plugins, iptables for kube-proxy, cc for the pause
+# the local cluster's real node (containerd, runc, the CNI plugins, iptables and ipset for kube-proxy and kube-router, cc for the pause
 # binary) and the images (buildah, mmdebstrap for base images where no registry answers, curl to find out).
 # `env VAR=...`: with SUDO empty (root) a bare `VAR=... apt-get` after $$SUDO would be taken as the command name.
 # DPkg::Lock::Timeout: on a new machine another process (unattended upgrades) may hold the lock; wait for it.
@@ -63,6 +63,7 @@ system-packages:
 	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
 	[ -x $(CNI_BIN_DIR)/bridge ] || missing="$$missing containernetworking-plugins"; \
 	command -v iptables >/dev/null || missing="$$missing iptables"; \
+	command -v ipset >/dev/null || missing="$$missing ipset"; \
 	command -v cc >/dev/null || missing="$$missing gcc libc6-dev"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
@@ -100,7 +101,8 @@ SHARE       := $(CURDIR)/.tools/share
 K8S_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
   -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34
 K8S_BINARIES := $(addprefix $(TOOLS_BIN)/,kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
-CLUSTER_BINARIES := $(K8S_BINARIES) $(TOOLS_BIN)/etcd $(TOOLS_BIN)/kwok $(TOOLS_BIN)/argocd $(TOOLS_BIN)/coredns
+CLUSTER_BINARIES := $(K8S_BINARIES) $(TOOLS_BIN)/etcd $(TOOLS_BIN)/kwok $(TOOLS_BIN)/argocd $(TOOLS_BIN)/coredns \
+  $(TOOLS_BIN)/kube-router
 
 # $(call go_build,what,cold minutes,module folder,toolchain,go build arguments): timed, with progress.
 define go_build
@@ -118,6 +120,10 @@ $(TOOLS_BIN)/etcd: $(CLUSTER_GO)/etcd/go.mod $(CLUSTER_GO)/etcd/go.sum
 # The real node's cluster DNS (its image is this binary FROM scratch: polyp_dev.cluster.images), static.
 $(TOOLS_BIN)/coredns: $(CLUSTER_GO)/coredns/go.mod $(CLUSTER_GO)/coredns/go.sum $(CLUSTER_GO)/coredns/main.go
 	$(call go_build,CoreDNS,3,coredns,$(GO_TOOLCHAIN) CGO_ENABLED=0,-o $@ -ldflags "-s -w" .)
+
+# The real node's NetworkPolicy enforcer, static.
+$(TOOLS_BIN)/kube-router: $(CLUSTER_GO)/kube-router/go.mod $(CLUSTER_GO)/kube-router/go.sum $(CLUSTER_GO)/kube-router/main.go
+	$(call go_build,kube-router,3,kube-router,$(GO_TOOLCHAIN) CGO_ENABLED=0,-o $@ -ldflags "-s -w" .)
 
 # kwok's node, pod and volume stages ship in its module: copied beside the binary.
 $(TOOLS_BIN)/kwok: $(CLUSTER_GO)/kwok/go.mod $(CLUSTER_GO)/kwok/go.sum

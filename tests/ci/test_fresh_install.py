@@ -81,7 +81,7 @@ def test_system_packages_install_where_none_is_installed(repo_root, tmp_path, ui
     assert len(installs) == 1, calls
     assert {"prometheus", "redis-server", "chromium", "libarchive-tools", "postgresql"} <= set(installs[0].split())
     # The local cluster's real node and the image builds.
-    real_node = {"containerd", "runc", "containernetworking-plugins", "iptables", "gcc", "libc6-dev"}
+    real_node = {"containerd", "runc", "containernetworking-plugins", "iptables", "ipset", "gcc", "libc6-dev"}
     assert real_node | {"buildah", "mmdebstrap", "curl"} <= set(installs[0].split())
     assert "-y" in installs[0].split() and "DEBIAN_FRONTEND=noninteractive" in installs[0]
     # A new machine's unattended upgrades may hold the package lock: every apt-get waits for it, never fails.
@@ -97,7 +97,7 @@ def test_system_packages_install_where_none_is_installed(repo_root, tmp_path, ui
 def test_system_packages_installs_nothing_when_all_are_present(repo_root, tmp_path):
     machine = FreshMachine(tmp_path, 0)
     tools = ("promtool", "redis-server", "chromium", "bsdtar", "pg_ctlcluster", "containerd", "runc", "buildah", "mmdebstrap")
-    for tool in (*tools, "iptables", "cc", "curl"):
+    for tool in (*tools, "iptables", "ipset", "cc", "curl"):
         machine.fake(tool, "true")
     cni = tmp_path / "cni"
     cni.mkdir()

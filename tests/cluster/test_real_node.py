@@ -103,8 +103,10 @@ def test_cluster_dns_runs_for_real_on_the_real_node(cluster):
     assert "Kubernetes API connection failure" not in kubectl("logs", "-n", "kube-system", pod["metadata"]["name"]).stdout
 
 
-def test_the_frontend_runs_for_real_ready_by_its_own_probe(cluster):
-    _, _, kubectl, state_dir = cluster
+@pytest.fixture(scope="module")
+def frontend(cluster):
+    """The frontend deployed as dev renders it, and a stand-in control service; (its Ready pod, the rendered objects)."""
+    _, _, kubectl, _ = cluster
     kubectl("create", "namespace", NAMESPACE)
     # The control service stand-in: a Service without selector whose endpoint is an HTTP server on the node.
     node_ip = json.loads(kubectl("get", "node", NODE, "-o", "json").stdout)["status"]["addresses"][0]["address"]
@@ -137,7 +139,14 @@ def test_the_frontend_runs_for_real_ready_by_its_own_probe(cluster):
         conditions = (pod or {}).get("status", {}).get("conditions", [])
         return pod if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions) else None
 
-    pod = _wait(ready_pod, 180, "the frontend pod Ready")
+    return _wait(ready_pod, 180, "the frontend pod Ready"), objects
+
+
+def test_the_frontend_runs_for_real_ready_by_its_own_probe(cluster, frontend):
+    _, _, kubectl, state_dir = cluster
+    pod, objects = frontend
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    node_ip = json.loads(kubectl("get", "node", NODE, "-o", "json").stdout)["status"]["addresses"][0]["address"]
     [status] = pod["status"]["containerStatuses"]
     print(f"\nfrontend pod: real, node {pod['spec']['nodeName']}, image {status['image']}")
     print(f"  digest {status['imageID']}, restarts {status['restartCount']}")
@@ -205,3 +214,72 @@ def test_a_pod_whose_image_is_not_loaded_stays_simulated(cluster):
         "scheduled",
     )
     assert node.startswith("kwok-node-")
+
+
+def _connect_from(kubectl, namespace: str, name: str, target: str) -> str:
+    """A real pod (the frontend image, which has bash) that opens a TCP connection to target; its phase."""
+    kubectl("create", "namespace", namespace, check=False)
+    image = next(
+        c["image"] for o in _frontend_objects() if o["kind"] == "Deployment" for c in o["spec"]["template"]["spec"]["containers"]
+    )
+    host, port = target.rsplit(":", 1)
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {"name": "client", "image": image, "command": ["timeout", "5", "bash", "-c", f"echo > /dev/tcp/{host}/{port}"]}
+            ],
+        },
+    }
+    kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+
+    def finished():
+        phase = json.loads(kubectl("get", "pod", "-n", namespace, name, "-o", "json").stdout)["status"].get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    return _wait(finished, 60, f"{namespace}/{name}")
+
+
+def test_network_policies_are_enforced(cluster, frontend):
+    """kube-router enforces them: a default-deny namespace refuses a pod from elsewhere, its allow rule admits one."""
+    _, _, kubectl, _ = cluster
+    target = "frontend.polyp.svc.cluster.local:8080"
+    assert _connect_from(kubectl, "elsewhere", "before", target) == "Succeeded"  # nothing denies yet
+    policies = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": {"name": "default-deny", "namespace": NAMESPACE},
+                "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+            },
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": {"name": "frontend-from-allowed", "namespace": NAMESPACE},
+                "spec": {
+                    "podSelector": {},
+                    "policyTypes": ["Ingress"],
+                    "ingress": [
+                        {
+                            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "allowed"}}}],
+                            "ports": [{"port": 8080}],
+                        }
+                    ],
+                },
+            },
+        ],
+    }
+    kubectl("apply", "-f", "-", stdin=json.dumps(policies))
+    try:
+        # kube-router programs iptables once it sees the change: a few tries, a new pod each.
+        attempts = iter(range(10))
+        _wait(lambda: _connect_from(kubectl, "elsewhere", f"after-{next(attempts)}", target) == "Failed", 60, "denied")
+        assert _connect_from(kubectl, "allowed", "after", target) == "Succeeded"
+    finally:
+        kubectl("delete", "-f", "-", stdin=json.dumps(policies))

@@ -1,4 +1,5 @@
-"""A real node beside the kwok nodes: containerd + runc, the kubelet and kube-proxy, in a network namespace of its own.
+"""A real node beside the kwok nodes: containerd + runc, the kubelet, kube-proxy and kube-router (NetworkPolicies), in a
+network namespace of its own.
 
 Layout (root only: containerd, runc and kube-proxy's iptables need it):
 
@@ -24,9 +25,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from .control_plane import KUBECONFIG, kubectl
+from .control_plane import KUBECONFIG, SERVICE_CIDR, kubectl
 from .processes import STATE_DIR, State, binary, check_alive, is_running, start, wait_until
 
 NODE_NAME = "polyp-real-node"
@@ -43,9 +45,9 @@ CNI_BIN_DIR = "/usr/lib/cni"  # Debian containernetworking-plugins
 def available() -> str | None:
     """Why a real node cannot run here, or None."""
     if os.geteuid() != 0:
-        return "a real node needs root (containerd, runc, kube-proxy's iptables)"
+        return "a real node needs root (containerd, runc, iptables)"
     search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-    for tool in ("containerd", "runc", "iptables", "ip", "nsenter"):
+    for tool in ("containerd", "runc", "iptables", "ipset", "ip", "nsenter"):
         if not shutil.which(tool, path=search):
             return f"{tool} is missing (make system-packages installs it)"
     if not Path(CNI_BIN_DIR, "bridge").exists():
@@ -282,6 +284,29 @@ def up(state: State) -> None:
         return _node_ready()
 
     wait_until(ready, 120, f"node {NODE_NAME}", interval_s=1)
+    # NetworkPolicies, enforced: kube-router's firewall alone (iptables + ipset); kube-proxy keeps Services. It
+    # looks its node up when it starts, so it starts once the node is registered.
+    start(
+        state,
+        "kube-router",
+        in_node(
+            state,
+            [
+                binary("kube-router"),
+                f"--kubeconfig={KUBECONFIG}",
+                f"--hostname-override={NODE_NAME}",
+                "--run-firewall=true",
+                "--run-router=false",
+                "--run-service-proxy=false",
+                "--enable-cni=false",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--health-port=0",
+            ],
+        ),
+        match="kube-router",
+    )
+    time.sleep(2)
+    check_alive(state, "kube-router", "kube-router")
 
 
 def down(state: State) -> None:
