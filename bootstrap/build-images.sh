@@ -28,7 +28,7 @@ declare -A DOCKERFILE=(
   [training]=training/Dockerfile
 )
 # Local bases: Debian bookworm's Python 3.11 (the lock's minor version) and the lock's Ray version.
-LOCAL_BASES_REVISION=3
+LOCAL_BASES_REVISION=4
 RAY_VERSION=2.52.0
 LOCAL_PYTHON=localhost/polyp-base/python:3.11-bookworm-r$LOCAL_BASES_REVISION
 LOCAL_RAY=localhost/polyp-base/ray:$RAY_VERSION-py311-bookworm-r$LOCAL_BASES_REVISION
@@ -141,7 +141,9 @@ CMD ["nginx", "-g", "daemon off;"]'
     local dir; dir="$(mktemp -d)"
     cat > "$dir/Containerfile" <<EOF
 FROM $LOCAL_PYTHON
-RUN useradd --uid 1000 --gid 100 --create-home --shell /bin/bash ray \\
+# wget: KubeRay's probes of the head and workers call it, as the official image has it.
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends wget && rm -rf /var/lib/apt/lists/* \\
+ && useradd --uid 1000 --gid 100 --create-home --shell /bin/bash ray \\
  && python3 -m venv /home/ray/anaconda3 && chown -R 1000:100 /home/ray/anaconda3
 ENV PATH=/home/ray/anaconda3/bin:\$PATH
 USER 1000:100

@@ -6,6 +6,7 @@ Shares its Synced/Healthy and sync-wave assertions with e2e-kind.yml (polyp_gito
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -19,6 +20,7 @@ from .conftest import ENV, ROOT_APP, Platform, git
 pytestmark = pytest.mark.cluster
 
 SYNC_FROM_GIT_TIMEOUT_S = 240
+REAL_NODE = "polyp-real-node"
 
 
 def _image(platform: Platform, namespace: str, deployment: str) -> str | None:
@@ -169,3 +171,34 @@ def test_an_invalid_value_is_a_sync_error_on_its_application_only(platform: Plat
     assert platform.get("-n", "polyp", "deployment", "control-service")["spec"] == before
     platform.revert_last()
     platform.all_synced_healthy()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the real node needs root (CI runs as root)")
+def test_pods_whose_images_were_built_here_run_for_real_ready_by_their_own_probes(platform: Platform):
+    """The platform as Argo CD synced it: which pods run for real (the real node) and which are simulated (kwok)."""
+    pods = platform.get("pods", "--all-namespaces")["items"]
+    rows = []
+    for pod in pods:
+        node = pod["spec"].get("nodeName", "")
+        statuses = pod["status"].get("containerStatuses", [])
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+        rows.append(
+            (
+                "real" if node == REAL_NODE else "simulated",
+                f"{pod['metadata']['namespace']}/{pod['metadata']['name']}",
+                node,
+                " ".join(s.get("imageID", "") or s["image"] for s in statuses),
+                sum(s.get("restartCount", 0) for s in statuses),
+                ready,
+            )
+        )
+    print("\nkind       pod                                                node               restarts ready image")
+    for kind, name, node, image, restarts, ready in sorted(rows):
+        print(f"{kind:10} {name:58} {node:18} {restarts:8} {ready!s:5} {image}")
+    real = [name for kind, name, *_ in rows if kind == "real"]
+    assert any(n.startswith("polyp/frontend-") for n in real) and any(n.startswith("kube-system/coredns-") for n in real), real
+    for kind, name, node, _, restarts, ready in rows:
+        if kind == "real":
+            assert ready and restarts == 0, f"{name} on {node}: ready={ready}, restarts={restarts}"
+        else:
+            assert node.startswith("kwok-node-"), f"{name} on {node}"

@@ -20,7 +20,7 @@ import pytest
 
 from polyp_gitops.render import DEFAULT_REPO_URL, render_application, render_applications
 
-from .conftest import REPO, TOOLS_BIN, local_cluster, run_kubectl
+from .conftest import REPO, build_images, local_cluster, run_kubectl
 
 pytestmark = [
     pytest.mark.cluster,
@@ -41,13 +41,7 @@ def _frontend_objects() -> list[dict]:
 def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("real-node")
     archives = tmp / "images"
-    began = time.monotonic()
-    subprocess.run(
-        ["bash", str(REPO / "bootstrap" / "build-images.sh"), "--env", "dev", "--archives", str(archives), "frontend"],
-        check=True,
-        env={**os.environ, "PATH": f"{TOOLS_BIN}:{os.environ['PATH']}"},
-    )
-    print(f"frontend image built in {time.monotonic() - began:.0f} s", flush=True)
+    build_images(archives, "frontend")
     with local_cluster(tmp / "cluster") as (env, exports):
         polyp_cluster = str(Path(sys.executable).parent / "polyp-cluster")
         subprocess.run([polyp_cluster, "load", str(archives / "frontend.tar")], env=env, check=True)

@@ -111,6 +111,12 @@ def _network(state: State) -> None:
         _run(*in_node(state, ["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"]))
 
 
+def _write(path: Path, text: str) -> None:
+    """Write only a change: kube-proxy exits when its configuration file is rewritten (a second `up` must not)."""
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
 def _containerd_config(state: State) -> Path:
     base = NODE_DIR / "containerd"
     (NODE_DIR / "cni" / "net.d").mkdir(parents=True, exist_ok=True)
@@ -134,7 +140,7 @@ def _containerd_config(state: State) -> Path:
             {"type": "portmap", "capabilities": {"portMappings": True}},
         ],
     }
-    (NODE_DIR / "cni" / "net.d" / "10-polyp.conflist").write_text(json.dumps(conflist, indent=2))
+    _write(NODE_DIR / "cni" / "net.d" / "10-polyp.conflist", json.dumps(conflist, indent=2))
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     config = f"""version = 2
 root = "{base / "root"}"
@@ -166,13 +172,13 @@ state = "{base / "state"}"
 """
     path = base / "config.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(config)
+    _write(path, config)
     return path
 
 
 def _kubelet_config(state: State) -> Path:
     p = STATE_DIR / "pki"
-    (NODE_DIR / "resolv.conf").write_text("# the node resolves nothing; pods use the cluster DNS\n")
+    _write(NODE_DIR / "resolv.conf", "# the node resolves nothing; pods use the cluster DNS\n")
     config = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -206,7 +212,7 @@ def _kubelet_config(state: State) -> Path:
         "serializeImagePulls": False,
     }
     path = NODE_DIR / "kubelet.json"
-    path.write_text(json.dumps(config, indent=2))
+    _write(path, json.dumps(config, indent=2))
     return path
 
 
@@ -226,7 +232,7 @@ def _kube_proxy_config(state: State) -> Path:
         "conntrack": {"maxPerCore": 0, "min": 0},
     }
     path = NODE_DIR / "kube-proxy.json"
-    path.write_text(json.dumps(config, indent=2))
+    _write(path, json.dumps(config, indent=2))
     return path
 
 
