@@ -82,7 +82,7 @@ def test_the_real_node_joins_the_kwok_nodes_tainted(cluster):
     assert len(nodes) == 3
     real = nodes[NODE]
     assert real["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
-    assert {"key": "polyp.dev/real-node", "value": "true", "effect": "NoSchedule"} in real["spec"]["taints"]
+    assert {"key": "polyp.dev/real-node", "value": "true", "effect": "NoExecute"} in real["spec"]["taints"]
     assert "kwok.x-k8s.io/node" not in real["metadata"].get("annotations", {})
     for node in nodes.values():
         assert any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"]), node["metadata"]["name"]
@@ -277,3 +277,34 @@ def test_network_policies_are_enforced(cluster, frontend):
         assert _connect_from(kubectl, "allowed", "after", target) == "Succeeded"
     finally:
         kubectl("delete", "-f", "-", stdin=json.dumps(policies))
+
+
+def test_a_daemonset_that_tolerates_every_noschedule_taint_stays_off_the_real_node(cluster):
+    """node-exporter's way: tolerating NoSchedule must not bring a pod whose image is not here to the real node."""
+    _, _, kubectl, _ = cluster
+    kubectl("create", "namespace", "daemons", check=False)
+    labels = {"app": "everywhere"}
+    daemonset = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": "everywhere", "namespace": "daemons"},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "tolerations": [{"operator": "Exists", "effect": "NoSchedule"}],
+                    "containers": [{"name": "c", "image": "example.invalid/exporter:1.0.0"}],
+                },
+            },
+        },
+    }
+    kubectl("apply", "-f", "-", stdin=json.dumps(daemonset))
+
+    def scheduled():
+        status = json.loads(kubectl("get", "daemonset", "-n", "daemons", "everywhere", "-o", "json").stdout).get("status", {})
+        return status if status.get("observedGeneration") and status.get("currentNumberScheduled") is not None else None
+
+    assert _wait(scheduled, 60, "the DaemonSet scheduled")["desiredNumberScheduled"] == 2  # the two kwok nodes
+    pods = json.loads(kubectl("get", "pods", "-n", "daemons", "-o", "json").stdout)["items"]
+    assert NODE not in {p["spec"].get("nodeName") for p in pods}

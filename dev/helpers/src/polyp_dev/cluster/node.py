@@ -33,7 +33,9 @@ from .processes import STATE_DIR, State, binary, check_alive, is_running, start,
 
 NODE_NAME = "polyp-real-node"
 REAL_NODE_LABEL = "polyp.dev/real-node"
-REAL_NODE_TAINT = {"key": REAL_NODE_LABEL, "value": "true", "effect": "NoSchedule"}
+# NoExecute, not NoSchedule: DaemonSets commonly tolerate every NoSchedule taint (kube-prometheus-stack's
+# node-exporter does), and their pods would land here without an image to run.
+REAL_NODE_TAINT = {"key": REAL_NODE_LABEL, "value": "true", "effect": "NoExecute"}
 CLUSTER_DNS = "10.96.0.10"
 # containerd's sandbox ("pause") image: built here from Kubernetes' own pause.c (images.py).
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
@@ -100,9 +102,10 @@ def _network(state: State) -> None:
         ["ip", "link", "set", "lo", "up"],
         ["ip", "addr", "add", f"10.250.{n}.2/30", "dev", "eth0"],
         ["ip", "link", "set", "eth0", "up"],
-        # Pods reach Services through kube-proxy's NAT on the bridge, and the host through the node.
+        # Pods reach Services through kube-proxy's NAT on the bridge. No default route: nothing beyond the node.
+        # The node itself needs a route to the Service range for its own connections to reach kube-proxy's NAT.
         ["sysctl", "-qw", "net.ipv4.ip_forward=1"],
-        ["ip", "route", "add", "default", "via", f"10.250.{n}.1"],
+        ["ip", "route", "add", SERVICE_CIDR, "dev", "eth0"],
     ):
         _run(*in_node(state, args))
     # Bridged pod-to-pod traffic must pass iptables, or a pod's reply to a Service's NAT goes around it.
