@@ -80,7 +80,7 @@ def _down(args: argparse.Namespace) -> int:
     state = State.load()
     node.down(state)
     stopped = stop_all(state)
-    node.unmount_all()
+    node.clean_up()
     print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
     if args.purge and STATE_DIR.exists():
         shutil.rmtree(STATE_DIR)

@@ -19,6 +19,7 @@ placement.py sends the pods whose images are loaded into its containerd.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -39,8 +40,13 @@ REAL_NODE_TAINT = {"key": REAL_NODE_LABEL, "value": "true", "effect": "NoExecute
 CLUSTER_DNS = "10.96.0.10"
 # containerd's sandbox ("pause") image: built here from Kubernetes' own pause.c (images.py).
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
-NODE_DIR = STATE_DIR / "node"
-CONTAINERD_SOCKET = NODE_DIR / "containerd" / "containerd.sock"
+NODE_DIR = STATE_DIR / "node"  # configurations, containerd's images and state, CNI leases
+# Unix socket paths hold ~104 bytes, and a state dir under pytest's tmp (the tests) leaves no room: the sockets
+# and the kubelet's root (it makes sockets below it) go to short folders named after the state dir.
+_SHORT = hashlib.sha256(str(STATE_DIR.resolve()).encode()).hexdigest()[:12]
+RUN_DIR = Path("/run/polyp-node") / _SHORT
+KUBELET_DIR = Path("/var/lib/polyp-node") / _SHORT
+CONTAINERD_SOCKET = RUN_DIR / "containerd.sock"
 CNI_BIN_DIR = "/usr/lib/cni"  # Debian containernetworking-plugins
 
 
@@ -251,7 +257,8 @@ def up(state: State) -> None:
     """Start the node (idempotent) and wait until it is Ready; the pause image must be loadable (images.py)."""
     from . import images  # images needs node's constants
 
-    NODE_DIR.mkdir(parents=True, exist_ok=True)
+    for folder in (NODE_DIR, RUN_DIR, KUBELET_DIR):
+        folder.mkdir(parents=True, exist_ok=True)
     _network(state)
     start(
         state,
@@ -274,8 +281,8 @@ def up(state: State) -> None:
                 f"--hostname-override={NODE_NAME}",
                 f"--node-ip={node_ip(state)}",
                 f"--node-labels={REAL_NODE_LABEL}=true",
-                f"--root-dir={NODE_DIR / 'kubelet'}",
-                f"--cert-dir={NODE_DIR / 'kubelet' / 'pki'}",
+                f"--root-dir={KUBELET_DIR}",
+                f"--cert-dir={KUBELET_DIR / 'pki'}",
             ],
         ),
         match="kubelet",
@@ -340,9 +347,14 @@ def down(state: State) -> None:
                     os.kill(int(proc.name), signal.SIGKILL)
 
 
-def unmount_all() -> None:
-    """Unmount everything below the node's directory (secrets' tmpfs, rootfs overlays, pods' netns), deepest first."""
-    prefix = str(NODE_DIR.resolve()) + "/"
+def clean_up() -> None:
+    """After the processes stopped: unmount what the node mounted (secrets' tmpfs, rootfs overlays, pods' netns),
+    deepest first, and remove the kubelet's root and the sockets' folder (the next `up` starts them afresh)."""
+    folders = [str(folder.resolve()) for folder in (NODE_DIR, KUBELET_DIR, RUN_DIR)]
     mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
-    for mount in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
+    # The kubelet bind-mounts its root onto itself (to make it shared): the folder itself counts.
+    ours = [m for m in mounts if any(m == folder or m.startswith(folder + "/") for folder in folders)]
+    for mount in sorted(ours, key=len, reverse=True):
         subprocess.run(["umount", "-l", mount], capture_output=True)
+    for folder in (KUBELET_DIR, RUN_DIR):
+        shutil.rmtree(folder, ignore_errors=True)
