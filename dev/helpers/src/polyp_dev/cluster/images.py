@@ -13,10 +13,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from polyp_gitops.repo import INSTALL_ROOT
+
 from .node import CONTAINERD_SOCKET, PAUSE_IMAGE
 from .processes import SHARE, TOOLS_BIN
 
-K8S_MODULE_DIR = Path(__file__).resolve().parents[5] / "dev" / "local-cluster" / "go" / "k8s"
+K8S_MODULE_DIR = INSTALL_ROOT / "dev" / "local-cluster" / "go" / "k8s"
 PAUSE_ARCHIVE = SHARE / "pause.oci.tar"
 # The tag names the version dev/local-cluster/go/coredns pins.
 COREDNS_IMAGE = "registry.k8s.io/coredns/coredns:v1.15.0"
@@ -87,12 +89,6 @@ def ensure_coredns_image() -> None:
     if not COREDNS_ARCHIVE.exists() or COREDNS_ARCHIVE.stat().st_mtime < binary.stat().st_mtime:
         _scratch_image(binary, COREDNS_IMAGE, COREDNS_ARCHIVE, ["/coredns"])
     load(COREDNS_ARCHIVE)  # again after a rebuild: the node keeps the reference, now at the new digest
-
-
-def archive_refs(archive: Path) -> list[str]:
-    """The references an OCI archive's index names (org.opencontainers.image.ref.name, as buildah writes them)."""
-    index = json.loads(_run("tar", "-xOf", str(archive), "index.json"))
-    return [m.get("annotations", {}).get("org.opencontainers.image.ref.name", "") for m in index.get("manifests", [])]
 
 
 def platform_images() -> list[str]:
