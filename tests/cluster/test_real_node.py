@@ -1,10 +1,11 @@
 """The real node of the local cluster: an image built here without Docker runs as a real pod, as its chart renders it.
 
 What is real here: containerd + runc, the kubelet and kube-proxy (built from the pinned Kubernetes module), the
-CNI bridge, kube-router enforcing NetworkPolicies, CoreDNS (built from its pinned module) as a real pod, the frontend image (bootstrap/build-images.sh:
-buildah, Debian-built bases where no registry answers), its probes, Services' ClusterIPs and DNS names. Stood in
-for: the control service, by a Service whose endpoint is a plain HTTP server inside the node's network namespace
-(its own image needs its database, Redis, Ray and MLflow to be Ready, which later steps make real).
+CNI bridge, kube-router enforcing NetworkPolicies, CoreDNS (built from its pinned module) as a real pod, the
+frontend image (bootstrap/build-images.sh: buildah, Debian-built bases where no registry answers), its probes,
+Services' ClusterIPs and DNS names. Stood in for: the control service, by a Service whose endpoint is a plain
+HTTP server inside the node's network namespace (its own image needs its database, Redis, Ray and MLflow to be
+Ready, which later steps make real).
 """
 
 from __future__ import annotations
