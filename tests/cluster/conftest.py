@@ -114,6 +114,12 @@ class Platform:
         return live.wait_synced_healthy(ROOT_APP, 600, kubeconfig=self.kubeconfig, log=lambda m: print(m, flush=True))
 
 
+def is_ready(obj: dict | None) -> bool:
+    """A node's or pod's Ready condition is True (False for None: not there yet)."""
+    conditions = (obj or {}).get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
 def build_images(archives: Path, *components: str) -> None:
     """make images ENV=dev: our images at the tags dev pins, as OCI archives to load into the real node."""
     began = time.monotonic()

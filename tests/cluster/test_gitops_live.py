@@ -15,7 +15,7 @@ from ruamel.yaml import YAML
 from polyp_gitops import render
 from polyp_gitops.cli import main as gitops
 
-from .conftest import ENV, ROOT_APP, Platform, git
+from .conftest import ENV, ROOT_APP, Platform, git, is_ready
 
 pytestmark = pytest.mark.cluster
 
@@ -181,7 +181,7 @@ def test_pods_whose_images_were_built_here_run_for_real_ready_by_their_own_probe
     for pod in pods:
         node = pod["spec"].get("nodeName", "")
         statuses = pod["status"].get("containerStatuses", [])
-        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+        ready = is_ready(pod)
         rows.append(
             (
                 "real" if node == REAL_NODE else "simulated",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import local_cluster, run_kubectl
+from .conftest import is_ready, local_cluster, run_kubectl
 
 pytestmark = pytest.mark.cluster
 
@@ -31,11 +31,7 @@ def test_up_twice_reuses_the_running_cluster_and_down_stops_it(tmp_path: Path):
         assert second == first, "a second `up` started something again"
         assert all(_alive(pid) for pid in first["pids"].values())
         nodes = json.loads(run_kubectl(exports["KUBECONFIG"], env, "get", "nodes", "-o", "json").stdout)["items"]
-        ready = [
-            n["metadata"]["name"]
-            for n in nodes
-            if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
-        ]
+        ready = [n["metadata"]["name"] for n in nodes if is_ready(n)]
         # Two kwok nodes, and the real node where containerd can run (root, as in CI).
         assert sorted(ready) == ["kwok-node-0", "kwok-node-1"] + (["polyp-real-node"] if os.geteuid() == 0 else [])
     assert not [name for name, pid in first["pids"].items() if _alive(pid)]

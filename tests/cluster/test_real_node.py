@@ -21,7 +21,7 @@ import pytest
 
 from polyp_gitops.render import DEFAULT_REPO_URL, render_application, render_applications
 
-from .conftest import REPO, build_images, local_cluster, run_kubectl
+from .conftest import REPO, build_images, is_ready, local_cluster, run_kubectl
 
 pytestmark = [
     pytest.mark.cluster,
@@ -86,14 +86,14 @@ def test_the_real_node_joins_the_kwok_nodes_tainted(cluster):
     assert {"key": "polyp.dev/real-node", "value": "true", "effect": "NoExecute"} in real["spec"]["taints"]
     assert "kwok.x-k8s.io/node" not in real["metadata"].get("annotations", {})
     for node in nodes.values():
-        assert any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"]), node["metadata"]["name"]
+        assert is_ready(node), node["metadata"]["name"]
 
 
 def test_cluster_dns_runs_for_real_on_the_real_node(cluster):
     _, _, kubectl, _ = cluster
     [pod] = json.loads(kubectl("get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns", "-o", "json").stdout)["items"]
     assert pod["spec"]["nodeName"] == NODE
-    assert any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"]["conditions"])
+    assert is_ready(pod)
     # CoreDNS reached the API server as a pod does: the `kubernetes` Service, through kube-proxy and the relay.
     assert "Kubernetes API connection failure" not in kubectl("logs", "-n", "kube-system", pod["metadata"]["name"]).stdout
 
@@ -131,8 +131,7 @@ def frontend(cluster):
 
     def ready_pod():
         pod = _pod(kubectl, selector)
-        conditions = (pod or {}).get("status", {}).get("conditions", [])
-        return pod if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions) else None
+        return pod if is_ready(pod) else None
 
     return _wait(ready_pod, 180, "the frontend pod Ready"), objects
 
