@@ -7,10 +7,10 @@ import subprocess
 import pytest
 
 from polyp_gitops.render import helm_template
-from polyp_gitops.repo import ENVIRONMENTS, PROMOTION_FILE
+from polyp_gitops.repo import ENVIRONMENTS, INSTALL_ROOT, PROMOTION_FILE, own_charts
 from polyp_gitops.tools import ToolError, run
 
-OWN_CHARTS = ["control-service", "frontend", "inference", "training", "database"]
+OWN_CHARTS = own_charts(INSTALL_ROOT)
 
 
 @pytest.mark.parametrize("chart", [*OWN_CHARTS, "polyp-lib"])

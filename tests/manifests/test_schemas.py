@@ -20,12 +20,12 @@ import pytest
 import yaml
 
 from polyp_gitops.render import helm_template, render_applications, render_bootstrap
-from polyp_gitops.repo import ENVIRONMENTS
+from polyp_gitops.repo import ENVIRONMENTS, INSTALL_ROOT, own_charts
 from polyp_gitops.tools import ToolError, run
 
 from ..conftest import REPO_ROOT, TEST_REPO_URL
 
-OWN_CHARTS = ["control-service", "frontend", "inference", "training", "database"]
+OWN_CHARTS = own_charts(INSTALL_ROOT)
 SCHEMAS = [
     *(f"charts/{chart}/values.schema.json" for chart in OWN_CHARTS),
     "charts/polyp-lib/image.schema.json",

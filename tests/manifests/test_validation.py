@@ -11,12 +11,12 @@ import pytest
 import yaml
 
 from polyp_gitops.render import render_bootstrap
-from polyp_gitops.repo import ENVIRONMENTS
+from polyp_gitops.repo import ENVIRONMENTS, INSTALL_ROOT, own_charts
 from polyp_gitops.validate import kubeconform
 
 from ..conftest import TEST_REPO_URL, install_dry_run
 
-OWN_CHART_APPS = {"control-service", "frontend", "inference", "training", "database"}
+OWN_CHART_APPS = set(own_charts(INSTALL_ROOT))
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

@@ -14,6 +14,7 @@ import yaml
 from polyp_gitops import promotion
 from polyp_gitops.git import GitError
 from polyp_gitops.pins import PinError, own_images
+from polyp_gitops.repo import own_charts
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SHA = "3f9c2a1b7d4e5f60718293a4b5c6d7e8f9012345"
@@ -29,7 +30,7 @@ def repo(tmp_path):
         "apps/Chart.yaml",
         "apps/values.yaml",
         "environments",
-        *[f"charts/{c}/values.yaml" for c in ("control-service", "frontend", "inference", "training", "database")],
+        *[f"charts/{c}/values.yaml" for c in own_charts(REPO_ROOT)],
     ]:
         src, dst = REPO_ROOT / rel, tmp_path / rel
         dst.parent.mkdir(parents=True, exist_ok=True)

@@ -66,6 +66,13 @@ def environments(root: Path) -> tuple[str, ...]:
 
 ENVIRONMENTS = environments(INSTALL_ROOT)
 
+LIBRARY_CHARTS = ("polyp-lib",)
+
+
+def own_charts(root: Path) -> tuple[str, ...]:
+    """The platform's own deployable charts (charts/*), library charts left out."""
+    return tuple(sorted(p.parent.name for p in (root / "charts").glob("*/Chart.yaml") if p.parent.name not in LIBRARY_CHARTS))
+
 
 def check_environment(env: str) -> str:
     if env not in ENVIRONMENTS:

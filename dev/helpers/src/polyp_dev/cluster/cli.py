@@ -1,6 +1,6 @@
 """polyp-cluster: a local Kubernetes control plane with kwok nodes, and the real Argo CD on it.
 
-polyp-cluster up        control plane, kwok, the real node and its DNS (as root), chart mirror (idempotent)
+polyp-cluster up        control plane, kwok, the real node, its DNS and upstream images (as root), chart mirror (idempotent)
 polyp-cluster load A..  import OCI image archives into the real node; their pods then run there for real
 polyp-cluster argocd    the real Argo CD processes (after install.sh --target local applied its config)
 polyp-cluster env       shell lines: KUBECONFIG, POLYP_CHART_MIRROR
@@ -33,6 +33,8 @@ def _up(args: argparse.Namespace) -> int:
     if why_not is None:
         node.up(state)
         dns.up(state)
+        images.ensure_upstream_images()
+        placement.update(images.platform_images())
     mirror = chart_mirror.up(state)
     real = f"real node {node.NODE_NAME} ({node.node_ip(state)})" if why_not is None else f"no real node: {why_not}"
     print(

@@ -13,6 +13,9 @@ from . import pki
 from .processes import SHARE, STATE_DIR, State, binary, check_alive, start, wait_until
 
 KUBECONFIG = STATE_DIR / "kubeconfig"
+# hostPath PersistentVolumes (kwok's pvc-provision stage): real on the real node (volumes.py), gone with --purge.
+VOLUMES_DIR = STATE_DIR / "volumes"
+_UPSTREAM_VOLUMES_DIR = "/tmp/kwok-local-path-provisioner"
 SERVICE_CIDR = "10.96.0.0/16"
 # Fake nodes kwok keeps Ready; sized so the platform's requests fit with room for a rollout.
 NODES = [("kwok-node-0", "32", "128Gi"), ("kwok-node-1", "32", "128Gi")]
@@ -69,9 +72,12 @@ def write_kubeconfig(state: State) -> None:
 
 
 def _kwok_config() -> Path:
-    """kwok's stages for nodes, pods and volumes: upstream's, copied from its module at build."""
+    """kwok's stages for nodes, pods and volumes: upstream's, copied from its module at build; volumes in VOLUMES_DIR."""
     path = STATE_DIR / "kwok-stages.yaml"
-    path.write_text("\n---\n".join(p.read_text() for p in sorted((SHARE / "kwok-stages").glob("*.yaml"))))
+    stages = "\n---\n".join(p.read_text() for p in sorted((SHARE / "kwok-stages").glob("*.yaml")))
+    if _UPSTREAM_VOLUMES_DIR not in stages:
+        raise SystemExit(f"kwok's volume stages no longer use {_UPSTREAM_VOLUMES_DIR}: update control_plane.py")
+    path.write_text(stages.replace(_UPSTREAM_VOLUMES_DIR, str(VOLUMES_DIR.resolve())))
     return path
 
 

@@ -2,15 +2,19 @@
 
 - the sandbox image: Kubernetes' own pause.c (from the pinned k8s.io/kubernetes module), compiled statically;
 - the cluster DNS: CoreDNS built from its pinned module (dns.py runs it);
+- upstream images the platform's charts render (UPSTREAM_IMAGES): rebuilt here from Debian's packages of the
+  same program, under the exact reference the chart renders (the charts stay as they are);
 - the platform's images: `make images` (bootstrap/build-images.sh) writes OCI archives; load() imports them
   under the exact reference the charts render, and placement.py then sends their pods to the node.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from polyp_gitops.repo import INSTALL_ROOT
@@ -36,17 +40,91 @@ def ctr(*args: str) -> str:
     return _run("ctr", "--address", str(CONTAINERD_SOCKET), "--namespace", "k8s.io", *args)
 
 
-def _scratch_image(binary: Path, ref: str, archive: Path, entrypoint: list[str]) -> None:
-    """An image of one static binary, FROM scratch, run as nobody (65535), written as an OCI archive."""
-    container = _run("buildah", "from", "scratch").strip()
+@dataclass(frozen=True)
+class DebianImage:
+    """An upstream image's role, filled from Debian's packages: what the chart runs in it is there, at its path."""
+
+    ref: str  # exactly as the chart renders it
+    suite: str  # the Debian suite whose package is nearest the pinned version
+    packages: str
+    user: str
+    cmd: list[str]
+    contents: str  # what is really inside, where it differs from the tag (its description label)
+
+
+# Debian's mirror here is frozen in time: a testing suite's Release file is past its Valid-Until, and apt
+# would refuse it. The packages are still verified against the signed Release file.
+_DEBIAN_MIRROR = "deb http://deb.debian.org/debian {suite} main"
+
+UPSTREAM_IMAGES = [
+    # The valkey chart (apps/values.yaml, component redis): its init script needs sh and coreutils, its
+    # container runs valkey-server and its probes valkey-cli, as uid 1000. Debian has 9.1.2, not the pinned 9.1.1.
+    DebianImage(
+        ref="docker.io/valkey/valkey:9.1.1",
+        suite="forky",
+        packages="valkey-server,valkey-tools",
+        user="1000:1000",
+        cmd=["valkey-server"],
+        contents="Valkey 9.1.2 from Debian forky (Debian no longer has 9.1.1)",
+    ),
+]
+
+
+def _commit(container: str, ref: str, archive: Path) -> None:
+    """Commit a buildah working container as ref and write it as an OCI archive."""
     try:
-        _run("buildah", "copy", container, str(binary), entrypoint[0])
-        _run("buildah", "config", "--entrypoint", json.dumps(entrypoint), "--user", "65535:65535", container)
         _run("buildah", "commit", "-q", container, ref)
     finally:
         subprocess.run(["buildah", "rm", container], capture_output=True)
     archive.parent.mkdir(parents=True, exist_ok=True)
     _run("buildah", "push", "-q", ref, f"oci-archive:{archive}:{ref}")
+
+
+def _scratch_image(binary: Path, ref: str, archive: Path, entrypoint: list[str]) -> None:
+    """An image of one static binary, FROM scratch, run as nobody (65535), written as an OCI archive."""
+    container = _run("buildah", "from", "scratch").strip()
+    _run("buildah", "copy", container, str(binary), entrypoint[0])
+    _run("buildah", "config", "--entrypoint", json.dumps(entrypoint), "--user", "65535:65535", container)
+    _commit(container, ref, archive)
+
+
+def _debian_image(image: DebianImage, archive: Path) -> None:
+    """A root filesystem of Debian's packages (mmdebstrap, minbase) as a FROM-scratch image."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rootfs = Path(tmp) / "rootfs.tar"
+        _run(
+            "mmdebstrap",
+            "--quiet",
+            "--variant=minbase",
+            '--aptopt=Acquire::Check-Valid-Until "false"',
+            f"--include={image.packages}",
+            '--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/usr/share/doc "$1"/usr/share/man',
+            image.suite,
+            str(rootfs),
+            _DEBIAN_MIRROR.format(suite=image.suite),
+        )
+        container = _run("buildah", "from", "scratch").strip()
+        _run("buildah", "add", container, str(rootfs), "/")
+        _run(
+            "buildah",
+            "config",
+            "--user",
+            image.user,
+            "--cmd",
+            json.dumps(image.cmd),
+            "--env",
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "--label",
+            f"org.opencontainers.image.description={image.contents}",
+            container,
+        )
+        _commit(container, image.ref, archive)
+
+
+def _archive_of(image: DebianImage) -> Path:
+    """Named after the recipe: a changed recipe builds anew, an unchanged one is reused."""
+    recipe = hashlib.sha256(json.dumps(image.__dict__, sort_keys=True).encode()).hexdigest()[:12]
+    return SHARE / "upstream-images" / f"{image.ref.rsplit('/', 1)[-1].replace(':', '-')}-{recipe}.oci.tar"
 
 
 def _build_pause_archive() -> None:
@@ -89,6 +167,18 @@ def ensure_coredns_image() -> None:
     if not COREDNS_ARCHIVE.exists() or COREDNS_ARCHIVE.stat().st_mtime < binary.stat().st_mtime:
         _scratch_image(binary, COREDNS_IMAGE, COREDNS_ARCHIVE, ["/coredns"])
     load(COREDNS_ARCHIVE)  # again after a rebuild: the node keeps the reference, now at the new digest
+
+
+def ensure_upstream_images() -> None:
+    """Build (once) and load every image of UPSTREAM_IMAGES."""
+    present = loaded()
+    for image in UPSTREAM_IMAGES:
+        archive = _archive_of(image)
+        built = not archive.exists()
+        if built:
+            _debian_image(image, archive)
+        if built or image.ref not in present:
+            load(archive)
 
 
 def platform_images() -> list[str]:

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from .control_plane import KUBECONFIG, SERVICE_CIDR, kubectl
+from .control_plane import KUBECONFIG, SERVICE_CIDR, VOLUMES_DIR, kubectl
 from .processes import STATE_DIR, State, binary, check_alive, is_running, start, wait_until
 
 NODE_NAME = "polyp-real-node"
@@ -300,6 +300,12 @@ def up(state: State) -> None:
         return _node_ready()
 
     wait_until(ready, 120, f"node {NODE_NAME}", interval_s=1)
+    start(
+        state,
+        "node-volumes",
+        [sys.executable, "-m", "polyp_dev.cluster.volumes", f"--kubeconfig={KUBECONFIG}", f"--root={VOLUMES_DIR.resolve()}"],
+        match="polyp_dev.cluster.volumes",
+    )
     # NetworkPolicies, enforced: kube-router's firewall alone (iptables + ipset); kube-proxy keeps Services. It
     # looks its node up when it starts, so it starts once the node is registered.
     running = state.pids.get("kube-router")
