@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -32,10 +33,15 @@ NODE = "polyp-real-node"
 NAMESPACE = "polyp"
 
 
+def _dev_objects(component: str) -> list[dict]:
+    """A component's objects as Argo CD applies them in dev (it ignores Helm's test hooks)."""
+    app = next(a for a in render_applications("dev", REPO) if a["metadata"]["name"] == component)
+    objects = render_application(app, DEFAULT_REPO_URL, REPO).objects
+    return [o for o in objects if "test" not in o["metadata"].get("annotations", {}).get("helm.sh/hook", "")]
+
+
 def _frontend_objects() -> list[dict]:
-    """The frontend's Deployment and Service exactly as Argo CD renders dev."""
-    app = next(a for a in render_applications("dev", REPO) if a["metadata"]["name"] == "frontend")
-    return render_application(app, DEFAULT_REPO_URL, REPO).objects
+    return _dev_objects("frontend")
 
 
 @pytest.fixture(scope="module")
@@ -308,3 +314,104 @@ def test_a_daemonset_that_tolerates_every_noschedule_taint_stays_off_the_real_no
     assert _wait(scheduled, 60, "the DaemonSet scheduled")["desiredNumberScheduled"] == 2  # the two kwok nodes
     pods = json.loads(kubectl("get", "pods", "-n", "daemons", "-o", "json").stdout)["items"]
     assert NODE not in {p["spec"].get("nodeName") for p in pods}
+
+
+VALKEY_IMAGE = "docker.io/valkey/valkey:9.1.1"  # as the valkey chart renders it; rebuilt here (images.UPSTREAM_IMAGES)
+
+
+@pytest.fixture(scope="module")
+def redis(cluster, frontend):
+    """Valkey as dev renders the valkey chart (component redis), on its image rebuilt from Debian; (pod, password)."""
+    _, _, kubectl, _ = cluster
+    password = secrets.token_hex(16)
+    kubectl("create", "secret", "generic", "redis-users", "-n", NAMESPACE, f"--from-literal=default={password}")
+    objects = _dev_objects("redis")
+    kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+
+    def ready_pod():
+        pod = _pod(kubectl, "app.kubernetes.io/instance=redis")
+        return pod if is_ready(pod) else None
+
+    return _wait(ready_pod, 180, "Valkey Ready"), password
+
+
+def test_valkey_runs_for_real_and_keeps_its_data_in_its_volume(cluster, redis):
+    """The chart's init script writes its config to the volume as uid 1000: the node's volumes are writable as kind's are."""
+    _, _, kubectl, _ = cluster
+    pod, password = redis
+    name = pod["metadata"]["name"]
+    assert pod["spec"]["nodeName"] == NODE
+    assert {c["image"] for c in pod["spec"]["containers"] + pod["spec"]["initContainers"]} == {VALKEY_IMAGE}
+    cli = ["exec", "-n", NAMESPACE, name, "--", "valkey-cli", "-a", password, "--no-auth-warning"]
+    assert kubectl(*cli, "set", "polyp", "kept").stdout.strip() == "OK"
+    assert kubectl(*cli, "save").stdout.strip() == "OK"
+    claim = next(v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v)
+    volume = json.loads(kubectl("get", "pvc", "-n", NAMESPACE, claim, "-o", "json").stdout)["spec"]["volumeName"]
+    folder = Path(json.loads(kubectl("get", "pv", volume, "-o", "json").stdout)["spec"]["hostPath"]["path"])
+    dump = folder / "dump.rdb"
+    assert dump.is_file() and dump.stat().st_uid == 1000, sorted(folder.iterdir())
+    assert b"kept" in dump.read_bytes()
+
+
+def _valkey_ping_from(kubectl, namespace: str, name: str, labels: dict, password: str) -> str:
+    """A real pod (the Valkey image: valkey-cli) with these labels that pings Valkey's Service: its phase.
+
+    It tries 5 times over ~20 s: kube-router admits a new pod's address a moment after the pod appears, so one
+    refused try proves nothing, and a pod that never gets through in that time is denied.
+    """
+    kubectl("create", "namespace", namespace, check=False)
+    ping = 'timeout 3 valkey-cli -h redis.polyp.svc.cluster.local -a "$PASSWORD" --no-auth-warning ping'
+    script = f'for try in 1 2 3 4 5; do [ "$({ping})" = PONG ] && exit 0; sleep 1; done; exit 1'
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "client",
+                    "image": VALKEY_IMAGE,
+                    "command": ["sh", "-c", script],
+                    "env": [{"name": "PASSWORD", "value": password}],
+                }
+            ],
+        },
+    }
+    kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+
+    def finished():
+        phase = json.loads(kubectl("get", "pod", "-n", namespace, name, "-o", "json").stdout)["status"].get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    return _wait(finished, 90, f"{namespace}/{name}")
+
+
+def test_the_platform_network_policies_allow_exactly_the_calls_it_makes(cluster, frontend, redis):
+    """charts/network-policies as dev renders it: the control service reaches Valkey; a pod of another namespace,
+    and a pod of ours that has no business there (the frontend), do not; the frontend stays Ready and serves."""
+    _, _, kubectl, state_dir = cluster
+    _, password = redis
+    control_service = {"app.kubernetes.io/name": "control-service"}
+    assert _valkey_ping_from(kubectl, "elsewhere", "redis-before", {}, password) == "Succeeded", "nothing denies yet"
+    kubectl("create", "namespace", "minio", check=False)
+    policies = {"apiVersion": "v1", "kind": "List", "items": _dev_objects("network-policies")}
+    kubectl("apply", "-f", "-", stdin=json.dumps(policies))
+    try:
+        attempts = iter(range(5))  # kube-router programs the policies a moment after it sees them: a new pod each try
+        _wait(lambda: _valkey_ping_from(kubectl, "elsewhere", f"redis-{next(attempts)}", {}, password) == "Failed", 150, "denied")
+        assert _valkey_ping_from(kubectl, NAMESPACE, "as-control-service", control_service, password) == "Succeeded"
+        frontend_labels = {"app.kubernetes.io/name": "frontend"}
+        assert _valkey_ping_from(kubectl, NAMESPACE, "as-frontend", frontend_labels, password) == "Failed"
+        # The page is open to anyone (its policy admits every source on 8080), and its probes still pass.
+        pod, objects = frontend
+        service = next(o for o in objects if o["kind"] == "Service")
+        cluster_ip = json.loads(kubectl("get", "service", "-n", NAMESPACE, service["metadata"]["name"], "-o", "json").stdout)[
+            "spec"
+        ]["clusterIP"]
+        page = _curl(state_dir, f"http://{cluster_ip}:{service['spec']['ports'][0]['port']}/")
+        assert page.startswith("HTTP/1.1 200"), page[:200]
+        time.sleep(15)  # a few probe periods under the policies
+        assert is_ready(json.loads(kubectl("get", "pod", "-n", NAMESPACE, pod["metadata"]["name"], "-o", "json").stdout))
+    finally:
+        kubectl("delete", "-f", "-", stdin=json.dumps(policies))
