@@ -216,23 +216,14 @@ def test_a_pod_whose_image_is_not_loaded_stays_simulated(cluster):
     assert node.startswith("kwok-node-")
 
 
-def _connect_from(kubectl, namespace: str, name: str, target: str) -> str:
-    """A real pod (the frontend image, which has bash) that opens a TCP connection to target; its phase."""
+def _client_phase(kubectl, namespace: str, name: str, container: dict, labels: dict | None = None, timeout_s: float = 60) -> str:
+    """Run a one-shot real pod (in namespace, created if need be) until it ends: Succeeded or Failed."""
     kubectl("create", "namespace", namespace, check=False)
-    image = next(
-        c["image"] for o in _frontend_objects() if o["kind"] == "Deployment" for c in o["spec"]["template"]["spec"]["containers"]
-    )
-    host, port = target.rsplit(":", 1)
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "restartPolicy": "Never",
-            "containers": [
-                {"name": "client", "image": image, "command": ["timeout", "5", "bash", "-c", f"echo > /dev/tcp/{host}/{port}"]}
-            ],
-        },
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "client", **container}]},
     }
     kubectl("apply", "-f", "-", stdin=json.dumps(pod))
 
@@ -240,7 +231,17 @@ def _connect_from(kubectl, namespace: str, name: str, target: str) -> str:
         phase = json.loads(kubectl("get", "pod", "-n", namespace, name, "-o", "json").stdout)["status"].get("phase")
         return phase if phase in ("Succeeded", "Failed") else None
 
-    return _wait(finished, 60, f"{namespace}/{name}")
+    return _wait(finished, timeout_s, f"{namespace}/{name}")
+
+
+def _connect_from(kubectl, namespace: str, name: str, target: str) -> str:
+    """A real pod (the frontend image, which has bash) that opens a TCP connection to target; its phase."""
+    image = next(
+        c["image"] for o in _frontend_objects() if o["kind"] == "Deployment" for c in o["spec"]["template"]["spec"]["containers"]
+    )
+    host, port = target.rsplit(":", 1)
+    command = ["timeout", "5", "bash", "-c", f"echo > /dev/tcp/{host}/{port}"]
+    return _client_phase(kubectl, namespace, name, {"image": image, "command": command})
 
 
 def test_network_policies_are_enforced(cluster, frontend):
@@ -359,32 +360,10 @@ def _valkey_ping_from(kubectl, namespace: str, name: str, labels: dict, password
     It tries 5 times over ~20 s: kube-router admits a new pod's address a moment after the pod appears, so one
     refused try proves nothing, and a pod that never gets through in that time is denied.
     """
-    kubectl("create", "namespace", namespace, check=False)
     ping = 'timeout 3 valkey-cli -h redis.polyp.svc.cluster.local -a "$PASSWORD" --no-auth-warning ping'
     script = f'for try in 1 2 3 4 5; do [ "$({ping})" = PONG ] && exit 0; sleep 1; done; exit 1'
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {
-            "restartPolicy": "Never",
-            "containers": [
-                {
-                    "name": "client",
-                    "image": VALKEY_IMAGE,
-                    "command": ["sh", "-c", script],
-                    "env": [{"name": "PASSWORD", "value": password}],
-                }
-            ],
-        },
-    }
-    kubectl("apply", "-f", "-", stdin=json.dumps(pod))
-
-    def finished():
-        phase = json.loads(kubectl("get", "pod", "-n", namespace, name, "-o", "json").stdout)["status"].get("phase")
-        return phase if phase in ("Succeeded", "Failed") else None
-
-    return _wait(finished, 90, f"{namespace}/{name}")
+    container = {"image": VALKEY_IMAGE, "command": ["sh", "-c", script], "env": [{"name": "PASSWORD", "value": password}]}
+    return _client_phase(kubectl, namespace, name, container, labels, timeout_s=90)
 
 
 def test_the_platform_network_policies_allow_exactly_the_calls_it_makes(cluster, frontend, redis):

@@ -32,9 +32,8 @@ def _up(args: argparse.Namespace) -> int:
     why_not = "skipped (--no-real-node)" if args.no_real_node else node.available()
     if why_not is None:
         node.up(state)
+        images.ensure_upstream_images()  # loaded before dns.up, whose placement update then covers them too
         dns.up(state)
-        images.ensure_upstream_images()
-        placement.update(images.platform_images())
     mirror = chart_mirror.up(state)
     real = f"real node {node.NODE_NAME} ({node.node_ip(state)})" if why_not is None else f"no real node: {why_not}"
     print(
