@@ -102,7 +102,7 @@ K8S_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) 
   -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34
 K8S_BINARIES := $(addprefix $(TOOLS_BIN)/,kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 CLUSTER_BINARIES := $(K8S_BINARIES) $(TOOLS_BIN)/etcd $(TOOLS_BIN)/kwok $(TOOLS_BIN)/argocd $(TOOLS_BIN)/coredns \
-  $(TOOLS_BIN)/kube-router
+  $(TOOLS_BIN)/kube-router $(TOOLS_BIN)/cnpg-manager
 
 # $(call go_build,what,cold minutes,module folder,toolchain,go build arguments): timed, with progress.
 define go_build
@@ -124,6 +124,10 @@ $(TOOLS_BIN)/coredns: $(CLUSTER_GO)/coredns/go.mod $(CLUSTER_GO)/coredns/go.sum 
 # The real node's NetworkPolicy enforcer, static.
 $(TOOLS_BIN)/kube-router: $(CLUSTER_GO)/kube-router/go.mod $(CLUSTER_GO)/kube-router/go.sum $(CLUSTER_GO)/kube-router/main.go
 	$(call go_build,kube-router,3,kube-router,$(GO_TOOLCHAIN) CGO_ENABLED=0,-o $@ -ldflags "-s -w" .)
+
+# CloudNativePG's operator, static: the real node's PostgreSQL operator (its image is this binary FROM scratch).
+$(TOOLS_BIN)/cnpg-manager: $(CLUSTER_GO)/cnpg/go.mod $(CLUSTER_GO)/cnpg/go.sum $(CLUSTER_GO)/cnpg/tools.go
+	$(call go_build,CloudNativePG operator,1.5,cnpg,$(GO_TOOLCHAIN) CGO_ENABLED=0,-o $@ -ldflags "-s -w" github.com/cloudnative-pg/cloudnative-pg/cmd/manager)
 
 # kwok's node, pod and volume stages ship in its module: copied beside the binary.
 $(TOOLS_BIN)/kwok: $(CLUSTER_GO)/kwok/go.mod $(CLUSTER_GO)/kwok/go.sum

@@ -3,7 +3,8 @@
 What is real here: containerd + runc, the kubelet and kube-proxy (built from the pinned Kubernetes module), the
 CNI bridge, kube-router enforcing NetworkPolicies, CoreDNS (built from its pinned module) as a real pod, the
 frontend image (bootstrap/build-images.sh: buildah, Debian-built bases where no registry answers), its probes,
-Services' ClusterIPs and DNS names. Stood in for: the control service, by a Service whose endpoint is a plain
+Services' ClusterIPs and DNS names, Valkey, and PostgreSQL under the real CloudNativePG operator (its binary built
+from the pinned module; the PostgreSQL image rebuilt from Debian's PostgreSQL 17). Stood in for: the control service, by a Service whose endpoint is a plain
 HTTP server inside the node's network namespace (its own image needs its database, Redis, Ray and MLflow to be
 Ready, which later steps make real).
 """
@@ -108,7 +109,7 @@ def test_cluster_dns_runs_for_real_on_the_real_node(cluster):
 def frontend(cluster):
     """The frontend deployed as dev renders it, and a stand-in control service; (its Ready pod, the rendered objects)."""
     _, _, kubectl, _ = cluster
-    kubectl("create", "namespace", NAMESPACE)
+    kubectl("create", "namespace", NAMESPACE, check=False)
     # The control service stand-in: a Service without selector whose endpoint is an HTTP server on the node.
     node_ip = json.loads(kubectl("get", "node", NODE, "-o", "json").stdout)["status"]["addresses"][0]["address"]
     stand_in = {
@@ -354,6 +355,66 @@ def test_valkey_runs_for_real_and_keeps_its_data_in_its_volume(cluster, redis):
     assert b"kept" in dump.read_bytes()
 
 
+POSTGRES_IMAGE = "ghcr.io/cloudnative-pg/postgresql:17.5"  # charts/database imageName; rebuilt here from Debian
+
+
+def _cluster_status(kubectl, name: str = "platform-db") -> dict:
+    return json.loads(kubectl("get", "clusters.postgresql.cnpg.io", "-n", NAMESPACE, name, "-o", "json").stdout).get("status", {})
+
+
+@pytest.fixture(scope="module")
+def database(cluster):
+    """The real CloudNativePG operator (the cloudnative-pg chart as dev renders it, its binary built from the pinned
+    module) and the PostgreSQL cluster dev declares (charts/database); the operator's pod once Ready."""
+    _, _, kubectl, _ = cluster
+    kubectl("create", "namespace", NAMESPACE, check=False)
+    kubectl("create", "namespace", "cnpg-system")
+    operator = {"apiVersion": "v1", "kind": "List", "items": _dev_objects("cloudnative-pg")}
+    kubectl("apply", "--server-side", "-n", "cnpg-system", "-f", "-", stdin=json.dumps(operator))
+    database = {"apiVersion": "v1", "kind": "List", "items": _dev_objects("database")}
+    kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(database))
+
+    def operator_ready():
+        pods = json.loads(kubectl("get", "pods", "-n", "cnpg-system", "-o", "json").stdout)["items"]
+        return pods[0] if pods and is_ready(pods[0]) else None
+
+    operator_pod = _wait(operator_ready, 180, "the CloudNativePG operator Ready")
+    _wait(lambda: _cluster_status(kubectl).get("readyInstances") == 1, 300, "platform-db's instance Ready")
+    scheduler = ["get", "databases.postgresql.cnpg.io", "-n", NAMESPACE, "platform-db-scheduler", "-o", "json"]
+    _wait(lambda: json.loads(kubectl(*scheduler).stdout).get("status", {}).get("applied"), 60, "the scheduler Database applied")
+    return operator_pod
+
+
+def test_postgresql_runs_for_real_under_the_real_cloudnative_pg_operator(cluster, database):
+    """No kwok stage writes this status: the operator ran initdb in a Job, started the instance and created the
+    databases MLflow and the control service use, owned by the role whose password only its Secret holds."""
+    _, _, kubectl, _ = cluster
+    assert database["spec"]["nodeName"] == NODE
+    status = _cluster_status(kubectl)
+    assert status["phase"] == "Cluster in healthy state", status
+    assert "kwok" not in json.dumps(status)
+    primary = ["get", "pods", "-n", NAMESPACE, "-l", "cnpg.io/instanceRole=primary", "-o", "json"]
+    [pod] = json.loads(kubectl(*primary).stdout)["items"]
+    assert pod["spec"]["nodeName"] == NODE and is_ready(pod)
+    postgres = next(c for c in pod["status"]["containerStatuses"] if c["name"] == "postgres")
+    print(f"\nplatform-db primary: real, node {NODE}, image {postgres['image']}, restarts {postgres['restartCount']}")
+    assert postgres["image"] == POSTGRES_IMAGE and postgres["restartCount"] == 0
+    # The instance manager's own psql over its socket, as uid 26.
+    psql = ["exec", "-n", NAMESPACE, pod["metadata"]["name"], "-c", "postgres", "--", "psql", "-h", "/controller/run", "-tAc"]
+    owners = kubectl(*psql, "select datname || ':' || pg_get_userbyid(datdba) from pg_database").stdout.split()
+    assert {"mlflow:polyp", "scheduler:polyp"} <= set(owners), owners
+    assert kubectl(*psql, "select current_setting('server_version_num')::int / 10000").stdout.strip() == "17"
+    # A client with the Secret's credentials, through the read-write Service, as the control service connects.
+    client = {
+        "image": POSTGRES_IMAGE,
+        "command": ["psql", "-h", "platform-db-rw", "-U", "polyp", "-d", "scheduler", "-tAc", "select 1"],
+        "env": [{"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": "platform-db-app", "key": "password"}}}],
+    }
+    assert _client_phase(kubectl, NAMESPACE, "psql-with-secret", client) == "Succeeded"
+    wrong = {**client, "env": [{"name": "PGPASSWORD", "value": "not-the-password"}]}
+    assert _client_phase(kubectl, NAMESPACE, "psql-without-secret", wrong) == "Failed"
+
+
 def _valkey_ping_from(kubectl, namespace: str, name: str, labels: dict, password: str) -> str:
     """A real pod (the Valkey image: valkey-cli) with these labels that pings Valkey's Service: its phase.
 
@@ -366,9 +427,18 @@ def _valkey_ping_from(kubectl, namespace: str, name: str, labels: dict, password
     return _client_phase(kubectl, namespace, name, container, labels, timeout_s=90)
 
 
-def test_the_platform_network_policies_allow_exactly_the_calls_it_makes(cluster, frontend, redis):
-    """charts/network-policies as dev renders it: the control service reaches Valkey; a pod of another namespace,
-    and a pod of ours that has no business there (the frontend), do not; the frontend stays Ready and serves."""
+def _postgres_ready_from(kubectl, namespace: str, name: str, labels: dict) -> str:
+    """A real pod (the PostgreSQL image: pg_isready) with these labels that asks platform-db-rw whether it accepts
+    connections, 5 tries as _valkey_ping_from does: its phase."""
+    ready = "pg_isready -t 3 -h platform-db-rw.polyp.svc.cluster.local"
+    script = f"for try in 1 2 3 4 5; do {ready} && exit 0; sleep 1; done; exit 1"
+    return _client_phase(kubectl, namespace, name, {"image": POSTGRES_IMAGE, "command": ["sh", "-c", script]}, labels, 90)
+
+
+def test_the_platform_network_policies_allow_exactly_the_calls_it_makes(cluster, frontend, redis, database):
+    """charts/network-policies as dev renders it: the control service reaches Valkey and PostgreSQL; a pod of
+    another namespace, and a pod of ours that has no business there (the frontend), do not; the frontend stays
+    Ready and serves, and so does PostgreSQL."""
     _, _, kubectl, state_dir = cluster
     _, password = redis
     control_service = {"app.kubernetes.io/name": "control-service"}
@@ -382,6 +452,9 @@ def test_the_platform_network_policies_allow_exactly_the_calls_it_makes(cluster,
         assert _valkey_ping_from(kubectl, NAMESPACE, "as-control-service", control_service, password) == "Succeeded"
         frontend_labels = {"app.kubernetes.io/name": "frontend"}
         assert _valkey_ping_from(kubectl, NAMESPACE, "as-frontend", frontend_labels, password) == "Failed"
+        assert _postgres_ready_from(kubectl, "elsewhere", "postgres-elsewhere", {}) == "Failed"
+        assert _postgres_ready_from(kubectl, NAMESPACE, "postgres-as-control-service", control_service) == "Succeeded"
+        assert _postgres_ready_from(kubectl, NAMESPACE, "postgres-as-frontend", frontend_labels) == "Failed"
         # The page is open to anyone (its policy admits every source on 8080), and its probes still pass.
         pod, objects = frontend
         service = next(o for o in objects if o["kind"] == "Service")
@@ -392,5 +465,7 @@ def test_the_platform_network_policies_allow_exactly_the_calls_it_makes(cluster,
         assert page.startswith("HTTP/1.1 200"), page[:200]
         time.sleep(15)  # a few probe periods under the policies
         assert is_ready(json.loads(kubectl("get", "pod", "-n", NAMESPACE, pod["metadata"]["name"], "-o", "json").stdout))
+        status = _cluster_status(kubectl)
+        assert status["phase"] == "Cluster in healthy state" and status.get("readyInstances") == 1, status
     finally:
         kubectl("delete", "-f", "-", stdin=json.dumps(policies))

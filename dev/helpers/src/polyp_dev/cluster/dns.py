@@ -50,7 +50,7 @@ def _api_server_endpoint(state: State) -> None:
 def up(state: State) -> None:
     """The API server's endpoint, then CoreDNS (its image loaded and placed on the real node); waits until it answers."""
     _api_server_endpoint(state)
-    images.ensure_coredns_image()
+    images.ensure_binary_image(images.COREDNS)
     placement.update(images.platform_images())  # before its pod is created, or it lands on a kwok node
     kubectl("apply", "-f", str(MANIFEST))
     wait_until(

@@ -1,7 +1,8 @@
 """Images on the real node: nothing can be pulled here, so each one is built here and imported into its containerd.
 
 - the sandbox image: Kubernetes' own pause.c (from the pinned k8s.io/kubernetes module), compiled statically;
-- the cluster DNS: CoreDNS built from its pinned module (dns.py runs it);
+- upstream images that are one static Go binary (CoreDNS, and BINARY_IMAGES: CloudNativePG's operator), built by
+  `make cluster-binaries` from their pinned modules, each FROM scratch;
 - upstream images the platform's charts render (UPSTREAM_IMAGES): rebuilt here from Debian's packages of the
   same program, under the exact reference the chart renders (the charts stay as they are);
 - the platform's images: `make images` (bootstrap/build-images.sh) writes OCI archives; load() imports them
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 import subprocess
+import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +27,6 @@ from .processes import SHARE, TOOLS_BIN
 
 K8S_MODULE_DIR = INSTALL_ROOT / "dev" / "local-cluster" / "go" / "k8s"
 PAUSE_ARCHIVE = SHARE / "pause.oci.tar"
-# The tag names the version dev/local-cluster/go/coredns pins.
-COREDNS_IMAGE = "registry.k8s.io/coredns/coredns:v1.15.0"
-COREDNS_ARCHIVE = SHARE / "coredns.oci.tar"
 
 
 def _run(*args: str, cwd: Path | None = None) -> str:
@@ -41,6 +41,35 @@ def ctr(*args: str) -> str:
 
 
 @dataclass(frozen=True)
+class BinaryImage:
+    """An upstream image that is one static binary, FROM scratch: the binary its module folder pins."""
+
+    ref: str  # exactly as the chart renders it; the tag names the version dev/local-cluster/go/<module> pins
+    binary: str  # in TOOLS_BIN
+    path: str  # where the binary lies in the image (and its entrypoint unless links name one)
+    user: str = "65535:65535"
+    links: tuple[str, ...] = ()  # symbolic links to path; the first is the entrypoint
+
+    @property
+    def archive(self) -> Path:
+        """Named after the recipe, as _archive_of names Debian images': a changed layout builds anew."""
+        recipe = hashlib.sha256(json.dumps(self.__dict__, sort_keys=True).encode()).hexdigest()[:12]
+        return SHARE / f"{self.binary}-{recipe}.oci.tar"
+
+
+COREDNS = BinaryImage("registry.k8s.io/coredns/coredns:v1.15.0", "coredns", "/coredns")
+# The cloudnative-pg chart's Deployment runs /manager, and so does the init container it adds to every PostgreSQL
+# pod (it copies /manager into the pod as the instance manager). The operator finds the instance managers it can
+# hand out by globbing operator/manager_<GOARCH> from / (upstream's Dockerfile lays the image out the same way).
+_GOARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+CNPG_OPERATOR = BinaryImage(
+    "ghcr.io/cloudnative-pg/cloudnative-pg:1.28.1", "cnpg-manager", f"/operator/manager_{_GOARCH}", "10001:10001", ("/manager",)
+)
+# Built and loaded by ensure_upstream_images (dns.py loads CoreDNS's itself, before its pod).
+BINARY_IMAGES = [CNPG_OPERATOR]
+
+
+@dataclass(frozen=True)
 class DebianImage:
     """An upstream image's role, filled from Debian's packages: what the chart runs in it is there, at its path."""
 
@@ -50,6 +79,8 @@ class DebianImage:
     user: str
     cmd: list[str]
     contents: str  # what is really inside, where it differs from the tag (its description label)
+    path: str = ""  # prepended to PATH: where the package keeps the commands the chart runs
+    customize: str = ""  # shell run on the finished root filesystem "$1" (mmdebstrap's customize hook)
 
 
 # Debian's mirror here is frozen in time: a testing suite's Release file is past its Valid-Until, and apt
@@ -67,6 +98,19 @@ UPSTREAM_IMAGES = [
         cmd=["valkey-server"],
         contents="Valkey 9.1.2 from Debian forky (Debian no longer has 9.1.1)",
     ),
+    # The database chart's CloudNativePG operand image (charts/database imageName): CloudNativePG's instance
+    # manager runs postgres, initdb and pg_ctl from PATH as uid 26, the postgres user of its own images.
+    DebianImage(
+        ref="ghcr.io/cloudnative-pg/postgresql:17.5",
+        suite="trixie",
+        packages="postgresql-17",
+        user="26:26",
+        cmd=["postgres"],
+        contents="PostgreSQL 17.12 from Debian trixie (Debian no longer has 17.5)",
+        path="/usr/lib/postgresql/17/bin",
+        # The package's own cluster is not the operand's; the postgres user takes CloudNativePG's uid.
+        customize='rm -rf "$1"/etc/postgresql/17 "$1"/var/lib/postgresql/17 && chroot "$1" usermod -u 26 postgres',
+    ),
 ]
 
 
@@ -80,11 +124,21 @@ def _commit(container: str, ref: str, archive: Path) -> None:
     _run("buildah", "push", "-q", ref, f"oci-archive:{archive}:{ref}")
 
 
-def _scratch_image(binary: Path, ref: str, archive: Path, entrypoint: list[str]) -> None:
-    """An image of one static binary, FROM scratch, run as nobody (65535), written as an OCI archive."""
-    container = _run("buildah", "from", "scratch").strip()
-    _run("buildah", "copy", container, str(binary), entrypoint[0])
-    _run("buildah", "config", "--entrypoint", json.dumps(entrypoint), "--user", "65535:65535", container)
+def _scratch_image(binary: Path, ref: str, archive: Path, path: str, user: str = "65535:65535", links=()) -> None:
+    """An image of one static binary at path, and links to it, FROM scratch (run as nobody unless told), written as
+    an OCI archive; its entrypoint is the first link, or path."""
+    with tempfile.TemporaryDirectory() as tmp:
+        layer = Path(tmp) / "layer.tar"
+        with tarfile.open(layer, "w") as tar:
+            tar.add(binary, path.lstrip("/"))
+            for link in links:
+                info = tarfile.TarInfo(link.lstrip("/"))
+                info.type, info.linkname = tarfile.SYMTYPE, path
+                tar.addfile(info)
+        container = _run("buildah", "from", "scratch").strip()
+        _run("buildah", "add", container, str(layer), "/")
+    entrypoint = [links[0] if links else path]
+    _run("buildah", "config", "--entrypoint", json.dumps(entrypoint), "--user", user, container)
     _commit(container, ref, archive)
 
 
@@ -99,6 +153,7 @@ def _debian_image(image: DebianImage, archive: Path) -> None:
             '--aptopt=Acquire::Check-Valid-Until "false"',
             f"--include={image.packages}",
             '--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/usr/share/doc "$1"/usr/share/man',
+            *([f"--customize-hook={image.customize}"] if image.customize else []),
             image.suite,
             str(rootfs),
             _DEBIAN_MIRROR.format(suite=image.suite),
@@ -113,7 +168,7 @@ def _debian_image(image: DebianImage, archive: Path) -> None:
             "--cmd",
             json.dumps(image.cmd),
             "--env",
-            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            f"PATH={image.path + ':' if image.path else ''}/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "--label",
             f"org.opencontainers.image.description={image.contents}",
             container,
@@ -132,7 +187,7 @@ def _build_pause_archive() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         binary = Path(tmp) / "pause"
         _run("cc", "-Os", "-static", "-o", str(binary), f"{module}/build/pause/linux/pause.c")
-        _scratch_image(binary, PAUSE_IMAGE, PAUSE_ARCHIVE, ["/pause"])
+        _scratch_image(binary, PAUSE_IMAGE, PAUSE_ARCHIVE, "/pause")
 
 
 def loaded() -> dict[str, str]:
@@ -161,16 +216,18 @@ def ensure_pause_image() -> None:
     load(PAUSE_ARCHIVE)
 
 
-def ensure_coredns_image() -> None:
-    """The cluster DNS image: the CoreDNS binary `make cluster-binaries` built from the pinned module."""
-    binary = TOOLS_BIN / "coredns"
-    if not COREDNS_ARCHIVE.exists() or COREDNS_ARCHIVE.stat().st_mtime < binary.stat().st_mtime:
-        _scratch_image(binary, COREDNS_IMAGE, COREDNS_ARCHIVE, ["/coredns"])
-    load(COREDNS_ARCHIVE)  # again after a rebuild: the node keeps the reference, now at the new digest
+def ensure_binary_image(image: BinaryImage) -> None:
+    """Build the image when its binary is newer than its archive, and load it."""
+    binary = TOOLS_BIN / image.binary
+    if not image.archive.exists() or image.archive.stat().st_mtime < binary.stat().st_mtime:
+        _scratch_image(binary, image.ref, image.archive, image.path, image.user, image.links)
+    load(image.archive)  # again after a rebuild: the node keeps the reference, now at the new digest
 
 
 def ensure_upstream_images() -> None:
-    """Build (once) and load every image of UPSTREAM_IMAGES."""
+    """Build (once) and load every image of BINARY_IMAGES and UPSTREAM_IMAGES."""
+    for binary_image in BINARY_IMAGES:
+        ensure_binary_image(binary_image)
     present = loaded()
     for image in UPSTREAM_IMAGES:
         archive = _archive_of(image)
