@@ -4,9 +4,9 @@ What is real here: containerd + runc, the kubelet and kube-proxy (built from the
 CNI bridge, kube-router enforcing NetworkPolicies, CoreDNS (built from its pinned module) as a real pod, the
 frontend image (bootstrap/build-images.sh: buildah, Debian-built bases where no registry answers), its probes,
 Services' ClusterIPs and DNS names, Valkey, and PostgreSQL under the real CloudNativePG operator (its binary built
-from the pinned module; the PostgreSQL image rebuilt from Debian's PostgreSQL 17). Stood in for: the control service, by a Service whose endpoint is a plain
-HTTP server inside the node's network namespace (its own image needs its database, Redis, Ray and MLflow to be
-Ready, which later steps make real).
+from the pinned module; the PostgreSQL image rebuilt from Debian's PostgreSQL 17). Stood in for: the control
+service, by a Service whose endpoint is a plain HTTP server inside the node's network namespace (its own image
+needs Ray and MLflow to be Ready, which later steps make real).
 """
 
 from __future__ import annotations
@@ -415,23 +415,27 @@ def test_postgresql_runs_for_real_under_the_real_cloudnative_pg_operator(cluster
     assert _client_phase(kubectl, NAMESPACE, "psql-without-secret", wrong) == "Failed"
 
 
-def _valkey_ping_from(kubectl, namespace: str, name: str, labels: dict, password: str) -> str:
-    """A real pod (the Valkey image: valkey-cli) with these labels that pings Valkey's Service: its phase.
+def _five_tries(check: str) -> str:
+    """A shell script that runs check up to 5 times over ~20 s, exiting 0 at its first success.
 
-    It tries 5 times over ~20 s: kube-router admits a new pod's address a moment after the pod appears, so one
-    refused try proves nothing, and a pod that never gets through in that time is denied.
+    kube-router admits a new pod's address a moment after the pod appears, so one refused try proves nothing,
+    and a pod that never gets through in that time is denied.
     """
+    return f"for try in 1 2 3 4 5; do {check} && exit 0; sleep 1; done; exit 1"
+
+
+def _valkey_ping_from(kubectl, namespace: str, name: str, labels: dict, password: str) -> str:
+    """A real pod (the Valkey image: valkey-cli) with these labels that pings Valkey's Service, 5 tries: its phase."""
     ping = 'timeout 3 valkey-cli -h redis.polyp.svc.cluster.local -a "$PASSWORD" --no-auth-warning ping'
-    script = f'for try in 1 2 3 4 5; do [ "$({ping})" = PONG ] && exit 0; sleep 1; done; exit 1'
+    script = _five_tries(f'[ "$({ping})" = PONG ]')
     container = {"image": VALKEY_IMAGE, "command": ["sh", "-c", script], "env": [{"name": "PASSWORD", "value": password}]}
     return _client_phase(kubectl, namespace, name, container, labels, timeout_s=90)
 
 
 def _postgres_ready_from(kubectl, namespace: str, name: str, labels: dict) -> str:
     """A real pod (the PostgreSQL image: pg_isready) with these labels that asks platform-db-rw whether it accepts
-    connections, 5 tries as _valkey_ping_from does: its phase."""
-    ready = "pg_isready -t 3 -h platform-db-rw.polyp.svc.cluster.local"
-    script = f"for try in 1 2 3 4 5; do {ready} && exit 0; sleep 1; done; exit 1"
+    connections, 5 tries: its phase."""
+    script = _five_tries("pg_isready -t 3 -h platform-db-rw.polyp.svc.cluster.local")
     return _client_phase(kubectl, namespace, name, {"image": POSTGRES_IMAGE, "command": ["sh", "-c", script]}, labels, 90)
 
 

@@ -40,6 +40,11 @@ def ctr(*args: str) -> str:
     return _run("ctr", "--address", str(CONTAINERD_SOCKET), "--namespace", "k8s.io", *args)
 
 
+def _recipe(image) -> str:
+    """A short hash of an image's recipe (its dataclass fields): archives are named after it."""
+    return hashlib.sha256(json.dumps(image.__dict__, sort_keys=True).encode()).hexdigest()[:12]
+
+
 @dataclass(frozen=True)
 class BinaryImage:
     """An upstream image that is one static binary, FROM scratch: the binary its module folder pins."""
@@ -53,8 +58,7 @@ class BinaryImage:
     @property
     def archive(self) -> Path:
         """Named after the recipe, as _archive_of names Debian images': a changed layout builds anew."""
-        recipe = hashlib.sha256(json.dumps(self.__dict__, sort_keys=True).encode()).hexdigest()[:12]
-        return SHARE / f"{self.binary}-{recipe}.oci.tar"
+        return SHARE / f"{self.binary}-{_recipe(self)}.oci.tar"
 
 
 COREDNS = BinaryImage("registry.k8s.io/coredns/coredns:v1.15.0", "coredns", "/coredns")
@@ -178,8 +182,7 @@ def _debian_image(image: DebianImage, archive: Path) -> None:
 
 def _archive_of(image: DebianImage) -> Path:
     """Named after the recipe: a changed recipe builds anew, an unchanged one is reused."""
-    recipe = hashlib.sha256(json.dumps(image.__dict__, sort_keys=True).encode()).hexdigest()[:12]
-    return SHARE / "upstream-images" / f"{image.ref.rsplit('/', 1)[-1].replace(':', '-')}-{recipe}.oci.tar"
+    return SHARE / "upstream-images" / f"{image.ref.rsplit('/', 1)[-1].replace(':', '-')}-{_recipe(image)}.oci.tar"
 
 
 def _build_pause_archive() -> None:
