@@ -102,7 +102,7 @@ K8S_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) 
   -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34
 K8S_BINARIES := $(addprefix $(TOOLS_BIN)/,kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 CLUSTER_BINARIES := $(K8S_BINARIES) $(TOOLS_BIN)/etcd $(TOOLS_BIN)/kwok $(TOOLS_BIN)/argocd $(TOOLS_BIN)/coredns \
-  $(TOOLS_BIN)/kube-router $(TOOLS_BIN)/cnpg-manager
+  $(TOOLS_BIN)/kube-router $(TOOLS_BIN)/cnpg-manager $(TOOLS_BIN)/kuberay-operator $(TOOLS_BIN)/kuberay-featuregates $(TOOLS_BIN)/minio $(TOOLS_BIN)/mc
 
 # $(call go_build,what,cold minutes,module folder,toolchain,go build arguments): timed, with progress.
 define go_build
@@ -128,6 +128,33 @@ $(TOOLS_BIN)/kube-router: $(CLUSTER_GO)/kube-router/go.mod $(CLUSTER_GO)/kube-ro
 # CloudNativePG's operator, static: the real node's PostgreSQL operator (its image is this binary FROM scratch).
 $(TOOLS_BIN)/cnpg-manager: $(CLUSTER_GO)/cnpg/go.mod $(CLUSTER_GO)/cnpg/go.sum $(CLUSTER_GO)/cnpg/tools.go
 	$(call go_build,CloudNativePG operator,1.5,cnpg,$(GO_TOOLCHAIN) CGO_ENABLED=0,-o $@ -ldflags "-s -w" github.com/cloudnative-pg/cloudnative-pg/cmd/manager)
+
+# KubeRay's operator, static: the real node's Ray operator, and the /manager that runs it with the 1.7.0 chart's
+# arguments (go/kuberay/featuregates); its image is these two FROM scratch.
+$(TOOLS_BIN)/kuberay-operator $(TOOLS_BIN)/kuberay-featuregates &: $(CLUSTER_GO)/kuberay/go.mod $(CLUSTER_GO)/kuberay/go.sum \
+  $(CLUSTER_GO)/kuberay/tools.go $(CLUSTER_GO)/kuberay/featuregates/main.go
+	$(call go_build,KubeRay operator,1.2,kuberay,$(GO_TOOLCHAIN) CGO_ENABLED=0,-o $(TOOLS_BIN)/kuberay-operator -ldflags "-s -w" github.com/ray-project/kuberay/ray-operator)
+	$(call go_build,KubeRay feature gates,0.2,kuberay,$(GO_TOOLCHAIN) CGO_ENABLED=0,-o $(TOOLS_BIN)/kuberay-featuregates -ldflags "-s -w" ./featuregates)
+
+# MinIO's server and client, static, for the minio chart's images (polyp_dev.cluster.images lays them on Debian, with
+# the server's own docker-entrypoint.sh from its module).
+# Each is stamped with its release as upstream's buildscripts/gen-ldflags.go stamps it, read from the pinned
+# pseudo-version (v0.0.0-<yyyymmddhhmmss>-<commit>): `minio --version` names the release, not DEVELOPMENT.
+define minio_ldflags
+-s -w $$(v=$$(cd $(CLUSTER_GO)/$(1) && GOTOOLCHAIN=$(GO_TOOLCHAIN) go list -m -f '{{.Version}}' github.com/minio/$(1)); \
+  stamp=$$(echo $$v | cut -d- -f2); commit=$$(echo $$v | cut -d- -f3); \
+  when=$$(echo $$stamp | sed -E 's/(....)(..)(..)(..)(..)(..)/\1-\2-\3T\4:\5:\6Z/'); \
+  for x in Version=$$when ReleaseTag=RELEASE.$$(echo $$when | tr : -) CopyrightYear=$${stamp:0:4} CommitID=$$commit \
+    ShortCommitID=$$commit; do printf -- '-X github.com/minio/$(1)/cmd.%s ' $$x; done)
+endef
+
+$(TOOLS_BIN)/minio: $(CLUSTER_GO)/minio/go.mod $(CLUSTER_GO)/minio/go.sum $(CLUSTER_GO)/minio/tools.go
+	$(call go_build,MinIO server,2,minio,$(GO_TOOLCHAIN) CGO_ENABLED=0,-o $@ -ldflags "$(call minio_ldflags,minio)" github.com/minio/minio)
+	@module=$$(cd $(CLUSTER_GO)/minio && GOTOOLCHAIN=$(GO_TOOLCHAIN) go list -m -f '{{.Dir}}' github.com/minio/minio); \
+	  install -m 0755 $$module/dockerscripts/docker-entrypoint.sh $(TOOLS_BIN)/minio-docker-entrypoint.sh
+
+$(TOOLS_BIN)/mc: $(CLUSTER_GO)/mc/go.mod $(CLUSTER_GO)/mc/go.sum $(CLUSTER_GO)/mc/tools.go
+	$(call go_build,MinIO client,0.5,mc,$(GO_TOOLCHAIN) CGO_ENABLED=0,-o $@ -ldflags "$(call minio_ldflags,mc)" github.com/minio/mc)
 
 # kwok's node, pod and volume stages ship in its module: copied beside the binary.
 $(TOOLS_BIN)/kwok: $(CLUSTER_GO)/kwok/go.mod $(CLUSTER_GO)/kwok/go.sum

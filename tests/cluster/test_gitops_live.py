@@ -197,13 +197,16 @@ def test_pods_whose_images_were_built_here_run_for_real_ready_by_their_own_probe
     for kind, name, node, image, restarts, ready in sorted(rows):
         print(f"{kind:10} {name:58} {node:18} {restarts:8} {ready!s:5} {image}")
     real = [name for kind, name, *_ in rows if kind == "real"]
-    # Valkey, PostgreSQL and its operator: their images rebuilt at `up`.
+    # Valkey, PostgreSQL and its operator, MinIO, the KubeRay operator, MLflow: their images rebuilt at `up`.
     expected_real = (
         "polyp/frontend-",
         "polyp/redis-",
         "kube-system/coredns-",
         "cnpg-system/cloudnative-pg-",
         "polyp/platform-db-1",
+        "minio/minio-",
+        "ray-system/kuberay-operator-",
+        "polyp/mlflow-",
     )
     for expected in expected_real:
         assert any(n.startswith(expected) for n in real), (expected, real)

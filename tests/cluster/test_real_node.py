@@ -3,10 +3,12 @@
 What is real here: containerd + runc, the kubelet and kube-proxy (built from the pinned Kubernetes module), the
 CNI bridge, kube-router enforcing NetworkPolicies, CoreDNS (built from its pinned module) as a real pod, the
 frontend image (bootstrap/build-images.sh: buildah, Debian-built bases where no registry answers), its probes,
-Services' ClusterIPs and DNS names, Valkey, and PostgreSQL under the real CloudNativePG operator (its binary built
-from the pinned module; the PostgreSQL image rebuilt from Debian's PostgreSQL 17). Stood in for: the control
-service, by a Service whose endpoint is a plain HTTP server inside the node's network namespace (its own image
-needs Ray and MLflow to be Ready, which later steps make real).
+Services' ClusterIPs and DNS names, Valkey, PostgreSQL under the real CloudNativePG operator (its binary built
+from the pinned module; the PostgreSQL image rebuilt from Debian's PostgreSQL 17), MinIO and the chart's mc Jobs
+(built from the pinned release commits), MLflow (from PyPI, hash-locked) on them, and the KubeRay operator, whose
+RayCluster's pods stay simulated until the training image is loaded. Stood in for: the control service, by a
+Service whose endpoint is a plain HTTP server inside the node's network namespace (its own image needs Ray to be
+Ready, which a later step makes real).
 """
 
 from __future__ import annotations
@@ -236,13 +238,13 @@ def _client_phase(kubectl, namespace: str, name: str, container: dict, labels: d
 
 
 def _connect_from(kubectl, namespace: str, name: str, target: str) -> str:
-    """A real pod (the frontend image, which has bash) that opens a TCP connection to target; its phase."""
+    """A real pod (the frontend image, which has bash) that opens a TCP connection to target, 5 tries; its phase."""
     image = next(
         c["image"] for o in _frontend_objects() if o["kind"] == "Deployment" for c in o["spec"]["template"]["spec"]["containers"]
     )
     host, port = target.rsplit(":", 1)
-    command = ["timeout", "5", "bash", "-c", f"echo > /dev/tcp/{host}/{port}"]
-    return _client_phase(kubectl, namespace, name, {"image": image, "command": command})
+    command = ["bash", "-c", _five_tries(f"timeout 3 bash -c 'echo > /dev/tcp/{host}/{port}'")]
+    return _client_phase(kubectl, namespace, name, {"image": image, "command": command}, timeout_s=90)
 
 
 def test_network_policies_are_enforced(cluster, frontend):
@@ -415,6 +417,190 @@ def test_postgresql_runs_for_real_under_the_real_cloudnative_pg_operator(cluster
     assert _client_phase(kubectl, NAMESPACE, "psql-without-secret", wrong) == "Failed"
 
 
+MINIO_IMAGE = "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"  # apps/values.yaml; rebuilt here (go/minio)
+MC_IMAGE = "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z"  # the chart's bucket and user Jobs; rebuilt here (go/mc)
+
+
+@pytest.fixture(scope="module")
+def minio(cluster):
+    """MinIO as dev renders the minio chart, with the Secrets install.sh makes; the platform user's secret key once
+    the server is Ready and the chart's post-install Job (buckets, the platform user and its policy) is done."""
+    _, _, kubectl, _ = cluster
+    kubectl("create", "namespace", "minio", check=False)
+    secret_key = secrets.token_hex(16)
+    root = ["--from-literal=rootUser=minio-admin", f"--from-literal=rootPassword={secrets.token_hex(16)}"]
+    kubectl("create", "secret", "generic", "minio-root", "-n", "minio", *root)
+    user = ["--from-literal=AWS_ACCESS_KEY_ID=polyp", f"--from-literal=AWS_SECRET_ACCESS_KEY={secret_key}"]
+    kubectl("create", "secret", "generic", "s3-credentials", "-n", "minio", *user)
+    objects = {"apiVersion": "v1", "kind": "List", "items": _dev_objects("minio")}
+    kubectl("apply", "-n", "minio", "-f", "-", stdin=json.dumps(objects))
+
+    def job_done():
+        status = json.loads(kubectl("get", "job", "-n", "minio", "minio-post-job", "-o", "json").stdout).get("status", {})
+        assert not status.get("failed"), status
+        return status.get("succeeded")
+
+    _wait(job_done, 240, "the minio chart's post-install Job")
+    return secret_key
+
+
+# As the chart's Jobs run mc: uid 1000, its configuration in a writable folder.
+_MC_AS_THE_CHART_RUNS_IT = {"image": MC_IMAGE, "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "runAsNonRoot": True}}
+
+
+def _mc_env(**values: str) -> list[dict]:
+    return [{"name": name, "value": value} for name, value in {"MC_CONFIG_DIR": "/tmp/.mc", **values}.items()]
+
+
+def _mc(script: str, secret_key: str) -> dict:
+    """A container of the chart's mc image with the platform user's alias `s3` set (its credentials only)."""
+    alias = 'mc alias set s3 http://minio.minio.svc.cluster.local:9000 polyp "$SECRET_KEY" >/dev/null'
+    return {**_MC_AS_THE_CHART_RUNS_IT, "command": ["bash", "-c", f"{alias} && {script}"], "env": _mc_env(SECRET_KEY=secret_key)}
+
+
+def test_minio_runs_for_real_and_the_platform_user_writes_only_with_its_key(cluster, minio):
+    """The server built from the pinned release's commit serves S3 from its real volume; the chart's Job gave the
+    platform user its readwrite policy (an mc killed for memory there once left it without); anonymous reads fail."""
+    _, _, kubectl, _ = cluster
+    [pod] = json.loads(kubectl("get", "pods", "-n", "minio", "-l", "app=minio", "-o", "json").stdout)["items"]
+    [status] = pod["status"]["containerStatuses"]
+    print(f"\nminio: real, node {pod['spec']['nodeName']}, image {status['image']}, restarts {status['restartCount']}")
+    assert pod["spec"]["nodeName"] == NODE and is_ready(pod)
+    assert status["image"] == MINIO_IMAGE and status["restartCount"] == 0
+    version = kubectl("exec", "-n", "minio", pod["metadata"]["name"], "--", "minio", "--version").stdout
+    assert "RELEASE.2025-09-07T16-13-09Z" in version, version
+    write = _mc("echo kept > /tmp/probe && mc cp /tmp/probe s3/models/probe.txt && mc cat s3/models/probe.txt", minio)
+    assert _client_phase(kubectl, "minio", "mc-platform-user", write) == "Succeeded"
+    logs = kubectl("logs", "-n", "minio", "mc-platform-user").stdout
+    assert logs.strip().endswith("kept"), logs
+    # Without keys: MinIO refuses to say what is there.
+    no_keys = 'mc alias set anon http://minio.minio.svc.cluster.local:9000 "" "" >/dev/null && mc cat anon/models/probe.txt'
+    anonymous = {**_MC_AS_THE_CHART_RUNS_IT, "command": ["bash", "-c", no_keys], "env": _mc_env()}
+    assert _client_phase(kubectl, "minio", "mc-anonymous", anonymous) == "Failed"
+    assert "Insufficient permissions" in kubectl("logs", "-n", "minio", "mc-anonymous").stdout
+    # The object is on the claim's real volume (hostPath), written by uid 1000.
+    claim = next(v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v)
+    volume = json.loads(kubectl("get", "pvc", "-n", "minio", claim, "-o", "json").stdout)["spec"]["volumeName"]
+    folder = Path(json.loads(kubectl("get", "pv", volume, "-o", "json").stdout)["spec"]["hostPath"]["path"])
+    stored = folder / "models" / "probe.txt" / "xl.meta"
+    assert stored.is_file() and stored.stat().st_uid == 1000, sorted(p.name for p in folder.iterdir())
+
+
+@pytest.fixture(scope="module")
+def kuberay(cluster):
+    """The real KubeRay operator as dev renders the kuberay-operator chart, and the RayCluster dev declares (charts/
+    training); the operator's pod once Ready."""
+    _, _, kubectl, _ = cluster
+    kubectl("create", "namespace", NAMESPACE, check=False)
+    kubectl("create", "namespace", "ray-system")
+    operator = {"apiVersion": "v1", "kind": "List", "items": _dev_objects("kuberay-operator")}
+    kubectl("apply", "--server-side", "-n", "ray-system", "-f", "-", stdin=json.dumps(operator))
+
+    def operator_ready():
+        pods = json.loads(kubectl("get", "pods", "-n", "ray-system", "-o", "json").stdout)["items"]
+        return pods[0] if pods and is_ready(pods[0]) else None
+
+    operator_pod = _wait(operator_ready, 180, "the KubeRay operator Ready")
+    training = {"apiVersion": "v1", "kind": "List", "items": _dev_objects("training")}
+    kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(training))
+    return operator_pod
+
+
+def test_the_real_kuberay_operator_creates_and_tracks_the_training_raycluster(cluster, kuberay):
+    """No kwok stage writes the RayCluster's status: the operator (v1.6.2 under the 1.7.0 chart's tag, run with that
+    chart's arguments) made the head, its Service and the worker, and reports them ready. The Ray pods themselves
+    are simulated until the training image is loaded on the node."""
+    _, _, kubectl, _ = cluster
+    assert kuberay["spec"]["nodeName"] == NODE
+    [status] = kuberay["status"]["containerStatuses"]
+    print(f"\nkuberay-operator: real, node {NODE}, image {status['image']}, restarts {status['restartCount']}")
+    assert status["restartCount"] == 0
+    # The chart passes gates v1.6.2 lacks; without /manager's filter the operator exits at start (CrashLoopBackOff).
+    [container] = kuberay["spec"]["containers"]
+    assert any("RayClusterNetworkPolicy=false" in arg for arg in container["args"]), container["args"]
+
+    def ready():
+        raycluster = json.loads(kubectl("get", "raycluster", "-n", NAMESPACE, "training", "-o", "json").stdout)
+        return raycluster if raycluster.get("status", {}).get("state") == "ready" else None
+
+    raycluster = _wait(ready, 120, "the training RayCluster ready")
+    assert "kwok" not in json.dumps(raycluster["status"])
+    pods = json.loads(kubectl("get", "pods", "-n", NAMESPACE, "-l", "ray.io/cluster=training", "-o", "json").stdout)["items"]
+    assert sorted(p["metadata"]["labels"]["ray.io/node-type"] for p in pods) == ["head", "worker"]
+    assert all(p["metadata"]["ownerReferences"][0]["kind"] == "RayCluster" for p in pods)
+    assert all(p["spec"]["nodeName"].startswith("kwok-node-") for p in pods), "the training image is not loaded"
+    head_service = json.loads(kubectl("get", "service", "-n", NAMESPACE, "training-head-svc", "-o", "json").stdout)
+    assert {p["port"] for p in head_service["spec"]["ports"]} >= {8265, 6379}
+
+
+MLFLOW_IMAGE = "burakince/mlflow:3.15.1"  # as the mlflow chart renders it; rebuilt here (images.UPSTREAM_IMAGES)
+
+
+@pytest.fixture(scope="module")
+def mlflow(cluster, database, minio):
+    """MLflow as dev renders the mlflow chart, on the real PostgreSQL (its `mlflow` database) and the real MinIO
+    (bucket `mlflow`), with the Secrets install.sh makes; its pod once Ready."""
+    _, _, kubectl, _ = cluster
+    user = ["--from-literal=AWS_ACCESS_KEY_ID=polyp", f"--from-literal=AWS_SECRET_ACCESS_KEY={minio}"]
+    kubectl("create", "secret", "generic", "s3-credentials", "-n", NAMESPACE, *user)
+    flask = f"--from-literal=MLFLOW_FLASK_SERVER_SECRET_KEY={secrets.token_hex(16)}"
+    kubectl("create", "secret", "generic", "mlflow-flask", "-n", NAMESPACE, flask)
+    objects = {"apiVersion": "v1", "kind": "List", "items": _dev_objects("mlflow")}
+    kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(objects))
+
+    def ready_pod():
+        pod = _pod(kubectl, "app.kubernetes.io/name=mlflow")
+        return pod if is_ready(pod) else None
+
+    return _wait(ready_pod, 300, "MLflow Ready")
+
+
+_LOG_A_RUN = """
+import mlflow, pathlib
+mlflow.set_experiment("real-node")
+with mlflow.start_run() as run:
+    mlflow.log_metric("val_dice", 0.5)
+    pathlib.Path("/tmp/model.txt").write_text("weights")
+    mlflow.log_artifact("/tmp/model.txt")
+client = mlflow.MlflowClient()
+print("metric", client.get_run(run.info.run_id).data.metrics["val_dice"])
+downloaded = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="model.txt")
+print("artifact", pathlib.Path(downloaded).read_text())
+print(f"run_id={run.info.run_id}")
+"""
+
+
+def test_mlflow_runs_for_real_and_keeps_runs_in_postgresql_and_artifacts_in_minio(cluster, mlflow, minio):
+    """The chart's migration init container migrated the real `mlflow` database; a client logs a run through the
+    Service (metric in PostgreSQL, artifact proxied by the server into MinIO) and reads both back."""
+    _, _, kubectl, _ = cluster
+    [server] = mlflow["status"]["containerStatuses"]
+    print(f"\nmlflow: real, node {mlflow['spec']['nodeName']}, image {server['image']}, restarts {server['restartCount']}")
+    assert mlflow["spec"]["nodeName"] == NODE
+    # The chart's short Docker Hub name: the kubelet reports it in full, and placement admits either.
+    assert server["image"] == f"docker.io/{MLFLOW_IMAGE}" and server["restartCount"] == 0
+    client = {
+        "image": MLFLOW_IMAGE,
+        "command": ["python", "-c", _LOG_A_RUN],
+        "env": [  # the platform's own tracking URI (charts/control-service, charts/training); fail fast, not retry
+            {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow.polyp.svc.cluster.local:5000"},
+            {"name": "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "value": "0"},
+        ],
+        "securityContext": {"runAsUser": 1001, "runAsNonRoot": True},
+    }
+    assert _client_phase(kubectl, NAMESPACE, "mlflow-client", client, timeout_s=180) == "Succeeded"
+    logs = kubectl("logs", "-n", NAMESPACE, "mlflow-client").stdout
+    assert "metric 0.5" in logs and "artifact weights" in logs, logs
+    run_id = logs.split("run_id=", 1)[1].split()[0]
+    # The run is a row of the real database, and the artifact an object of the real bucket.
+    primary = json.loads(kubectl("get", "pods", "-n", NAMESPACE, "-l", "cnpg.io/instanceRole=primary", "-o", "json").stdout)
+    pod = primary["items"][0]["metadata"]["name"]
+    psql = ["exec", "-n", NAMESPACE, pod, "-c", "postgres", "--", "psql", "-h", "/controller/run", "-d", "mlflow", "-tAc"]
+    assert kubectl(*psql, f"select status from runs where run_uuid = '{run_id}'").stdout.strip() == "FINISHED"
+    listing = _mc(f"mc ls --recursive s3/mlflow/ | grep {run_id}/artifacts/model.txt", minio)
+    assert _client_phase(kubectl, "minio", "mc-mlflow-artifact", listing) == "Succeeded"
+
+
 def _five_tries(check: str) -> str:
     """A shell script that runs check up to 5 times over ~20 s, exiting 0 at its first success.
 
@@ -439,10 +625,16 @@ def _postgres_ready_from(kubectl, namespace: str, name: str, labels: dict) -> st
     return _client_phase(kubectl, namespace, name, {"image": POSTGRES_IMAGE, "command": ["sh", "-c", script]}, labels, 90)
 
 
-def test_the_platform_network_policies_allow_exactly_the_calls_it_makes(cluster, frontend, redis, database):
-    """charts/network-policies as dev renders it: the control service reaches Valkey and PostgreSQL; a pod of
-    another namespace, and a pod of ours that has no business there (the frontend), do not; the frontend stays
-    Ready and serves, and so does PostgreSQL."""
+def _minio_open_from(kubectl, namespace: str, name: str, labels: dict) -> str:
+    """A real pod (the mc image: bash) with these labels that opens a TCP connection to MinIO's S3 port, 5 tries."""
+    script = _five_tries("timeout 3 bash -c '</dev/tcp/minio.minio.svc.cluster.local/9000'")
+    return _client_phase(kubectl, namespace, name, {**_MC_AS_THE_CHART_RUNS_IT, "command": ["bash", "-c", script]}, labels, 90)
+
+
+def test_the_platform_network_policies_allow_exactly_the_calls_it_makes(cluster, frontend, redis, database, minio):
+    """charts/network-policies as dev renders it: the control service reaches Valkey and PostgreSQL, training
+    reaches MinIO; a pod of another namespace, and a pod of ours that has no business there (the frontend), do not;
+    the frontend stays Ready and serves, and so does PostgreSQL."""
     _, _, kubectl, state_dir = cluster
     _, password = redis
     control_service = {"app.kubernetes.io/name": "control-service"}
@@ -459,6 +651,9 @@ def test_the_platform_network_policies_allow_exactly_the_calls_it_makes(cluster,
         assert _postgres_ready_from(kubectl, "elsewhere", "postgres-elsewhere", {}) == "Failed"
         assert _postgres_ready_from(kubectl, NAMESPACE, "postgres-as-control-service", control_service) == "Succeeded"
         assert _postgres_ready_from(kubectl, NAMESPACE, "postgres-as-frontend", frontend_labels) == "Failed"
+        assert _minio_open_from(kubectl, "elsewhere", "minio-elsewhere", {}) == "Failed"
+        assert _minio_open_from(kubectl, NAMESPACE, "minio-as-training", {"app.kubernetes.io/name": "training"}) == "Succeeded"
+        assert _minio_open_from(kubectl, NAMESPACE, "minio-as-frontend", frontend_labels) == "Failed"
         # The page is open to anyone (its policy admits every source on 8080), and its probes still pass.
         pod, objects = frontend
         service = next(o for o in objects if o["kind"] == "Service")

@@ -64,8 +64,12 @@ def test_a_cluster_kind_outside_the_whitelist(dev):
             ),
             "names Service polyp/mlfow, which nothing creates",
         ),
+        (  # The defect the real node found: the mlflow chart's Service listens on 80 unless told 5000.
+            lambda env: _object(env, "mlflow", "Service")["spec"]["ports"][0].update(port=80),
+            "names port 5000 of Service polyp/mlflow, which listens on [80]",
+        ),
     ],
-    ids=["secret", "service-account", "service-host"],
+    ids=["secret", "service-account", "service-host", "service-port"],
 )
 def test_a_name_nothing_provides(dev, repo_root, seed, expected):
     seed(dev)

@@ -347,10 +347,15 @@ def _strings(node: object) -> Iterator[str]:
 
 def references_exist(env: RenderedEnvironment, root: Path) -> list[str]:
     """Every Secret, ConfigMap, ServiceAccount and PVC a workload names, and every in-cluster Service
-    host a value names (name.namespace.svc), is rendered, made by bootstrap, or made by an operator."""
+    host a value names (name.namespace.svc), is rendered, made by bootstrap, or made by an operator; a host
+    with a port (name.namespace.svc:port) names a port the rendered Service has."""
     provided = provided_objects(env, root)
+    placed = placed_objects(env)
+    service_ports = {
+        (p.namespace, p.name): {port["port"] for port in p.obj["spec"].get("ports", [])} for p in placed if p.kind == "Service"
+    }
     problems = []
-    for p in placed_objects(env):
+    for p in placed:
         for _, pod in pod_specs(p.obj):
             for kind, name in _named_references(pod):
                 if (kind, p.namespace, name) not in provided:
@@ -360,6 +365,13 @@ def references_exist(env: RenderedEnvironment, root: Path) -> list[str]:
                 service = ("Service", match.group(3), match.group(1))
                 if service not in provided and service[1:] not in UNUSED_UPSTREAM_HOSTS:
                     problems.append(f"{p.app}: {p.kind} {p.name} names Service {service[1]}/{service[2]}, which nothing creates")
+                port = re.match(r":(\d+)\b", text[match.end() :])
+                ports = service_ports.get(service[1:])
+                if port and ports is not None and int(port.group(1)) not in ports:
+                    problems.append(
+                        f"{p.app}: {p.kind} {p.name} names port {port.group(1)} of Service {service[1]}/{service[2]}, "
+                        f"which listens on {sorted(ports)}"
+                    )
     return sorted(set(problems))
 
 
