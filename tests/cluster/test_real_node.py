@@ -59,9 +59,34 @@ def cluster(tmp_path_factory):
         yield env, exports, kubectl, tmp / "cluster"
 
 
-def _pod(kubectl, selector: str) -> dict | None:
-    pods = json.loads(kubectl("get", "pods", "-n", NAMESPACE, "-l", selector, "-o", "json").stdout)["items"]
+def _apply_dev(kubectl, component: str, namespace: str, *flags: str) -> list[dict]:
+    """Apply a component's objects as dev renders them; those objects."""
+    objects = _dev_objects(component)
+    kubectl("apply", *flags, "-n", namespace, "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    return objects
+
+
+def _pod(kubectl, selector: str, namespace: str = NAMESPACE) -> dict | None:
+    pods = json.loads(kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json").stdout)["items"]
     return pods[0] if pods else None
+
+
+def _ready_pod(kubectl, what: str, selector: str, namespace: str = NAMESPACE, timeout_s: float = 180) -> dict:
+    """Wait until the pod that selector matches in namespace is Ready; that pod."""
+
+    def ready():
+        pod = _pod(kubectl, selector, namespace)
+        return pod if is_ready(pod) else None
+
+    return _wait(ready, timeout_s, f"{what} Ready")
+
+
+def _volume_folder(kubectl, pod: dict) -> Path:
+    """The host folder behind the pod's claim (kwok binds every claim to a hostPath)."""
+    namespace = pod["metadata"]["namespace"]
+    claim = next(v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v)
+    volume = json.loads(kubectl("get", "pvc", "-n", namespace, claim, "-o", "json").stdout)["spec"]["volumeName"]
+    return Path(json.loads(kubectl("get", "pv", volume, "-o", "json").stdout)["spec"]["hostPath"]["path"])
 
 
 def _wait(check, timeout_s: float, what: str):
@@ -133,16 +158,10 @@ def frontend(cluster):
         ],
     }
     kubectl("apply", "-f", "-", stdin=json.dumps(stand_in))
-    objects = _frontend_objects()
-    kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    objects = _apply_dev(kubectl, "frontend", NAMESPACE)
     [deployment] = [o for o in objects if o["kind"] == "Deployment"]
     selector = ",".join(f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items())
-
-    def ready_pod():
-        pod = _pod(kubectl, selector)
-        return pod if is_ready(pod) else None
-
-    return _wait(ready_pod, 180, "the frontend pod Ready"), objects
+    return _ready_pod(kubectl, "the frontend pod", selector), objects
 
 
 def test_the_frontend_runs_for_real_ready_by_its_own_probe(cluster, frontend):
@@ -329,14 +348,8 @@ def redis(cluster, frontend):
     _, _, kubectl, _ = cluster
     password = secrets.token_hex(16)
     kubectl("create", "secret", "generic", "redis-users", "-n", NAMESPACE, f"--from-literal=default={password}")
-    objects = _dev_objects("redis")
-    kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
-
-    def ready_pod():
-        pod = _pod(kubectl, "app.kubernetes.io/instance=redis")
-        return pod if is_ready(pod) else None
-
-    return _wait(ready_pod, 180, "Valkey Ready"), password
+    _apply_dev(kubectl, "redis", NAMESPACE)
+    return _ready_pod(kubectl, "Valkey", "app.kubernetes.io/instance=redis"), password
 
 
 def test_valkey_runs_for_real_and_keeps_its_data_in_its_volume(cluster, redis):
@@ -349,9 +362,7 @@ def test_valkey_runs_for_real_and_keeps_its_data_in_its_volume(cluster, redis):
     cli = ["exec", "-n", NAMESPACE, name, "--", "valkey-cli", "-a", password, "--no-auth-warning"]
     assert kubectl(*cli, "set", "polyp", "kept").stdout.strip() == "OK"
     assert kubectl(*cli, "save").stdout.strip() == "OK"
-    claim = next(v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v)
-    volume = json.loads(kubectl("get", "pvc", "-n", NAMESPACE, claim, "-o", "json").stdout)["spec"]["volumeName"]
-    folder = Path(json.loads(kubectl("get", "pv", volume, "-o", "json").stdout)["spec"]["hostPath"]["path"])
+    folder = _volume_folder(kubectl, pod)
     dump = folder / "dump.rdb"
     assert dump.is_file() and dump.stat().st_uid == 1000, sorted(folder.iterdir())
     assert b"kept" in dump.read_bytes()
@@ -371,16 +382,9 @@ def database(cluster):
     _, _, kubectl, _ = cluster
     kubectl("create", "namespace", NAMESPACE, check=False)
     kubectl("create", "namespace", "cnpg-system")
-    operator = {"apiVersion": "v1", "kind": "List", "items": _dev_objects("cloudnative-pg")}
-    kubectl("apply", "--server-side", "-n", "cnpg-system", "-f", "-", stdin=json.dumps(operator))
-    database = {"apiVersion": "v1", "kind": "List", "items": _dev_objects("database")}
-    kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(database))
-
-    def operator_ready():
-        pods = json.loads(kubectl("get", "pods", "-n", "cnpg-system", "-o", "json").stdout)["items"]
-        return pods[0] if pods and is_ready(pods[0]) else None
-
-    operator_pod = _wait(operator_ready, 180, "the CloudNativePG operator Ready")
+    _apply_dev(kubectl, "cloudnative-pg", "cnpg-system", "--server-side")
+    _apply_dev(kubectl, "database", NAMESPACE)
+    operator_pod = _ready_pod(kubectl, "the CloudNativePG operator", "app.kubernetes.io/name=cloudnative-pg", "cnpg-system")
     _wait(lambda: _cluster_status(kubectl).get("readyInstances") == 1, 300, "platform-db's instance Ready")
     scheduler = ["get", "databases.postgresql.cnpg.io", "-n", NAMESPACE, "platform-db-scheduler", "-o", "json"]
     _wait(lambda: json.loads(kubectl(*scheduler).stdout).get("status", {}).get("applied"), 60, "the scheduler Database applied")
@@ -432,8 +436,7 @@ def minio(cluster):
     kubectl("create", "secret", "generic", "minio-root", "-n", "minio", *root)
     user = ["--from-literal=AWS_ACCESS_KEY_ID=polyp", f"--from-literal=AWS_SECRET_ACCESS_KEY={secret_key}"]
     kubectl("create", "secret", "generic", "s3-credentials", "-n", "minio", *user)
-    objects = {"apiVersion": "v1", "kind": "List", "items": _dev_objects("minio")}
-    kubectl("apply", "-n", "minio", "-f", "-", stdin=json.dumps(objects))
+    _apply_dev(kubectl, "minio", "minio")
 
     def job_done():
         status = json.loads(kubectl("get", "job", "-n", "minio", "minio-post-job", "-o", "json").stdout).get("status", {})
@@ -479,9 +482,7 @@ def test_minio_runs_for_real_and_the_platform_user_writes_only_with_its_key(clus
     assert _client_phase(kubectl, "minio", "mc-anonymous", anonymous) == "Failed"
     assert "Insufficient permissions" in kubectl("logs", "-n", "minio", "mc-anonymous").stdout
     # The object is on the claim's real volume (hostPath), written by uid 1000.
-    claim = next(v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v)
-    volume = json.loads(kubectl("get", "pvc", "-n", "minio", claim, "-o", "json").stdout)["spec"]["volumeName"]
-    folder = Path(json.loads(kubectl("get", "pv", volume, "-o", "json").stdout)["spec"]["hostPath"]["path"])
+    folder = _volume_folder(kubectl, pod)
     stored = folder / "models" / "probe.txt" / "xl.meta"
     assert stored.is_file() and stored.stat().st_uid == 1000, sorted(p.name for p in folder.iterdir())
 
@@ -493,16 +494,9 @@ def kuberay(cluster):
     _, _, kubectl, _ = cluster
     kubectl("create", "namespace", NAMESPACE, check=False)
     kubectl("create", "namespace", "ray-system")
-    operator = {"apiVersion": "v1", "kind": "List", "items": _dev_objects("kuberay-operator")}
-    kubectl("apply", "--server-side", "-n", "ray-system", "-f", "-", stdin=json.dumps(operator))
-
-    def operator_ready():
-        pods = json.loads(kubectl("get", "pods", "-n", "ray-system", "-o", "json").stdout)["items"]
-        return pods[0] if pods and is_ready(pods[0]) else None
-
-    operator_pod = _wait(operator_ready, 180, "the KubeRay operator Ready")
-    training = {"apiVersion": "v1", "kind": "List", "items": _dev_objects("training")}
-    kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(training))
+    _apply_dev(kubectl, "kuberay-operator", "ray-system", "--server-side")
+    operator_pod = _ready_pod(kubectl, "the KubeRay operator", "app.kubernetes.io/name=kuberay-operator", "ray-system")
+    _apply_dev(kubectl, "training", NAMESPACE)
     return operator_pod
 
 
@@ -545,14 +539,8 @@ def mlflow(cluster, database, minio):
     kubectl("create", "secret", "generic", "s3-credentials", "-n", NAMESPACE, *user)
     flask = f"--from-literal=MLFLOW_FLASK_SERVER_SECRET_KEY={secrets.token_hex(16)}"
     kubectl("create", "secret", "generic", "mlflow-flask", "-n", NAMESPACE, flask)
-    objects = {"apiVersion": "v1", "kind": "List", "items": _dev_objects("mlflow")}
-    kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(objects))
-
-    def ready_pod():
-        pod = _pod(kubectl, "app.kubernetes.io/name=mlflow")
-        return pod if is_ready(pod) else None
-
-    return _wait(ready_pod, 300, "MLflow Ready")
+    _apply_dev(kubectl, "mlflow", NAMESPACE)
+    return _ready_pod(kubectl, "MLflow", "app.kubernetes.io/name=mlflow", timeout_s=300)
 
 
 _LOG_A_RUN = """

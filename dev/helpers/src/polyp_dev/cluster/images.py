@@ -339,9 +339,14 @@ def ensure_pause_image() -> None:
     load(PAUSE_ARCHIVE)
 
 
+def _stale(archive: Path, binaries: list[Path]) -> bool:
+    """Whether the archive is missing or older than a binary it holds (a rebuilt binary builds the image anew)."""
+    return not archive.exists() or any(archive.stat().st_mtime < binary.stat().st_mtime for binary in binaries)
+
+
 def ensure_binary_image(image: BinaryImage) -> None:
-    """Build the image when its binary is newer than its archive, and load it."""
-    if not image.archive.exists() or any(image.archive.stat().st_mtime < b.stat().st_mtime for b in image.binaries):
+    """Build the image when a binary of it is newer than its archive, and load it."""
+    if _stale(image.archive, image.binaries):
         extra = [(TOOLS_BIN / name, path) for name, path in image.extra]
         _scratch_image(
             TOOLS_BIN / image.binary, image.ref, image.archive, image.path, image.user, image.links, image.contents, extra
@@ -356,9 +361,7 @@ def ensure_upstream_images() -> None:
     present = loaded()
     for image in UPSTREAM_IMAGES:
         archive = _archive_of(image)
-        built = not archive.exists() or any(
-            archive.stat().st_mtime < (TOOLS_BIN / binary).stat().st_mtime for binary, _ in image.binaries
-        )
+        built = _stale(archive, [TOOLS_BIN / binary for binary, _ in image.binaries])
         if built:
             _debian_image(image, archive)
         if built or image.ref not in present:
