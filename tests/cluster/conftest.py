@@ -149,7 +149,9 @@ def local_cluster(state_dir: Path):
         print(f"cluster logs kept in {state_dir / 'logs'}")
 
 
-@pytest.fixture(scope="package")
+# Per module, not per package: stopped before the next module starts its own cluster (two at once doubled the peak
+# memory, and their kubelets shared /var/log/pods, where each deletes the folders of pods it does not know).
+@pytest.fixture(scope="module")
 def platform(tmp_path_factory) -> Platform:
     if not (TOOLS_BIN / "argocd").is_file():
         pytest.fail("the local cluster's binaries are missing: `make cluster-binaries` builds them (make test does)")

@@ -46,6 +46,10 @@ NODE_DIR = STATE_DIR / "node"  # configurations, containerd's images and state, 
 _SHORT = hashlib.sha256(str(STATE_DIR.resolve()).encode()).hexdigest()[:12]
 RUN_DIR = Path("/run/polyp-node") / _SHORT
 KUBELET_DIR = Path("/var/lib/polyp-node") / _SHORT
+# Not the default /var/log/pods: a kubelet deletes the folders there of pods it does not know, so two clusters on
+# one machine (or a killed one's leftover kubelet) delete each other's logs (seen in CI: the tests' gitops-live
+# cluster, still up, removed a finished real-node pod's log folder).
+POD_LOGS_DIR = NODE_DIR / "pod-logs"
 CONTAINERD_SOCKET = RUN_DIR / "containerd.sock"
 CNI_BIN_DIR = "/usr/lib/cni"  # Debian containernetworking-plugins
 
@@ -218,6 +222,7 @@ def _kubelet_config(state: State) -> Path:
         "imageGCLowThresholdPercent": 99,
         "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
         "maxPods": 40,
+        "podLogsDir": str(POD_LOGS_DIR),
         "serializeImagePulls": False,
     }
     path = NODE_DIR / "kubelet.json"
@@ -257,7 +262,7 @@ def up(state: State) -> None:
     """Start the node (idempotent) and wait until it is Ready; the pause image must be loadable (images.py)."""
     from . import images  # images needs node's constants
 
-    for folder in (NODE_DIR, RUN_DIR, KUBELET_DIR):
+    for folder in (NODE_DIR, POD_LOGS_DIR, RUN_DIR, KUBELET_DIR):
         folder.mkdir(parents=True, exist_ok=True)
     _network(state)
     start(
