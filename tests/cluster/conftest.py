@@ -146,6 +146,8 @@ def local_cluster(state_dir: Path):
         yield env, dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines())
     finally:
         subprocess.run([*cluster, "down"], env=env, check=False)
+        # The node's images take GBs (the training image is 7 GB unpacked), and pytest keeps its last three runs.
+        shutil.rmtree(state_dir / "node" / "containerd", ignore_errors=True)
         print(f"cluster logs kept in {state_dir / 'logs'}")
 
 

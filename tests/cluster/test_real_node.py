@@ -5,10 +5,11 @@ CNI bridge, kube-router enforcing NetworkPolicies, CoreDNS (built from its pinne
 frontend image (bootstrap/build-images.sh: buildah, Debian-built bases where no registry answers), its probes,
 Services' ClusterIPs and DNS names, Valkey, PostgreSQL under the real CloudNativePG operator (its binary built
 from the pinned module; the PostgreSQL image rebuilt from Debian's PostgreSQL 17), MinIO and the chart's mc Jobs
-(built from the pinned release commits), MLflow (from PyPI, hash-locked) on them, and the KubeRay operator, whose
-RayCluster's pods stay simulated until the training image is loaded. Stood in for: the control service, by a
-Service whose endpoint is a plain HTTP server inside the node's network namespace (its own image needs Ray to be
-Ready, which a later step makes real).
+(built from the pinned release commits), MLflow (from PyPI, hash-locked) on them, the KubeRay operator and the
+training RayCluster's head and worker it creates (the training image, torch included), and the control service,
+Ready on Valkey, PostgreSQL, MLflow and the Ray job API. Stood in for, in the frontend's own test only (it comes
+first): the control service, by a Service whose endpoint is a plain HTTP server inside the node's network
+namespace; the real control service takes that Service over later.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -47,14 +49,20 @@ def _frontend_objects() -> list[dict]:
     return _dev_objects("frontend")
 
 
+OUR_IMAGES = ("frontend", "control-service", "training")
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("real-node")
     archives = tmp / "images"
-    build_images(archives, "frontend")
+    build_images(archives, *OUR_IMAGES)
     with local_cluster(tmp / "cluster") as (env, exports):
         polyp_cluster = str(Path(sys.executable).parent / "polyp-cluster")
-        subprocess.run([polyp_cluster, "load", str(archives / "frontend.tar")], env=env, check=True)
+        began = time.monotonic()
+        subprocess.run([polyp_cluster, "load", *(str(archives / f"{c}.tar") for c in OUR_IMAGES)], env=env, check=True)
+        print(f"{', '.join(OUR_IMAGES)} loaded in {time.monotonic() - began:.0f} s", flush=True)
+        shutil.rmtree(archives)  # the node's containerd holds them now (the training archive alone is 3.7 GB)
         kubectl = lambda *args, **kw: run_kubectl(exports["KUBECONFIG"], env, *args, **kw)  # noqa: E731
         yield env, exports, kubectl, tmp / "cluster"
 
@@ -105,9 +113,11 @@ def _in_node_args(state_dir: Path, *args: str) -> list[str]:
     return ["nsenter", f"--net=/proc/{pid}/ns/net", "--", *args]
 
 
-def _curl(state_dir: Path, url: str) -> str:
+def _curl(state_dir: Path, url: str, *headers: str) -> str:
     """Status line, headers and body from inside the node; "" when the connection fails."""
-    result = subprocess.run(_in_node_args(state_dir, "curl", "-si", "-m", "5", url), capture_output=True, text=True, timeout=30)
+    header_args = [arg for header in headers for arg in ("-H", header)]
+    command = _in_node_args(state_dir, "curl", "-si", "-m", "5", *header_args, url)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30)
     return result.stdout if result.returncode == 0 else ""
 
 
@@ -488,29 +498,44 @@ def test_minio_runs_for_real_and_the_platform_user_writes_only_with_its_key(clus
 
 
 @pytest.fixture(scope="module")
-def kuberay(cluster):
+def s3_credentials(cluster, minio):
+    """The platform user's S3 Secret in our namespace, as install.sh makes it (MLflow and the Ray pods read it)."""
+    _, _, kubectl, _ = cluster
+    kubectl("create", "namespace", NAMESPACE, check=False)
+    user = ["--from-literal=AWS_ACCESS_KEY_ID=polyp", f"--from-literal=AWS_SECRET_ACCESS_KEY={minio}"]
+    kubectl("create", "secret", "generic", "s3-credentials", "-n", NAMESPACE, *user)
+
+
+@pytest.fixture(scope="module")
+def kuberay(cluster, s3_credentials):
     """The real KubeRay operator as dev renders the kuberay-operator chart, and the RayCluster dev declares (charts/
-    training); the operator's pod once Ready."""
+    training), with the Secret install.sh makes; the operator's, the Ray head's and the worker's pods once Ready."""
     _, _, kubectl, _ = cluster
     kubectl("create", "namespace", NAMESPACE, check=False)
     kubectl("create", "namespace", "ray-system")
     _apply_dev(kubectl, "kuberay-operator", "ray-system", "--server-side")
     operator_pod = _ready_pod(kubectl, "the KubeRay operator", "app.kubernetes.io/name=kuberay-operator", "ray-system")
     _apply_dev(kubectl, "training", NAMESPACE)
-    return operator_pod
+    ray = "ray.io/cluster=training,ray.io/node-type"
+    return {
+        "operator": operator_pod,
+        "head": _ready_pod(kubectl, "the Ray head", f"{ray}=head", timeout_s=300),
+        "worker": _ready_pod(kubectl, "the Ray worker", f"{ray}=worker", timeout_s=300),
+    }
 
 
 def test_the_real_kuberay_operator_creates_and_tracks_the_training_raycluster(cluster, kuberay):
     """No kwok stage writes the RayCluster's status: the operator (v1.6.2 under the 1.7.0 chart's tag, run with that
-    chart's arguments) made the head, its Service and the worker, and reports them ready. The Ray pods themselves
-    are simulated until the training image is loaded on the node."""
+    chart's arguments) made the head, its Service and the worker, and reports them ready. The Ray pods run the
+    training image for real, Ready by the probes the operator gave them, and the worker joined the head's Ray."""
     _, _, kubectl, _ = cluster
-    assert kuberay["spec"]["nodeName"] == NODE
-    [status] = kuberay["status"]["containerStatuses"]
+    operator = kuberay["operator"]
+    assert operator["spec"]["nodeName"] == NODE
+    [status] = operator["status"]["containerStatuses"]
     print(f"\nkuberay-operator: real, node {NODE}, image {status['image']}, restarts {status['restartCount']}")
     assert status["restartCount"] == 0
     # The chart passes gates v1.6.2 lacks; without /manager's filter the operator exits at start (CrashLoopBackOff).
-    [container] = kuberay["spec"]["containers"]
+    [container] = operator["spec"]["containers"]
     assert any("RayClusterNetworkPolicy=false" in arg for arg in container["args"]), container["args"]
 
     def ready():
@@ -522,7 +547,20 @@ def test_the_real_kuberay_operator_creates_and_tracks_the_training_raycluster(cl
     pods = json.loads(kubectl("get", "pods", "-n", NAMESPACE, "-l", "ray.io/cluster=training", "-o", "json").stdout)["items"]
     assert sorted(p["metadata"]["labels"]["ray.io/node-type"] for p in pods) == ["head", "worker"]
     assert all(p["metadata"]["ownerReferences"][0]["kind"] == "RayCluster" for p in pods)
-    assert all(p["spec"]["nodeName"].startswith("kwok-node-") for p in pods), "the training image is not loaded"
+    for pod in pods:
+        role = pod["metadata"]["labels"]["ray.io/node-type"]
+        for status in pod["status"]["containerStatuses"]:
+            print(f"ray {role} {status['name']}: real, node {pod['spec']['nodeName']}, image {status['image']}")
+            print(f"  digest {status['imageID']}, restarts {status['restartCount']}")
+            assert status["restartCount"] == 0
+        assert pod["spec"]["nodeName"] == NODE and is_ready(pod)
+        ray_container = next(c for c in pod["spec"]["containers"] if c["name"] == f"ray-{role}")
+        assert "readinessProbe" in ray_container, "KubeRay's own probe (its wget calls to the raylet and the GCS)"
+    # Ray itself counts the worker: it joined the head's GCS through the head's Service.
+    head = next(p["metadata"]["name"] for p in pods if p["metadata"]["labels"]["ray.io/node-type"] == "head")
+    count = "import ray; ray.init(address='auto', logging_level='ERROR'); print('alive', sum(n['Alive'] for n in ray.nodes()))"
+    alive = kubectl("exec", "-n", NAMESPACE, head, "-c", "ray-head", "--", "python", "-c", count).stdout
+    assert "alive 2" in alive, alive
     head_service = json.loads(kubectl("get", "service", "-n", NAMESPACE, "training-head-svc", "-o", "json").stdout)
     assert {p["port"] for p in head_service["spec"]["ports"]} >= {8265, 6379}
 
@@ -531,12 +569,10 @@ MLFLOW_IMAGE = "burakince/mlflow:3.15.1"  # as the mlflow chart renders it; rebu
 
 
 @pytest.fixture(scope="module")
-def mlflow(cluster, database, minio):
+def mlflow(cluster, database, s3_credentials):
     """MLflow as dev renders the mlflow chart, on the real PostgreSQL (its `mlflow` database) and the real MinIO
     (bucket `mlflow`), with the Secrets install.sh makes; its pod once Ready."""
     _, _, kubectl, _ = cluster
-    user = ["--from-literal=AWS_ACCESS_KEY_ID=polyp", f"--from-literal=AWS_SECRET_ACCESS_KEY={minio}"]
-    kubectl("create", "secret", "generic", "s3-credentials", "-n", NAMESPACE, *user)
     flask = f"--from-literal=MLFLOW_FLASK_SERVER_SECRET_KEY={secrets.token_hex(16)}"
     kubectl("create", "secret", "generic", "mlflow-flask", "-n", NAMESPACE, flask)
     _apply_dev(kubectl, "mlflow", NAMESPACE)
@@ -589,6 +625,53 @@ def test_mlflow_runs_for_real_and_keeps_runs_in_postgresql_and_artifacts_in_mini
     assert _client_phase(kubectl, "minio", "mc-mlflow-artifact", listing) == "Succeeded"
 
 
+@pytest.fixture(scope="module")
+def control_service(cluster, frontend, redis, database, mlflow, kuberay):
+    """The control service as dev renders it, with the token Secrets install.sh makes; (its pod once Ready, the
+    tokens). Its Service, applied over the frontend test's stand-in of the same name, keeps that Service's address
+    (nginx resolved it at start)."""
+    _, _, kubectl, _ = cluster
+    tokens = {"write": secrets.token_hex(16), "read": secrets.token_hex(16)}
+    for secret, token in (("control-api-token", tokens["write"]), ("control-api-read-token", tokens["read"])):
+        kubectl("create", "secret", "generic", secret, "-n", NAMESPACE, f"--from-literal=token={token}")
+    kubectl("delete", "endpoints", "-n", NAMESPACE, "control-service")  # the stand-in's; the Service's selector rules
+    # kube-prometheus-stack stays simulated and its CRDs are not installed here: no ServiceMonitor, no PrometheusRule.
+    objects = [o for o in _dev_objects("control-service") if o["kind"] not in ("ServiceMonitor", "PrometheusRule")]
+    kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    return _ready_pod(kubectl, "the control service", "app.kubernetes.io/name=control-service", timeout_s=240), tokens
+
+
+def _readiness(kubectl, pod: dict) -> dict:
+    """The control service's own /readyz answer, asked inside its container."""
+    ask = "import urllib.request as u, urllib.error as e\ntry: print(u.urlopen('http://127.0.0.1:8000/readyz').read().decode())\n"
+    ask += "except e.HTTPError as err: print(err.read().decode())"
+    return json.loads(kubectl("exec", "-n", NAMESPACE, pod["metadata"]["name"], "--", "python", "-c", ask).stdout)
+
+
+def test_the_control_service_runs_for_real_ready_on_valkey_postgresql_mlflow_and_ray(cluster, frontend, control_service):
+    """Its image as make images builds it, its env as dev renders it: Ready by its own /readyz, which asks Valkey,
+    MLflow and the Ray job API of the real head; through the frontend's nginx, its API wants the token and takes the
+    one from the Secret."""
+    _, _, kubectl, state_dir = cluster
+    pod, tokens = control_service
+    [status] = pod["status"]["containerStatuses"]
+    print(f"\ncontrol-service: real, node {pod['spec']['nodeName']}, image {status['image']}")
+    print(f"  digest {status['imageID']}, restarts {status['restartCount']}")
+    assert pod["spec"]["nodeName"] == NODE and status["restartCount"] == 0
+    readiness = _readiness(kubectl, pod)
+    assert readiness["ready"] and all(check["ok"] for check in readiness["checks"].values()), readiness
+    assert readiness["checks"]["ray"]["address"] == "http://training-head-svc.polyp.svc.cluster.local:8265"
+    assert readiness["checks"]["alerts"]["via"] == "redis", readiness
+    _, objects = frontend
+    service = next(o for o in objects if o["kind"] == "Service")
+    spec = json.loads(kubectl("get", "service", "-n", NAMESPACE, service["metadata"]["name"], "-o", "json").stdout)["spec"]
+    runs = f"http://{spec['clusterIP']}:{spec['ports'][0]['port']}/v1/runs"
+    anonymous = _curl(state_dir, runs)
+    assert anonymous.startswith("HTTP/1.1 401") and "missing bearer token" in anonymous, anonymous[-300:]
+    listed = _curl(state_dir, runs, f"Authorization: Bearer {tokens['read']}")
+    assert listed.startswith("HTTP/1.1 200") and listed.rstrip().endswith("[]"), listed[-300:]
+
+
 def _five_tries(check: str) -> str:
     """A shell script that runs check up to 5 times over ~20 s, exiting 0 at its first success.
 
@@ -619,14 +702,20 @@ def _minio_open_from(kubectl, namespace: str, name: str, labels: dict) -> str:
     return _client_phase(kubectl, namespace, name, {**_MC_AS_THE_CHART_RUNS_IT, "command": ["bash", "-c", script]}, labels, 90)
 
 
-def test_the_platform_network_policies_allow_exactly_the_calls_it_makes(cluster, frontend, redis, database, minio):
+def test_the_platform_network_policies_allow_exactly_the_calls_it_makes(
+    cluster, frontend, redis, database, minio, control_service
+):
     """charts/network-policies as dev renders it: the control service reaches Valkey and PostgreSQL, training
     reaches MinIO; a pod of another namespace, and a pod of ours that has no business there (the frontend), do not;
-    the frontend stays Ready and serves, and so does PostgreSQL."""
+    the Ray job API refuses another namespace; the frontend stays Ready and serves, so does PostgreSQL, and the
+    real control service stays Ready on Valkey, MLflow and Ray."""
     _, _, kubectl, state_dir = cluster
     _, password = redis
+    control_service_pod, _ = control_service
     control_service = {"app.kubernetes.io/name": "control-service"}
+    ray_job_api = "training-head-svc.polyp.svc.cluster.local:8265"
     assert _valkey_ping_from(kubectl, "elsewhere", "redis-before", {}, password) == "Succeeded", "nothing denies yet"
+    assert _connect_from(kubectl, "elsewhere", "ray-before", ray_job_api) == "Succeeded", "nothing denies yet"
     kubectl("create", "namespace", "minio", check=False)
     policies = {"apiVersion": "v1", "kind": "List", "items": _dev_objects("network-policies")}
     kubectl("apply", "-f", "-", stdin=json.dumps(policies))
@@ -642,6 +731,7 @@ def test_the_platform_network_policies_allow_exactly_the_calls_it_makes(cluster,
         assert _minio_open_from(kubectl, "elsewhere", "minio-elsewhere", {}) == "Failed"
         assert _minio_open_from(kubectl, NAMESPACE, "minio-as-training", {"app.kubernetes.io/name": "training"}) == "Succeeded"
         assert _minio_open_from(kubectl, NAMESPACE, "minio-as-frontend", frontend_labels) == "Failed"
+        assert _connect_from(kubectl, "elsewhere", "ray-elsewhere", ray_job_api) == "Failed"
         # The page is open to anyone (its policy admits every source on 8080), and its probes still pass.
         pod, objects = frontend
         service = next(o for o in objects if o["kind"] == "Service")
@@ -654,5 +744,9 @@ def test_the_platform_network_policies_allow_exactly_the_calls_it_makes(cluster,
         assert is_ready(json.loads(kubectl("get", "pod", "-n", NAMESPACE, pod["metadata"]["name"], "-o", "json").stdout))
         status = _cluster_status(kubectl)
         assert status["phase"] == "Cluster in healthy state" and status.get("readyInstances") == 1, status
+        name = control_service_pod["metadata"]["name"]
+        assert is_ready(json.loads(kubectl("get", "pod", "-n", NAMESPACE, name, "-o", "json").stdout))
+        readiness = _readiness(kubectl, control_service_pod)
+        assert readiness["ready"], readiness
     finally:
         kubectl("delete", "-f", "-", stdin=json.dumps(policies))
