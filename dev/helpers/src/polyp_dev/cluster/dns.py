@@ -3,7 +3,10 @@
 Pods find the API server as the `kubernetes` Service (10.96.0.1:443). The API server runs on the host's
 loopback and writes no endpoints of its own here (--endpoint-reconciler-type=none): a relay listens on the
 node's address inside its namespace and forwards to the host, and its address is the Service's endpoint.
-CoreDNS (dev/local-cluster/coredns.yaml) is the first pod that needs it.
+It listens on 6443, the API server's port on kind, whatever port the host's API server has: NetworkPolicies
+match the endpoint's port, and the platform's admit the API server on 443 and 6443 only
+(charts/network-policies, kubernetesApiPorts). CoreDNS (dev/local-cluster/coredns.yaml) is the first pod
+that needs it.
 """
 
 from __future__ import annotations
@@ -19,16 +22,14 @@ from .node import node_ip
 from .processes import State, start, wait_until
 
 MANIFEST = INSTALL_ROOT / "dev" / "local-cluster" / "coredns.yaml"
+API_SERVER_PORT = 6443  # as pods reach it on kind (the `kubernetes` Service's endpoint port)
 
 
 def _api_server_endpoint(state: State) -> None:
-    address, port = node_ip(state), state.ports["apiserver"]
-    start(
-        state,
-        "node-api-relay",
-        [sys.executable, "-m", "polyp_dev.cluster.relay", "--pid", str(state.pids["node-netns"]), "--bind", address, str(port)],
-        match="polyp_dev.cluster.relay",
-    )
+    address, port = node_ip(state), API_SERVER_PORT
+    relay = [sys.executable, "-m", "polyp_dev.cluster.relay", "--pid", str(state.pids["node-netns"]), "--bind", address]
+    relay += ["--as-port", str(port), str(state.ports["apiserver"])]
+    start(state, "node-api-relay", relay, match="polyp_dev.cluster.relay")
     endpoints = {
         "apiVersion": "v1",
         "kind": "Endpoints",

@@ -8,6 +8,7 @@ listen there and connect here.
 
     python -m polyp_dev.cluster.relay --pid PID PORT [PORT ...]     # PID: a process in the namespace
     python -m polyp_dev.cluster.relay --pid PID --bind ADDRESS PORT # listen on ADDRESS:PORT there instead
+    python -m polyp_dev.cluster.relay --pid PID --bind ADDRESS --as-port 6443 PORT  # ADDRESS:6443 there -> PORT here
     nsenter --net=/proc/PID/ns/net python -m polyp_dev.cluster.relay --loopback-up
 """
 
@@ -100,10 +101,10 @@ async def _forward(port: int, reader: asyncio.StreamReader, writer: asyncio.Stre
     await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
 
 
-async def serve(sockets: list[socket.socket]) -> None:
+async def serve(sockets: list[socket.socket], host_ports: list[int] | None = None) -> None:
+    """Forward each listening socket to the host's port of the same number, or to its host_ports entry."""
     servers = []
-    for server_socket in sockets:
-        port = server_socket.getsockname()[1]
+    for server_socket, port in zip(sockets, host_ports or [s.getsockname()[1] for s in sockets], strict=True):
         servers.append(await asyncio.start_server(functools.partial(_forward, port), sock=server_socket))
     await asyncio.gather(*(s.serve_forever() for s in servers))
 
@@ -112,11 +113,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pid", type=int, help="a process in the namespace")
     parser.add_argument("--bind", default="127.0.0.1", help="the address to listen on inside the namespace")
+    parser.add_argument("--as-port", type=int, help="listen on this port inside instead (one PORT only)")
     parser.add_argument("--loopback-up", action="store_true", help="bring up `lo` in this process's namespace")
     parser.add_argument("ports", type=int, nargs="*")
     args = parser.parse_args()
     if args.loopback_up:
         _loopback_up()
+    elif args.as_port:
+        if len(args.ports) != 1:
+            parser.error("--as-port takes exactly one PORT")
+        asyncio.run(serve(listen_inside(args.pid, [args.as_port], args.bind), args.ports))
     else:
         asyncio.run(serve(listen_inside(args.pid, args.ports, args.bind)))
 
