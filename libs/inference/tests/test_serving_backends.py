@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import socket
 
 import numpy as np
@@ -171,6 +172,33 @@ def test_a_pinned_version_is_copied_from_s3_and_checked_against_its_digest(s3_se
         local_repository("s3://serving-models/triton", MODEL, 1, sha256="0" * 64)
     with pytest.raises(ValueError, match="served pinned"):
         local_repository("s3://serving-models/triton", MODEL, None)
+
+
+def test_a_replica_pinned_before_its_version_is_published_answers_503_then_serves_it(s3_server, exported):
+    """dev syncs its pin (version 1) before the first training run publishes it: the Ray Serve replica starts anyway,
+    says 503 with Retry-After until the version is in S3, then serves it without a restart. (The replica class, called
+    directly as Serve would call it; the Serve route itself is test_serving_rayserve's.)"""
+    import boto3
+    from starlette.requests import Request
+
+    from polyp_core.repository import model_file
+    from polyp_rayserve.app import _deployment
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="pinned-early")
+    replica = _deployment().func_or_class(repo="s3://pinned-early/triton", model=MODEL, version=1)
+
+    def ask(action: str):
+        scope = {"type": "http", "method": "GET", "scheme": "http", "server": ("127.0.0.1", 8000), "path": f"/{MODEL}/{action}"}
+        return run(replica(Request({**scope, "headers": [], "query_string": b""})))
+
+    waiting = ask("ready")
+    assert waiting.status_code == 503 and int(waiting.headers["Retry-After"]) > 0
+    assert b"version 1 is not published yet" in waiting.body
+    data = model_file(exported, MODEL, 1).read_bytes()
+    s3.put_object(Bucket="pinned-early", Key=f"triton/{MODEL}/1/model.onnx", Body=data)
+    assert ask("ready").status_code == 200
+    assert json.loads(ask("metadata").body)["version"] == "1"
 
 
 def test_onnxruntime_without_any_published_version_is_unavailable(tmp_path):

@@ -16,8 +16,10 @@ version at start (boto3, credentials from the environment), checked against its 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -40,16 +42,26 @@ BATCH_WAIT_TIMEOUT_S = 0.0  # no waiting alone: requests that queue while the mo
 
 
 def local_repository(repo: str, model: str, version: int | None, sha256: str | None = None) -> Path:
-    """The repository as a local folder: itself, or for s3:// the pinned version copied to local disk."""
+    """The repository as a local folder: itself, or for s3:// the pinned version copied to local disk
+    (ServingUnavailable while that version is not published)."""
     if not is_s3(repo):
         return Path(repo)
     if version is None:
         raise ValueError("an s3:// model repository is served pinned: give the version to serve")
     bucket, prefix = split_s3(repo)
     key = "/".join(p for p in (prefix, model, str(version), repository.MODEL_FILE) if p)
-    local = Path(tempfile.mkdtemp(prefix="polyp-serve-")) / model / str(version) / repository.MODEL_FILE
+    from botocore.exceptions import ClientError
+
+    folder = Path(tempfile.mkdtemp(prefix="polyp-serve-"))
+    local = folder / model / str(version) / repository.MODEL_FILE
     local.parent.mkdir(parents=True)
-    s3_client().download_file(bucket, key, str(local))
+    try:
+        s3_client().download_file(bucket, key, str(local))
+    except ClientError as error:
+        shutil.rmtree(folder)
+        if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NoSuchBucket"):
+            raise
+        raise ServingUnavailable(f"the pinned version {version} is not published yet (no s3://{bucket}/{key})") from None
     if sha256 and hashlib.sha256(local.read_bytes()).hexdigest() != sha256:
         raise ValueError(f"s3://{bucket}/{key} is not the pinned artifact (sha256 {sha256})")
     return local.parents[2]
@@ -72,22 +84,33 @@ def _deployment() -> Deployment:
             max_batch_size: int = MAX_BATCH_SIZE,
             batch_wait_timeout_s: float = BATCH_WAIT_TIMEOUT_S,
         ):
-            self.backend = OnnxRuntimeBackend(local_repository(repo, model, version, sha256), model, threads, version)
+            self.source, self.threads = (repo, model, version, sha256), threads
+            self._backend: OnnxRuntimeBackend | None = None
+            with contextlib.suppress(ServingUnavailable):  # a pin set before its run published it: 503 until then
+                self.backend()
             # Ray's typing of serve.batch leaves out the setters it attaches (and documents) on the method.
             self.run_batch.set_max_batch_size(max_batch_size)  # type: ignore[attr-defined]
             self.run_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)  # type: ignore[attr-defined]
+
+        def backend(self) -> OnnxRuntimeBackend:
+            """ONNX Runtime over the local copy, made on first use: the copy is retried on each request until the
+            pinned version is published (a dev cluster syncs its pin before its first run publishes it)."""
+            if self._backend is None:
+                repo, model, version, sha256 = self.source
+                self._backend = OnnxRuntimeBackend(local_repository(repo, model, version, sha256), model, self.threads, version)
+            return self._backend
 
         @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_TIMEOUT_S)
         async def run_batch(self, frames: list[np.ndarray]) -> list[tuple[np.ndarray, str, str] | None]:
             """One ONNX Runtime call for the frames that fit the served version: (logits, version, Server-Timing)
             each; None for those that do not."""
-            info = await self.backend.model_info()
+            info = await self.backend().model_info()
             fits = [frame.shape[-1] == info.size for frame in frames]
             if not any(fits):
                 return [None] * len(frames)
             fitting = [frame for frame, ok in zip(frames, fits, strict=True) if ok]
             started = time.perf_counter()
-            logits, version = await self.backend.infer(np.concatenate(fitting), info)
+            logits, version = await self.backend().infer(np.concatenate(fitting), info)
             timing = f"batch;desc={len(logits)}, model;dur={(time.perf_counter() - started) * 1000:.1f}"
             rows = iter(logits)
             return [(next(rows)[None], version, timing) if ok else None for ok in fits]
@@ -96,9 +119,9 @@ def _deployment() -> Deployment:
             action = request.url.path.rstrip("/").rsplit("/", 1)[-1]
             try:
                 if action == "metadata":
-                    return JSONResponse(vars(await self.backend.model_info()))
+                    return JSONResponse(vars(await self.backend().model_info()))
                 if action == "ready":
-                    ready = await self.backend.ready()
+                    ready = await self.backend().ready()
                     return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
                 if action == "infer" and request.method == "POST":
                     frame = from_npy(await request.body())
