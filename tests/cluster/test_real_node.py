@@ -6,16 +6,21 @@ frontend image (bootstrap/build-images.sh: buildah, Debian-built bases where no 
 Services' ClusterIPs and DNS names, Valkey, PostgreSQL under the real CloudNativePG operator (its binary built
 from the pinned module; the PostgreSQL image rebuilt from Debian's PostgreSQL 17), MinIO and the chart's mc Jobs
 (built from the pinned release commits), MLflow (from PyPI, hash-locked) on them, the KubeRay operator and the
-training RayCluster's head and worker it creates (the training image, torch included), and the control service,
-Ready on Valkey, PostgreSQL, MLflow and the Ray job API. On them the training half of the loop runs under the
-platform's NetworkPolicies: dataset pushed to MinIO, run triggered through nginx, trained on the Ray pods, registered
-in MLflow, published to MinIO, alert over SSE. Stood in for, in the frontend's own test only (it comes first): the
+training RayCluster's head and worker it creates (the training image, torch included), the control service, Ready
+on Valkey, PostgreSQL, MLflow and the Ray job API, and dev's RayService (Ray Serve on the training image). On them
+the loop runs under the platform's NetworkPolicies: dataset pushed to MinIO, run triggered through nginx, trained
+on the Ray pods, registered in MLflow, published to MinIO, pinned with `polyp-gitops pin-model`, served by the
+RayService, a prediction through nginx, alert over SSE. A broken command, env var or probe keeps a copy of the
+control service from ever becoming Ready. Stood in for, in the frontend's own test only (it comes first): the
 control service, by a Service whose endpoint is a plain HTTP server inside the node's network namespace; the real
-control service takes that Service over later. Not here yet: serving (dev's Ray Serve application) and Argo CD.
+control service takes that Service over later. Not here: Argo CD (test_gitops_live.py syncs dev with it, on
+simulated pods but for the frontend), kube-prometheus-stack, Grafana, cert-manager and KServe (simulated there).
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import secrets
@@ -23,14 +28,17 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+import yaml
+from PIL import Image
 
 import polyp_fixtures
 from polyp_gitops.render import DEFAULT_REPO_URL, render_application, render_applications
 
-from .conftest import REPO, build_images, is_ready, local_cluster, run_kubectl
+from .conftest import REPO, build_images, git, is_ready, local_cluster, run_kubectl, snapshot_repository
 
 pytestmark = [
     pytest.mark.cluster,
@@ -41,10 +49,10 @@ NODE = "polyp-real-node"
 NAMESPACE = "polyp"
 
 
-def _dev_objects(component: str) -> list[dict]:
-    """A component's objects as Argo CD applies them in dev (it ignores Helm's test hooks)."""
-    app = next(a for a in render_applications("dev", REPO) if a["metadata"]["name"] == component)
-    objects = render_application(app, DEFAULT_REPO_URL, REPO).objects
+def _dev_objects(component: str, root: Path = REPO) -> list[dict]:
+    """A component's objects as Argo CD applies them in dev from the repository at root (it ignores Helm's test hooks)."""
+    app = next(a for a in render_applications("dev", root) if a["metadata"]["name"] == component)
+    objects = render_application(app, DEFAULT_REPO_URL, root).objects
     return [o for o in objects if "test" not in o["metadata"].get("annotations", {}).get("helm.sh/hook", "")]
 
 
@@ -116,10 +124,9 @@ def _in_node_args(state_dir: Path, *args: str) -> list[str]:
     return ["nsenter", f"--net=/proc/{pid}/ns/net", "--", *args]
 
 
-def _curl(state_dir: Path, url: str, *headers: str) -> str:
+def _curl(state_dir: Path, url: str) -> str:
     """Status line, headers and body from inside the node; "" when the connection fails."""
-    header_args = [arg for header in headers for arg in ("-H", header)]
-    command = _in_node_args(state_dir, "curl", "-si", "-m", "5", *header_args, url)
+    command = _in_node_args(state_dir, "curl", "-si", "-m", "5", url)
     result = subprocess.run(command, capture_output=True, text=True, timeout=30)
     return result.stdout if result.returncode == 0 else ""
 
@@ -673,10 +680,96 @@ def test_the_control_service_runs_for_real_ready_on_valkey_postgresql_mlflow_and
     assert readiness["checks"]["ray"]["address"] == "http://training-head-svc.polyp.svc.cluster.local:8265"
     assert readiness["checks"]["alerts"]["via"] == "redis", readiness
     runs = f"{_frontend_url(kubectl, frontend)}/v1/runs"
-    anonymous = _curl(state_dir, runs)
-    assert anonymous.startswith("HTTP/1.1 401") and "missing bearer token" in anonymous, anonymous[-300:]
-    listed = _curl(state_dir, runs, f"Authorization: Bearer {tokens['read']}")
-    assert listed.startswith("HTTP/1.1 200") and listed.rstrip().endswith("[]"), listed[-300:]
+    status, body = _api(state_dir, runs)
+    assert status == 401 and "missing bearer token" in body, body
+    status, body = _api(state_dir, runs, tokens["read"])
+    assert status == 200 and json.loads(body) == [], body
+
+
+# Three ways a chart or image change breaks a pod, each applied to a copy of the control service's Deployment.
+def _wrong_command(container: dict) -> None:
+    container["command"] = ["polyp-contrl"]  # a typo: no such program in the image
+
+
+def _env_var_dropped(container: dict) -> None:
+    container["env"] = [e for e in container["env"] if e["name"] != "RAY_ADDRESS"]  # back to the laptop's 127.0.0.1
+
+
+def _probe_on_a_closed_port(container: dict) -> None:
+    container["readinessProbe"]["httpGet"]["port"] = 8001  # the app listens on 8000
+
+
+BREAKS = {"command": _wrong_command, "env": _env_var_dropped, "probe": _probe_on_a_closed_port}
+
+
+@pytest.fixture
+def broken_control_services(cluster, control_service):
+    """A copy of the control service's Deployment per break, labelled apart so that no Service or policy of ours
+    selects them; their pods once 30 s past their start (three readiness periods); removed after the test (each is
+    otherwise a working replica: it would compete for the scheduler's lease during the loop)."""
+    _, _, kubectl, _ = cluster
+    [deployment] = [o for o in _dev_objects("control-service") if o["kind"] == "Deployment"]
+    copies = []
+    for what, breaks in BREAKS.items():
+        copy = json.loads(json.dumps(deployment))
+        labels = {"app.kubernetes.io/name": "control-service-broken", "polyp.dev/break": what}
+        copy["metadata"] = {"name": f"control-service-broken-{what}", "namespace": NAMESPACE}
+        copy["spec"]["selector"] = {"matchLabels": labels}
+        copy["spec"]["template"]["metadata"]["labels"] = labels
+        breaks(copy["spec"]["template"]["spec"]["containers"][0])
+        copies.append(copy)
+    items = {"apiVersion": "v1", "kind": "List", "items": copies}
+    kubectl("apply", "-f", "-", stdin=json.dumps(items))
+
+    def settled(what: str):
+        pod = _pod(kubectl, f"polyp.dev/break={what}")
+        [status] = (pod or {}).get("status", {}).get("containerStatuses") or [{}]
+        if what == "command":  # it never starts: containerd cannot exec it
+            return pod if status.get("restartCount", 0) >= 1 else None
+        started = (status.get("state", {}).get("running") or {}).get("startedAt")
+        return pod if status.get("started") and started and _age_s(started) > 30 else None
+
+    try:
+        yield {what: _wait(lambda w=what: settled(w), 240, f"the {what} break settled") for what in BREAKS}
+    finally:
+        kubectl("delete", "-f", "-", stdin=json.dumps(items))
+
+
+def _age_s(timestamp: str) -> float:
+    return time.time() - datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+def test_a_broken_command_env_var_or_probe_keeps_the_control_service_from_ever_becoming_ready(
+    cluster, control_service, broken_control_services
+):
+    """The real node is what catches these: on kwok each of these pods would be marked Ready. Each broken copy of
+    the Deployment stays unready (so the loop, which waits for a Ready control service, would fail), for its own
+    reason; the real one stays Ready beside them."""
+    _, _, kubectl, _ = cluster
+    command = broken_control_services["command"]
+    [status] = command["status"]["containerStatuses"]
+    print(f"\nbroken command: {json.dumps(status['lastState'])[:300]}")
+    assert not is_ready(command)
+    assert status["lastState"]["terminated"]["reason"] in ("StartError", "ContainerCannotRun"), status
+    assert "polyp-contrl" in status["lastState"]["terminated"]["message"], status
+
+    env = broken_control_services["env"]
+    readiness = _readiness(kubectl, env)
+    print(f"dropped RAY_ADDRESS: /readyz says {readiness}")
+    assert not is_ready(_pod(kubectl, "polyp.dev/break=env")) and not readiness["ready"]
+    assert readiness["checks"]["ray"] == {"ok": False, "address": "http://127.0.0.1:8265"}, readiness
+
+    probe = broken_control_services["probe"]
+    readiness = _readiness(kubectl, probe)
+    events = kubectl(
+        "get", "events", "-n", NAMESPACE, "--field-selector", f"involvedObject.name={probe['metadata']['name']}"
+    ).stdout
+    print(f"readiness probe on 8001: the app says ready={readiness['ready']}; the kubelet: {events.splitlines()[-1:]}")
+    assert readiness["ready"], "the app itself is fine: only its probe is wrong"
+    assert not is_ready(_pod(kubectl, "polyp.dev/break=probe")) and "Readiness probe failed" in events and "8001" in events
+
+    real, _ = control_service
+    assert is_ready(json.loads(kubectl("get", "pod", "-n", NAMESPACE, real["metadata"]["name"], "-o", "json").stdout))
 
 
 def _five_tries(check: str) -> str:
@@ -760,11 +853,16 @@ def test_the_platform_network_policies_allow_exactly_the_calls_it_makes(
         kubectl("delete", "-f", "-", stdin=json.dumps(policies))
 
 
-def _api(state_dir: Path, url: str, token: str, body: dict | None = None) -> tuple[int, str]:
-    """One call to the control service's API from inside the node: (HTTP status, body); POST when there is a body."""
-    args = ["curl", "-s", "-m", "30", "-w", "\n%{http_code}", "-H", f"Authorization: Bearer {token}"]
+def _api(state_dir: Path, url: str, token: str = "", body: dict | None = None, upload: Path | None = None) -> tuple[int, str]:
+    """One call to the control service's API from inside the node (anonymous without a token): (HTTP status, body);
+    POST when there is a JSON body or a file to upload (multipart, as the page sends an image)."""
+    args = ["curl", "-s", "-m", "30", "-w", "\n%{http_code}"]
+    if token:
+        args += ["-H", f"Authorization: Bearer {token}"]
     if body is not None:
         args += ["-H", "Content-Type: application/json", "--data", json.dumps(body)]
+    if upload is not None:
+        args += ["-F", f"file=@{upload}"]
     result = subprocess.run(_in_node_args(state_dir, *args, url), capture_output=True, text=True, timeout=60)
     text, _, status = result.stdout.rpartition("\n")
     return int(status or 0), text
@@ -779,13 +877,62 @@ def _sse_events(path: Path) -> list[dict]:
 LOOP_RUN = {"epochs": 3, "size": 64, "batch_size": 2, "dice_threshold": 0.0}
 
 
-def test_the_loop_a_run_triggered_through_the_api_trains_on_the_real_ray_pods_and_is_published(
+def _serve_the_pinned_version(kubectl, state_dir: Path, api: str, token: str, version: str, samples: Path) -> None:
+    """The serving half of the loop: `polyp-gitops pin-model` commits the version and its digest (from MLflow) to a
+    clone of this repository; the inference Application rendered from that commit (the RayService on the training
+    image, backend rayserve in dev) is applied as Argo CD would apply it; KubeRay starts its real head and worker,
+    Ray Serve copies exactly the pinned bytes from MinIO; POST /v1/predict through the frontend's nginx (the control
+    service, then Ray Serve) answers a real Kvasir-SEG frame with a mask from that version. Argo CD's own sync of a
+    commit is tests/cluster/test_gitops_live.py's part (on simulated pods)."""
+    status, body = _api(state_dir, f"{api}/models/{version}", token)
+    assert status == 200, body
+    digest = json.loads(body)["tags"]["onnx_sha256"]
+    _, work = snapshot_repository(state_dir.parent / "gitops")
+    polyp_gitops = str(Path(sys.executable).parent / "polyp-gitops")
+    pin = [polyp_gitops, "pin-model", "--env", "dev", "--version", version, "--sha256", digest]
+    pinned = subprocess.run(pin, cwd=work, capture_output=True, text=True, timeout=60)
+    assert pinned.returncode == 0, pinned.stdout + pinned.stderr
+    assert git("log", "-1", "--format=%s", cwd=work).startswith(f"model: serve model version {version} (sha256 {digest[:12]}")
+    objects = _dev_objects("inference", work)
+    [service] = [o for o in objects if o["kind"] == "RayService"]
+    assert f'"sha256":"{digest}"' in json.dumps(yaml.safe_load(service["spec"]["serveConfigV2"]), separators=(",", ":"))
+    kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+
+    frame = sorted((samples / "images").iterdir())[0]
+    began, answers = time.monotonic(), []
+
+    def predicted():
+        answers.append(_api(state_dir, f"{api}/predict?outputs=mask", token, upload=frame))
+        return answers[-1][0] == 200 and json.loads(answers[-1][1])
+
+    try:
+        prediction = _wait(predicted, 600, "a prediction from Ray Serve through nginx")
+    except AssertionError:
+        rayservice = json.loads(kubectl("get", "rayservice", "-n", NAMESPACE, "inference", "-o", "json").stdout)
+        pods = kubectl("get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=inference", "-o", "wide").stdout
+        raise AssertionError(f"last answers {answers[-3:]}\n{json.dumps(rayservice.get('status'))[:3000]}\n{pods}") from None
+    print(f"first prediction from Ray Serve {time.monotonic() - began:.0f} s after the pinned RayService was applied")
+    with Image.open(frame) as image:
+        size = image.size
+    assert prediction["version"] == version and (prediction["width"], prediction["height"]) == size, prediction
+    with Image.open(io.BytesIO(base64.b64decode(prediction["mask_png_base64"]))) as mask:
+        assert mask.size == size and set(mask.getdata()) <= {0, 255}
+    for pod in json.loads(kubectl("get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=inference", "-o", "json").stdout)[
+        "items"
+    ]:
+        assert pod["spec"]["nodeName"] == NODE and is_ready(pod), pod["metadata"]["name"]
+        for status in pod["status"]["containerStatuses"]:
+            print(f"  {pod['metadata']['name']}/{status['name']}: real, {status['imageID']}, restarts {status['restartCount']}")
+
+
+def test_the_loop_a_run_triggered_through_the_api_trains_on_real_ray_pods_is_pinned_and_served(
     cluster, frontend, minio, control_service
 ):
     """Under the platform's NetworkPolicies: the Kvasir-SEG fixture frames pushed to MinIO with `polyp-train dataset
     push`; a run triggered with the write token through the frontend's nginx; the control service submits it to the
     real head's job API; it trains on the real worker pod, registers in MLflow and publishes its ONNX model to
-    MinIO; the freshness alert resolves over the SSE stream, read through nginx with the read token."""
+    MinIO; the freshness alert resolves over the SSE stream, read through nginx with the read token; the version is
+    pinned and served by Ray Serve, and a real frame gets its mask through nginx (_serve_the_pinned_version)."""
     _, _, kubectl, state_dir = cluster
     _, tokens = control_service
     policies = _platform_policies()
@@ -849,6 +996,8 @@ def test_the_loop_a_run_triggered_through_the_api_trains_on_the_real_ray_pods_an
             return any((e["type"], e["state"]) == ("model_stale", "resolved") for e in _sse_events(alerts_log))
 
         _wait(resolved, 90, "the freshness alert resolved over SSE")
+
+        _serve_the_pinned_version(kubectl, state_dir, api, tokens["read"], result["version"], samples)
     finally:
         stream.terminate()
         stream.wait(timeout=10)

@@ -81,6 +81,27 @@ def test_bump_handles_block_style_and_plain_scalars(repo):
     assert changed_lines(repo) == ["-        tag: 0.1.0  # block style", '+        tag: "1.2.0"  # block style']
 
 
+def test_a_bump_of_training_moves_the_rayservice_copy_of_its_tag_in_the_same_commit(repo):
+    """dev serves with a RayService on the training image: a training image dev's Ray Serve does not run
+    would be a bump that never reached serving."""
+    change = promotion.bump("dev", "training", "2.0.0", root=repo)
+    assert (change.old, change.new) == ("0.1.0", "2.0.0")
+    assert git(repo, "rev-list", "--count", "HEAD").strip() == "2"
+    assert sorted(changed_lines(repo)) == sorted(
+        [
+            '-      image: {tag: "0.1.0"}',
+            '+      image: {tag: "2.0.0"}',
+            '-        image: {tag: "0.1.0"}     # the training image\'s: a bump of training moves it too',
+            '+        image: {tag: "2.0.0"}     # the training image\'s: a bump of training moves it too',
+        ]
+    )
+    dev = yaml.safe_load(env_text(repo, "dev"))["components"]
+    assert dev["inference"]["values"]["rayserve"]["image"]["tag"] == dev["training"]["values"]["image"]["tag"] == "2.0.0"
+    # staging serves with Triton: it has no copy, and a promotion adds none.
+    promotion.promote("dev", "staging", root=repo)
+    assert "rayserve" not in yaml.safe_load(env_text(repo, "staging"))["components"]["inference"]["values"]
+
+
 def test_promote_copies_exactly_the_pins_as_one_commit(repo):
     promotion.bump("dev", "control-service", SHA, root=repo)
     promotion.bump("dev", "training", "2.0.0", root=repo)

@@ -260,6 +260,9 @@ def _operator_objects(placed: list[Placed]) -> dict[ObjectKey, str]:
             made[("Secret", p.namespace, p.obj["spec"]["secretName"])] = f"cert-manager (Certificate {p.name})"
         elif p.kind == "RayCluster":
             made[("Service", p.namespace, f"{p.name}-head-svc")] = f"KubeRay (RayCluster {p.name})"
+        elif p.kind == "RayService":  # its cluster's head Service, and the Serve Service once the app is up
+            for suffix in ("head-svc", "serve-svc"):
+                made[("Service", p.namespace, f"{p.name}-{suffix}")] = f"KubeRay (RayService {p.name})"
         elif p.kind == "InferenceService":
             made[("Service", p.namespace, f"{p.name}-predictor")] = f"KServe (InferenceService {p.name})"
         elif p.kind == "Job":
@@ -291,9 +294,10 @@ def pod_specs(obj: dict) -> Iterator[tuple[str, dict]]:
         yield kind, spec["template"]["spec"]
     elif kind == "CronJob":
         yield kind, spec["jobTemplate"]["spec"]["template"]["spec"]
-    elif kind == "RayCluster":
-        yield "head", spec["headGroupSpec"]["template"]["spec"]
-        for group in spec.get("workerGroupSpecs", []):
+    elif kind in ("RayCluster", "RayService"):
+        cluster = spec["rayClusterConfig"] if kind == "RayService" else spec
+        yield "head", cluster["headGroupSpec"]["template"]["spec"]
+        for group in cluster.get("workerGroupSpecs", []):
             yield group["groupName"], group["template"]["spec"]
     elif kind == "ServingRuntime":
         yield kind, spec

@@ -1,6 +1,7 @@
 """The pins an environment file carries, read and rewritten in place.
 
-A pin is an image tag of one of our images (components.<c>.values.image.tag), the model
+A pin is an image tag of one of our images (components.<c>.values.image.tag, and where another component runs
+that image, its copy of the tag: IMAGE_USERS), the model
 version an environment serves (components.inference.values.model.version), or that version's
 model.onnx digest (model.sha256, empty when not pinned by digest): the digest travels with the
 version, so "version 7" in prod is the same bytes dev served, not whatever prod's registry calls 7. Rewrites touch the
@@ -11,6 +12,7 @@ diff shows exactly the lines that moved.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +40,7 @@ SCALAR_STOP = re.compile(r"[,}\]\s#]")  # what ends a plain scalar in block or f
 @dataclass(frozen=True)
 class Pin:
     component: str
-    key: tuple[str, str]
+    key: tuple[str, ...]
 
     def __str__(self) -> str:
         return f"{self.component} {'.'.join(self.key)}"
@@ -58,6 +60,29 @@ def image_components(root: Path) -> list[str]:
             if isinstance(chart_values.get("image"), dict) and "tag" in chart_values["image"]:
                 found.append(name)
     return found
+
+
+# Images another component runs too, where an environment says so: dev's RayService (charts/inference, backend
+# rayserve) runs the training image. A bump of the image moves these copies of its tag in the same commit.
+IMAGE_USERS = {"training": (Pin(MODEL_COMPONENT, ("rayserve", "image", "tag")),)}
+
+
+def image_users(env: str, component: str, root: Path) -> list[Pin]:
+    """The copies of component's image tag that env's file carries."""
+    data = YAML().load(env_file(env, root).read_text())
+    return [pin for pin in IMAGE_USERS.get(component, ()) if _has(data, pin)]
+
+
+def _has(data: CommentedMap, pin: Pin) -> bool:
+    try:
+        _node(data, pin, "")
+        return True
+    except PinError:
+        return False
+
+
+def pin_value(env: str, pin: Pin, root: Path) -> str:
+    return str(_node(YAML().load(env_file(env, root).read_text()), pin, env)[pin.key[-1]])
 
 
 def promoted_pins(root: Path) -> list[Pin]:
@@ -137,4 +162,5 @@ def check_model_sha256(digest: str) -> str:
 
 def check_pin(pin: Pin, value: str) -> str:
     """What a bump or pin-model would accept for this pin."""
-    return {MODEL_VERSION: check_model_version, MODEL_SHA256: check_model_sha256}.get(pin.key, check_tag)(value)
+    checks: dict[tuple[str, ...], Callable[[str], str]] = {MODEL_VERSION: check_model_version, MODEL_SHA256: check_model_sha256}
+    return checks.get(pin.key, check_tag)(value)

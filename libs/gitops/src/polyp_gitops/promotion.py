@@ -22,6 +22,8 @@ from .pins import (
     check_tag,
     env_file,
     image_components,
+    image_users,
+    pin_value,
     promoted_pins,
     read_pins,
     rewrite,
@@ -55,25 +57,21 @@ def _apply(root: Path, env: str, changes: list[Change], message: str, commit: bo
     return git.commit(root, path, message) if commit else None
 
 
-def _set_pin(env: str, pin: Pin, value: str, message: str, root: Path, commit: bool) -> Change | None:
-    if commit:
-        git.require_clean(root)
-    old = read_pins(env, root)[pin]
-    if old == value:
-        return None
-    change = Change(pin, old, value)
-    _apply(root, env, [change], message, commit)
-    return change
-
-
 def bump(env: str, component: str, tag: str, root: Path, commit: bool = True) -> Change | None:
-    """Set one component's image tag in one environment; None when it already has that tag."""
+    """Set one component's image tag in one environment, and the copies of it that other components run
+    (pins.IMAGE_USERS), in one commit; the component's own change, None when it already has that tag."""
     _env(env)
     components = image_components(root)
     if component not in components:
         raise PinError(f"unknown component {component!r}: images are built for {', '.join(components)}")
     check_tag(tag)
-    return _set_pin(env, Pin(component, IMAGE_TAG), tag, f"build: update {component} image to {tag} in {env}", root, commit)
+    if commit:
+        git.require_clean(root)
+    own = Pin(component, IMAGE_TAG)
+    olds = {pin: pin_value(env, pin, root) for pin in (own, *image_users(env, component, root))}
+    changes = [Change(pin, old, tag) for pin, old in olds.items() if old != tag]
+    _apply(root, env, changes, f"build: update {component} image to {tag} in {env}", commit)
+    return next((c for c in changes if c.pin == own), None)
 
 
 def pin_model(env: str, version: str, root: Path, commit: bool = True, sha256: str = "") -> list[Change]:
@@ -98,7 +96,13 @@ def plan(source: str, target: str, root: Path) -> list[Change]:
     if ENVIRONMENTS.index(target) != ENVIRONMENTS.index(source) + 1:
         raise PinError(f"promote one step at a time along {' -> '.join(ENVIRONMENTS)}; {source} -> {target} is not a step")
     old, new = read_pins(target, root), read_pins(source, root)
-    return [Change(pin, old[pin], new[pin]) for pin in promoted_pins(root) if old[pin] != new[pin]]
+    changes = [Change(pin, old[pin], new[pin]) for pin in promoted_pins(root) if old[pin] != new[pin]]
+    # Copies of an image's tag that both environments carry travel with it (dev's RayService: staging has none).
+    for change in list(changes):
+        for pin in set(image_users(source, change.pin.component, root)) & set(image_users(target, change.pin.component, root)):
+            if (was := pin_value(target, pin, root)) != change.new:
+                changes.append(Change(pin, was, change.new))
+    return changes
 
 
 def promote(source: str, target: str, root: Path, commit: bool = True) -> list[Change]:
