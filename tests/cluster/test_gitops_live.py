@@ -10,6 +10,7 @@ import os
 import subprocess
 
 import pytest
+import yaml
 from ruamel.yaml import YAML
 
 from polyp_gitops import render
@@ -125,6 +126,34 @@ def test_a_bump_commit_reaches_the_cluster_and_its_revert_rolls_back(platform: P
         lambda: _image(platform, "polyp", "control-service") == before, SYNC_FROM_GIT_TIMEOUT_S, "the revert rolled back"
     )
     print(f"revert commit -> previous image back: {took:.1f} s")
+
+
+def _served_pin(platform: Platform) -> dict | None:
+    """The version and digest dev's RayService tells its Serve application to serve (charts/inference rayserve)."""
+    service = platform.get("-n", "polyp", "rayservice", "inference")
+    if not service:
+        return None
+    [application] = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"]
+    return {"version": str(application["args"]["version"]), "sha256": application["args"].get("sha256", "")}
+
+
+def test_a_pin_model_commit_reaches_the_rayservice_and_its_revert_rolls_back(platform: Platform):
+    """dev serves with a RayService: the pin in git is the version its Serve application is told to serve, and
+    KubeRay rolls the application in place on that change. (Its pods are simulated here; the real node's loop
+    test serves a pinned version for real.)"""
+    before = _served_pin(platform)
+    assert before == {"version": "1", "sha256": ""}, before  # dev's pin, no digest yet
+    digest = "ab" * 32
+    assert gitops(["-C", str(platform.work), "pin-model", "--env", ENV, "--version", "2", "--sha256", digest]) == 0
+    git("push", "-q", "origin", "main", cwd=platform.work)
+    took = platform.wait(
+        lambda: _served_pin(platform) == {"version": "2", "sha256": digest},
+        SYNC_FROM_GIT_TIMEOUT_S,
+        "the pinned version and digest in the RayService",
+    )
+    print(f"pin-model commit -> the RayService's Serve config: {took:.1f} s")
+    platform.revert_last()
+    platform.wait(lambda: _served_pin(platform) == before, SYNC_FROM_GIT_TIMEOUT_S, "the revert rolled the pin back")
 
 
 def test_disabling_a_component_prunes_its_objects(platform: Platform):
