@@ -11,7 +11,8 @@ with request batching. ``build`` is the application builder for ``serve run`` an
 Each request carries one frame; ``@serve.batch`` stacks concurrent ones into one ONNX Runtime call.
 Pre- and post-processing stay in the inference client, as for Triton, so every backend answers
 /predict identically. An ``s3://`` repository (the cluster) is copied to local disk for the pinned
-version at start (boto3, credentials from the environment), checked against its sha256 when given.
+version at start (boto3, credentials from the environment), checked against its sha256 when given; a version not
+yet published is a 503 with Retry-After, and is copied on the first request after it is.
 """
 
 from __future__ import annotations
