@@ -202,6 +202,69 @@ def test_an_invalid_value_is_a_sync_error_on_its_application_only(platform: Plat
     platform.all_synced_healthy()
 
 
+# What a leaked push credential (the CI bot's) would commit: the control service's ServiceAccount made cluster-admin.
+ESCALATION = """\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: ci-bot-admin
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+subjects:
+  - {kind: ServiceAccount, name: control-service, namespace: polyp}
+"""
+
+
+def test_the_project_refuses_a_cluster_role_binding_no_chart_renders(platform: Platform):
+    """The AppProject is a commit's boundary: it names each cluster-scoped object the charts render, so a
+    ClusterRoleBinding added to a chart is refused by Argo CD itself and never applied; the revert heals."""
+    (platform.work / "charts" / "control-service" / "templates" / "escalate.yaml").write_text(ESCALATION)
+    git("add", "-A", cwd=platform.work)
+    platform.push("control-service: cluster-admin for its ServiceAccount")
+
+    def refusal() -> str:
+        app = platform.get("-n", "argocd", "applications.argoproj.io", "control-service") or {}
+        text = json.dumps(app.get("status") or {})
+        return text if "ClusterRoleBinding" in text and "not permitted in project" in text else ""
+
+    took = platform.wait(refusal, SYNC_FROM_GIT_TIMEOUT_S, "Argo CD refusing the ClusterRoleBinding (not permitted in project)")
+    print(f"refused {took:.1f} s after the commit")
+    assert platform.get("clusterrolebinding", "ci-bot-admin") is None
+    platform.revert_last()
+    platform.all_synced_healthy()
+    assert platform.get("clusterrolebinding", "ci-bot-admin") is None
+
+
+def test_an_application_in_argo_cds_default_project_syncs_nothing(platform: Platform):
+    """`default` would bypass both projects: bootstrap empties it, so an Application naming it is refused."""
+    root = platform.get("-n", "argocd", "applications.argoproj.io", ROOT_APP)
+    assert root is not None
+    rogue = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "rogue", "namespace": "argocd"},
+        "spec": {
+            "project": "default",
+            "source": {**root["spec"]["source"], "path": "charts/network-policies", "helm": {}},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": "kube-system"},
+            "syncPolicy": {"automated": {}},
+        },
+    }
+    platform.kubectl("apply", "-f", "-", stdin=json.dumps(rogue))
+    try:
+
+        def refused() -> str:
+            app = platform.get("-n", "argocd", "applications.argoproj.io", "rogue") or {}
+            conditions = (app.get("status") or {}).get("conditions") or []
+            return " ".join(c.get("message", "") for c in conditions if c.get("type") == "InvalidSpecError")
+
+        platform.wait(refused, 120, "an InvalidSpecError on the Application in project default")
+        print("default project:", refused()[:300])
+        assert "not permitted" in refused()
+        assert (platform.get("-n", "kube-system", "networkpolicies") or {}).get("items") == []
+    finally:
+        platform.kubectl("delete", "-n", "argocd", "applications.argoproj.io", "rogue", "--wait=false")
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the real node needs root (CI runs as root)")
 def test_pods_whose_images_were_built_here_run_for_real_ready_by_their_own_probes(platform: Platform):
     """The platform as Argo CD synced it: which pods run for real (the real node) and which are simulated (kwok)."""

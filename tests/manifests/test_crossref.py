@@ -36,6 +36,27 @@ def test_an_object_in_a_namespace_the_project_does_not_permit(dev):
     assert "goes to namespace kube-system, which the project does not permit" in problem
 
 
+def test_a_cluster_role_binding_no_chart_renders(dev):
+    """What a commit could add to grant itself the cluster: the project names each ClusterRoleBinding."""
+    binding = copy.deepcopy(_object(dev, "kuberay-operator", "ClusterRoleBinding"))
+    binding["metadata"]["name"] = "ci-bot-admin"
+    binding["roleRef"]["name"] = "cluster-admin"
+    dev.apps["control-service"].objects.append(binding)
+    assert crossref.namespaces_permitted(dev) == [
+        "control-service: cluster-scoped ClusterRoleBinding ci-bot-admin is not in the project's clusterResourceWhitelist"
+    ]
+
+
+def test_an_application_inside_an_application(dev):
+    """An app-of-apps inside a child would escape the platform project's review of kinds."""
+    child = copy.deepcopy(dev.apps["control-service"].application)
+    del child["metadata"]["namespace"]  # in the chart's namespace: argocd itself is no destination
+    dev.apps["control-service"].objects.append(child)
+    assert crossref.namespaces_permitted(dev) == [
+        "control-service: Application (argoproj.io) is not in the project's namespaceResourceWhitelist"
+    ]
+
+
 def test_a_cluster_kind_outside_the_whitelist(dev):
     project = next(o for o in dev.bootstrap if o["kind"] == "AppProject")
     project["spec"]["clusterResourceWhitelist"] = [{"group": "apiextensions.k8s.io", "kind": "CustomResourceDefinition"}]

@@ -75,7 +75,12 @@ def test_bootstrap_dry_run_prints_valid_manifests_without_secret_values(repo_roo
     assert report.ok and report.valid == len(objects), report.problems
 
     kinds = [o["kind"] for o in objects]
-    assert kinds.count("Application") == 1 and kinds.count("AppProject") == 1
+    assert kinds.count("Application") == 1
+    assert sorted(o["metadata"]["name"] for o in objects if o["kind"] == "AppProject") == [
+        "default",  # emptied: it permits nothing
+        "polyp-platform",
+        "polyp-platform-root",
+    ]
     root = next(o for o in objects if o["kind"] == "Application")
     assert root == next(o for o in render_bootstrap("dev", repo_root, TEST_REPO_URL, "v1.2.3") if o["kind"] == "Application")
     for secret in (o for o in objects if o["kind"] == "Secret"):

@@ -6,6 +6,7 @@ they run offline; what the cluster or an operator creates at run time is declare
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import tarfile
 from collections.abc import Iterable, Iterator
@@ -217,21 +218,32 @@ def placed_objects(env: RenderedEnvironment) -> list[Placed]:
 
 
 def _project(env: RenderedEnvironment) -> dict:
-    return next(o for o in env.bootstrap if o["kind"] == "AppProject")
+    """The AppProject the platform's Applications are in (bootstrap renders the root project too)."""
+    names = {app.application["spec"]["project"] for app in env.apps.values()}
+    return next(o for o in env.bootstrap if o["kind"] == "AppProject" and o["metadata"]["name"] in names)
+
+
+def _permits(whitelist: list[dict], p: Placed) -> bool:
+    """Argo CD's match: group and kind exact or "*", and a name (a filepath.Match glob) where one is given."""
+    return any(
+        w["group"] in ("*", p.group) and w["kind"] in ("*", p.kind) and fnmatch.fnmatchcase(p.name, w.get("name") or "*")
+        for w in whitelist
+    )
 
 
 def namespaces_permitted(env: RenderedEnvironment) -> list[str]:
-    """Every namespace an object lands in is a destination of the AppProject; cluster kinds are whitelisted."""
+    """Every object lands in a destination of the AppProject, and its kind (by name, if cluster-scoped) is whitelisted."""
     project = _project(env)["spec"]
     allowed = {d["namespace"] for d in project.get("destinations", [])}
-    whitelist = project.get("clusterResourceWhitelist", [])
     problems = []
     for p in placed_objects(env):
         if p.namespace is None:
-            if not any(w["group"] in ("*", p.group) and w["kind"] in ("*", p.kind) for w in whitelist):
+            if not _permits(project.get("clusterResourceWhitelist", []), p):
                 problems.append(f"{p.app}: cluster-scoped {p.kind} {p.name} is not in the project's clusterResourceWhitelist")
         elif p.namespace not in allowed and "*" not in allowed:
             problems.append(f"{p.app}: {p.kind} {p.name} goes to namespace {p.namespace}, which the project does not permit")
+        elif not _permits(project.get("namespaceResourceWhitelist", []), p):
+            problems.append(f"{p.app}: {p.kind} ({p.group or 'core'}) is not in the project's namespaceResourceWhitelist")
     return problems
 
 
