@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 from control_helpers import auth, read_auth, register_version
@@ -123,6 +124,22 @@ def test_the_redis_reader_resumes_from_its_last_id_after_an_outage(redis_url):
     asyncio.run(scenario())
 
 
+def test_a_key_is_claimed_once_until_it_expires(bus_factory):
+    async def scenario():
+        bus, other_replica = bus_factory(), bus_factory()
+        key = f"ticket:{time.time()}"
+        assert await bus.claim_once(key, 1) is True
+        assert await bus.claim_once(key, 1) is False
+        if isinstance(bus, RedisBus):  # every replica sees the claim
+            assert await other_replica.claim_once(key, 1) is False
+        await asyncio.sleep(1.2)
+        assert await bus.claim_once(key, 1) is True  # expired with the ticket: the store does not grow
+        await bus.close()
+        await other_replica.close()
+
+    asyncio.run(scenario())
+
+
 def test_history_is_capped(bus_factory):
     async def scenario():
         bus = bus_factory(history_max=5)
@@ -210,15 +227,20 @@ def test_sse_over_http_replays_after_last_event_id(control_server, redis_url):
             await bus.publish(Alert(type="sse", message="four"))
             by_ticket = await read_events(session, {"Last-Event-ID": resumed[-1]["id"]}, 1, f"?ticket={ticket}")
             assert [e["data"]["message"] for e in by_ticket] == ["four"]
+            reused = await session.get(f"{server.url}/v1/alerts/stream?ticket={ticket}")
+            assert reused.status == 401 and "already used" in (await reused.json())["detail"]
             for query in ("", "?ticket=forged.1.x"):
                 refused = await session.get(f"{server.url}/v1/alerts/stream{query}")
                 assert refused.status == 401
             await bus.close()
+            return ticket
 
-    asyncio.run(scenario())
+    ticket = asyncio.run(scenario())
     import urllib.request
 
     metrics = urllib.request.urlopen(f"{server.url}/metrics").read().decode()
     assert "polyp_sse_clients" in metrics
+    log = server.log.read_text()
+    assert "ticket=<redacted>" in log and ticket not in log and "forged" not in log  # no ticket in the access log
     runs = urllib.request.urlopen(urllib.request.Request(f"{server.url}/v1/runs", headers=auth())).read()
     assert json.loads(runs) == []

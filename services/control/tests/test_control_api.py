@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import io
+import json
+import logging
 import shlex
 from pathlib import Path
 
 import pytest
-from control_helpers import TOKEN, auth, read_auth
+from control_helpers import TOKEN, auth, closed_port_url, read_auth
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from polyp_control.app import create_app
-from polyp_control.auth import TICKET_TTL_S, check_ticket, issue_ticket
+from polyp_control.auth import TICKET_TTL_S, RedactTickets, check_ticket, issue_ticket
 from polyp_control.errors import Unauthorized
+from polyp_control.settings import Settings
 
 
 @pytest.fixture
@@ -73,7 +76,7 @@ def test_the_write_token_reads_too(client):
 
 def test_stream_tickets_expire_and_cannot_be_forged():
     ticket = issue_ticket(TOKEN, now=1000.0)
-    check_ticket(TOKEN, ticket, now=1000.0 + TICKET_TTL_S - 1)
+    assert check_ticket(TOKEN, ticket, now=1000.0 + TICKET_TTL_S - 1) == 2  # seconds left, rounded up: its claim's expiry
     for bad, now in (
         (ticket, 1000.0 + TICKET_TTL_S + 1),
         (issue_ticket("another-token", now=1000.0), 1000.0),
@@ -239,6 +242,38 @@ def _png() -> bytes:
     return out.getvalue()
 
 
+def test_a_stream_ticket_opens_the_stream_once(client):
+    """A ticket leaked from a URL (a proxy's log, the browser's history) is worth nothing once used."""
+    ticket = client.post("/v1/alerts/ticket", headers=read_auth()).json()["ticket"]
+    with client.stream("GET", f"/v1/alerts/stream?ticket={ticket}") as first:
+        assert first.status_code == 200
+    with client.stream("GET", f"/v1/alerts/stream?ticket={ticket}") as again:  # a stream: a 200 would never end
+        assert again.status_code == 401 and "already used" in json.loads(again.read())["detail"]
+
+
+def test_a_stream_ticket_with_the_bus_unreachable_is_503_not_500(settings):
+    unreachable = settings.model_copy(update={"redis_url": closed_port_url().replace("http", "redis")})
+    with TestClient(create_app(unreachable)) as client:
+        ticket = client.post("/v1/alerts/ticket", headers=read_auth()).json()["ticket"]
+        answer = client.get(f"/v1/alerts/stream?ticket={ticket}")
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5", answer.text
+    assert "alert bus unreachable" in answer.json()["detail"]
+
+
+def test_tickets_are_redacted_from_the_access_log():
+    line = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        "",
+        0,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", "/v1/alerts/stream?after=1-0&ticket=1700000000.abc.MAC", "1.1", 200),
+        None,
+    )
+    assert RedactTickets().filter(line)
+    assert line.getMessage() == '127.0.0.1:5 - "GET /v1/alerts/stream?after=1-0&ticket=<redacted> HTTP/1.1" 200'
+
+
 def test_readiness_reports_what_is_unreachable(client):
     response = client.get("/readyz")
     assert response.status_code == 503
@@ -273,7 +308,7 @@ def test_a_run_without_a_gate_is_gated_at_the_quality_floor(client, settings):
     assert "--dice-threshold 0.7" in command
 
 
-def test_training_data_may_name_several_datasets_and_a_run_may_pick_one(client):
+def test_training_data_may_name_several_datasets_and_a_run_may_pick_one(client, settings):
     """TRAINING_DATA `kvasir=… clinicdb=…` trains on both together; a run's `data` replaces it."""
     from polyp_control.jobs import Hyperparameters, entrypoint
 
@@ -283,9 +318,45 @@ def test_training_data_may_name_several_datasets_and_a_run_may_pick_one(client):
         "kvasir=s3://datasets/kvasir",
         "clinicdb=s3://datasets/cvc",
     ]
-    one = client.post("/v1/runs", json={"epochs": 1, "data": "kvasir=/data/kvasir"}, headers=auth())
+    kvasir = f"kvasir={Path(settings.training_data).parent}/kvasir"  # beside TRAINING_DATA: a readable root
+    one = client.post("/v1/runs", json={"epochs": 1, "data": kvasir}, headers=auth())
     assert one.status_code == 201, one.text
     command = shlex.split(entrypoint(Hyperparameters(**one.json()["params"]), "a=/x b=/y", "/r", "r2"))
-    assert command.count("--data") == 1 and "kvasir=/data/kvasir" in command
+    assert command.count("--data") == 1 and kvasir in command
     bad = client.post("/v1/runs", json={"data": "kvasir=/data; rm -rf /"}, headers=auth())
     assert bad.status_code == 422 and "data" in bad.text
+
+
+def test_the_readable_roots_come_from_training_data_unless_set():
+    from polyp_control.jobs import data_roots
+
+    assert data_roots("kvasir=s3://datasets/kvasir clinicdb=s3://datasets/cvc") == ["s3://datasets/"]
+    assert data_roots("/home/u/.polyp/data/synthetic") == ["/home/u/.polyp/data/"]
+    assert data_roots("/data") == ["/data/"]  # never the whole filesystem
+    assert Settings(data_roots="s3://a s3://b/sets/", training_data="s3://c/x").readable_roots() == ["s3://a/", "s3://b/sets/"]
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        ("/var/run/secrets/kubernetes.io/serviceaccount", "under one of the configured dataset locations"),
+        ("s3://another-bucket/kvasir", "under one of the configured dataset locations"),
+        ("kvasir=s3://datasets-not/kvasir", "under one of the configured dataset locations"),
+        ("s3://datasets/kvasir/../../secrets", "no '..'"),
+        ("s3://datasets//etc/x", "empty path segments"),
+        ("s3://datasets/", "under one of the configured dataset locations"),  # the root itself: no dataset
+    ],
+)
+def test_a_run_reads_only_under_the_dataset_roots(settings, data, reason):
+    """A run's `data` used to accept any absolute path or bucket: the service account token included."""
+    confined = settings.model_copy(update={"training_data": "kvasir=s3://datasets/kvasir"})
+    with TestClient(create_app(confined)) as client:
+        run = client.post("/v1/runs", json={"data": data}, headers=auth())
+        assert run.status_code == 422 and reason in run.text, run.text
+        assert run.json()["detail"][0]["loc"] == ["body", "data"]
+        schedule = client.post(
+            "/v1/schedules", json={"name": "nightly", "interval_seconds": 3600, "params": {"data": data}}, headers=auth()
+        )
+        assert schedule.status_code == 422 and schedule.json()["detail"][0]["loc"] == ["body", "params", "data"]
+        assert client.get("/v1/runs", headers=auth()).json() == [] and client.get("/v1/schedules", headers=auth()).json() == []
+        assert client.post("/v1/runs", json={"data": "s3://datasets/cvc"}, headers=auth()).status_code == 201

@@ -136,8 +136,8 @@ def load_pair(sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray]:
         with Image.open(sample.image) as image, Image.open(sample.mask) as mask:
             pixels, _ = letterbox_image(image, size)
             return pixels, letterbox_mask(mask, size)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DatasetError(f"cannot read {sample.stem}: {exc}") from exc
+    except (UnidentifiedImageError, OSError) as exc:  # PIL's message holds the file's path on this node
+        raise DatasetError(f"cannot read {sample.stem}: {type(exc).__name__}") from exc
 
 
 def materialize(uri: str, cache_root: Path) -> Path:

@@ -64,7 +64,10 @@ def prepare(sources: list[str], cache_dir: Path, val_fraction: float, skip_bad: 
     for source in parsed:
         found: list[str] | None = [] if skip_bad else None
         local = data.materialize(source.uri, Path(cache_dir))
-        samples = data.check_pairs(data.discover(local, source.name, found), found)
+        try:
+            samples = data.check_pairs(data.discover(local, source.name, found), found)
+        except DatasetError as exc:  # run messages and alerts name the dataset, not this node's cache folder
+            raise DatasetError(f"dataset {source.name}: {str(exc).replace(str(local), source.uri)}") from None
         folder = samples[0].image.parent.parent if samples else local
         splits.append(split_dataset(source.name, samples, val_fraction, sequence_map(folder)))
         problems += [f"{source.name}: {problem}" for problem in found or []]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -77,6 +78,11 @@ def put_bytes(uri: str, data: bytes) -> None:
         raise _storage_error(uri, exc) from exc
 
 
+def _inside(key: str) -> str:
+    """A key as a path that stays under the target folder: `p//etc/x` or `../x` must not write /etc/x or ../x."""
+    return posixpath.normpath("/" + key).lstrip("/")
+
+
 def download_prefix(uri: str, cache_root: Path) -> Path:
     """Copy an S3 prefix into a local cache folder named after the URI; return the folder."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -86,7 +92,7 @@ def download_prefix(uri: str, cache_root: Path) -> Path:
     client = s3_client()
     try:
         for key in list_objects(uri):
-            local = target / key
+            local = target / _inside(key)
             if not local.exists():
                 local.parent.mkdir(parents=True, exist_ok=True)
                 client.download_file(bucket, f"{prefix}/{key}" if prefix else key, str(local))

@@ -6,6 +6,7 @@ dropping anything already replayed, so a reconnecting browser misses nothing and
 Each process reads the stream once (from the last id it saw, so a Redis outage loses nothing) and
 fans out to bounded per-client queues: a client that falls that far behind is told to reconnect
 (SlowSubscriber) and catches up from its Last-Event-ID, instead of holding memory without limit.
+The bus also records what may be used once (claim_once: stream tickets), where every replica sees it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .errors import SlowSubscriber
 
 log = logging.getLogger(__name__)
 STREAM = "polyp:alerts"
+CLAIMS = "polyp:claimed:"  # keys of one-time things (stream tickets), each with its expiry
 CLIENT_QUEUE_MAX = 1000  # alerts waiting for one SSE client; beyond, it reconnects and replays
 
 
@@ -129,6 +131,7 @@ class LocalBus(_FanOut):
     def __init__(self, engine: Engine, history_max: int = 10000, client_queue_max: int = CLIENT_QUEUE_MAX):
         super().__init__(client_queue_max)
         self.engine, self.history_max = engine, history_max
+        self._claimed: dict[str, float] = {}
 
     def _store(self, alert: Alert) -> Alert:
         with self.engine.begin() as conn:
@@ -157,6 +160,15 @@ class LocalBus(_FanOut):
 
     async def history(self, after: str | None = None, limit: int = 100) -> list[Alert]:
         return await asyncio.to_thread(self._history, after, limit)
+
+    async def claim_once(self, key: str, ttl_s: int) -> bool:
+        """True the first time `key` is claimed within ttl_s (one process: make up has one replica)."""
+        now = time.monotonic()
+        self._claimed = {k: t for k, t in self._claimed.items() if t > now}
+        if key in self._claimed:
+            return False
+        self._claimed[key] = now + ttl_s
+        return True
 
     async def ping(self) -> bool:
         return True
@@ -241,6 +253,10 @@ class RedisBus(_FanOut):
                 log.warning("alert stream reader lost Redis; retrying in %.1f s from %s", delay, last_id)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
+
+    async def claim_once(self, key: str, ttl_s: int) -> bool:
+        """True the first time `key` is claimed within ttl_s, across every replica (SET NX with expiry)."""
+        return bool(await self.redis.set(f"{CLAIMS}{key}", "1", nx=True, ex=ttl_s))
 
     async def ping(self) -> bool:
         try:

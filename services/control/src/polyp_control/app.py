@@ -34,6 +34,7 @@ from .api import runs as runs_api
 from .api import schedules as schedules_api
 from .api import watches as watches_api
 from .api.deps import READ
+from .auth import RedactTickets
 from .gate import RequestGate
 from .handlers import add_exception_handlers
 from .jobs import RayJobs
@@ -114,6 +115,9 @@ class Services:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    access_log = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTickets) for f in access_log.filters):
+        access_log.addFilter(RedactTickets())
     if not settings.api_token:
         raise ValueError("API_TOKEN is not set: the control service has no default token (see docs/security.md)")
     services = Services.build(settings)

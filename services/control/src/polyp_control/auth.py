@@ -3,7 +3,8 @@
 - read (API_READ_TOKEN): alerts, runs and their logs, models, predict;
 - write (API_TOKEN): everything read may, plus trigger, schedules, cancel.
 An EventSource cannot send headers, so the alert page trades its token for a ticket that opens the
-stream for TICKET_TTL_S seconds: no long-lived token in a URL that lands in access logs.
+stream once, within TICKET_TTL_S seconds: no long-lived token in a URL, and the access log shows
+tickets redacted (RedactTickets) in case a proxy logs them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
+import re
 import secrets
 import time
 from typing import Annotated
@@ -22,6 +25,7 @@ from .errors import Forbidden, Unauthorized
 from .settings import Settings
 
 TICKET_TTL_S = 60
+TICKET_IN_URL = re.compile(r"([?&]ticket=)[^&\s]*")
 WRITE_NEEDED = "this operation needs the write token (API_TOKEN); the read token only reads"
 bearer = HTTPBearer(
     auto_error=False,
@@ -71,11 +75,23 @@ def issue_ticket(write_token: str, now: float | None = None) -> str:
     return f"{body}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
 
 
-def check_ticket(write_token: str, ticket: str, now: float | None = None) -> None:
-    """Unauthorized (401) unless the ticket was issued by this service and has not expired."""
+def check_ticket(write_token: str, ticket: str, now: float | None = None) -> int:
+    """The seconds the ticket has left; Unauthorized (401) unless this service issued it and it has not expired.
+    Whether it was used before is the caller's to check (stream_access claims it once)."""
     body, _, mac = ticket.rpartition(".")
     expected = base64.urlsafe_b64encode(hmac.new(_ticket_key(write_token), body.encode(), hashlib.sha256).digest())
     if not body or not hmac.compare_digest(mac.encode(), expected.decode().rstrip("=").encode()):
         raise Unauthorized("invalid stream ticket: get one from POST /v1/alerts/ticket")
-    if int(body.split(".")[0]) < (now or time.time()):
+    left = int(body.split(".")[0]) - (now or time.time())
+    if left < 0:
         raise Unauthorized("stream ticket expired: get a new one from POST /v1/alerts/ticket")
+    return int(left) + 1
+
+
+class RedactTickets(logging.Filter):
+    """Access-log lines show `ticket=<redacted>`: a URL is the one place a ticket travels in the clear."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(TICKET_IN_URL.sub(r"\1<redacted>", a) if isinstance(a, str) else a for a in record.args)
+        return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import posixpath
 import shlex
 from typing import Any
 
@@ -41,6 +42,33 @@ def with_gate(params: Hyperparameters, floor: float) -> Hyperparameters:
     """A run that names no gate is gated at the quality floor: one setting decides both which model
     becomes champion and when the quality watch alerts, so a promoted model never starts an alert."""
     return params if params.dice_threshold is not None else params.model_copy(update={"dice_threshold": floor})
+
+
+def data_roots(training_data: str) -> list[str]:
+    """Where a run may read from when DATA_ROOTS is unset: the bucket of each TRAINING_DATA source
+    (s3://datasets/), or the folder that holds a local one (make up's data folder)."""
+    roots = []
+    for source in shlex.split(training_data):
+        location = source.split("=", 1)[1] if "=" in source.split("/", 1)[0] else source
+        if location.startswith("s3://"):
+            roots.append("s3://" + location[len("s3://") :].split("/", 1)[0] + "/")
+        else:  # its folder's parent, unless that is / (then the folder itself)
+            folder = posixpath.normpath(location)
+            parent = posixpath.dirname(folder)
+            roots.append((parent if parent != "/" else folder).rstrip("/") + "/")
+    return sorted(set(roots))
+
+
+def outside_roots(data: str, roots: list[str]) -> str | None:
+    """Why a run's `data` may not be read (None when it may): it must be a location under one of `roots`,
+    written plainly: no `..`, `.` or empty segments that could point somewhere else."""
+    location = data.split("=", 1)[1] if "=" in data.split("/", 1)[0] else data
+    path = location[len("s3://") :] if location.startswith("s3://") else location
+    if any(part in ("", ".", "..") for part in path.strip("/").split("/")) or "//" in path:
+        return "data must be a plain location: no '..', '.' or empty path segments"
+    if not any(location.startswith(root) and len(location) > len(root) for root in roots):
+        return f"data must be under one of the configured dataset locations: {', '.join(roots)}"
+    return None
 
 
 def entrypoint(params: Hyperparameters, data: str, model_repo: str, run_id: str) -> str:

@@ -16,6 +16,8 @@ from polyp_core.home import polyp_home
 from polyp_core.repository import DEFAULT_MODEL_NAME
 from polyp_inference.image import MAX_BYTES
 
+from .jobs import data_roots
+
 # Passed on to every training job. Never credentials: a job's runtime_env is visible in the Ray
 # dashboard, and the RayCluster pods get S3 credentials from their own Secret (charts/training).
 JOB_ENV = ("MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "POLYP_HOME", "POLYP_CHECKPOINT_URI")
@@ -54,6 +56,9 @@ class Settings(BaseSettings):
     submit_timeout_s: float = Field(120, description="a run still `submitting` this long after a crash is submitted again")
     lease_ttl_s: float = Field(15, description="a replica that dies hands the scheduler lease on after this long")
     training_data: str = Field(default_factory=lambda: str(polyp_home() / "data" / "synthetic"))
+    data_roots: Annotated[list[str], NoDecode] = Field(
+        [], description="DATA_ROOTS, space-separated: where a run's `data` may point; unset: TRAINING_DATA's buckets and folders"
+    )
     model_repo: str = Field(default_factory=lambda: str(polyp_home() / "model-repo"))
     job_env: dict[str, str] = Field(default_factory=lambda: {k: v for k, v in os.environ.items() if k in JOB_ENV}, exclude=True)
     alert_history_max: int = 10000
@@ -62,6 +67,15 @@ class Settings(BaseSettings):
     instance_id: str = Field(
         default_factory=lambda: f"local-{os.getpid()}", validation_alias=AliasChoices("INSTANCE_ID", "HOSTNAME")
     )
+
+    @field_validator("data_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value):
+        return [r.rstrip("/") + "/" for r in value.split()] if isinstance(value, str) else value
+
+    def readable_roots(self) -> list[str]:
+        """Where a run's `data` may point (DATA_ROOTS, else derived from TRAINING_DATA)."""
+        return self.data_roots or data_roots(self.training_data)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

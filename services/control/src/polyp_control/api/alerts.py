@@ -6,11 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel
+from redis.exceptions import RedisError
 from sse_starlette.sse import EventSourceResponse
 
 from ..alerts import Alert
 from ..auth import TICKET_TTL_S, Credentials, check_ticket, issue_ticket, require_read
-from ..errors import SlowSubscriber
+from ..errors import SlowSubscriber, Unauthorized, Unavailable
 from . import responses
 from .deps import READ, BusDep, MetricsDep, SettingsDep
 
@@ -23,23 +24,30 @@ class Ticket(BaseModel):
     expires_in: int
 
 
-def stream_access(
+async def stream_access(
     request: Request,
     credentials: Credentials,
-    ticket: str | None = Query(None, max_length=200, description="from POST /v1/alerts/ticket"),
+    bus: BusDep,
+    ticket: str | None = Query(None, max_length=200, description="from POST /v1/alerts/ticket; opens the stream once"),
 ) -> None:
-    """A bearer token (clients that can send headers) or a stream ticket (a browser's EventSource)."""
-    if ticket:
-        check_ticket(request.app.state.settings.api_token, ticket)
-    else:
+    """A bearer token (clients that can send headers) or a stream ticket (a browser's EventSource), used once."""
+    if not ticket:
         require_read(request, credentials)
+        return
+    left_s = check_ticket(request.app.state.settings.api_token, ticket)
+    try:
+        first_use = await bus.claim_once(f"ticket:{ticket}", left_s)
+    except RedisError as exc:  # the stream needs Redis too: say when to come back, never hang or 500
+        raise Unavailable(f"alert bus unreachable ({type(exc).__name__}): try again shortly", retry_after_s=5) from exc
+    if not first_use:
+        raise Unauthorized("stream ticket already used: get a new one from POST /v1/alerts/ticket")
 
 
 @router.post(
     "/ticket",
     response_model=Ticket,
     dependencies=[READ],
-    summary=f"A ticket that opens the alert stream for {TICKET_TTL_S} s (EventSource cannot send a token)",
+    summary=f"A ticket that opens the alert stream once, within {TICKET_TTL_S} s (EventSource cannot send a token)",
 )
 async def ticket(settings: SettingsDep) -> Ticket:
     assert settings.api_token  # create_app refuses to start without one

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 
 from ..alerts import AlertBus
 from ..auth import require_read, require_write
-from ..jobs import RayJobs
+from ..jobs import Hyperparameters, RayJobs, outside_roots
 from ..metrics import Metrics
 from ..registry import ModelRegistry
 from ..runs import RunService
@@ -36,3 +37,10 @@ WatchesDep = Annotated[Watches, Depends(_state("watches"))]
 # dependencies=[READ]: 401 without a valid token; [WRITE]: also 403 for the read token.
 READ = Depends(require_read)
 WRITE = Depends(require_write)
+
+
+def check_data(params: Hyperparameters, settings: Settings, loc: tuple[str, ...]) -> None:
+    """422, in FastAPI's own shape, unless the run's `data` lies under the readable roots (issue: a run must
+    not read /var/run/secrets, another bucket, or climb out with `..`)."""
+    if params.data and (reason := outside_roots(params.data, settings.readable_roots())):
+        raise RequestValidationError([{"type": "value_error", "loc": loc, "msg": reason, "input": params.data}])

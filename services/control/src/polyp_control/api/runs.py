@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 from ..jobs import Hyperparameters
 from ..runs import Run
 from . import responses
-from .deps import READ, WRITE, RunsDep
+from .deps import READ, WRITE, RunsDep, SettingsDep, check_data
 
 router = APIRouter(prefix="/v1/runs", tags=["training runs"], dependencies=[READ], responses=responses.READ)
 NOT_FOUND = responses.errors(404, e404="no training run with this id")
@@ -30,11 +30,14 @@ NOT_FOUND = responses.errors(404, e404="no training run with this id")
 )
 async def trigger(
     runs: RunsDep,
+    settings: SettingsDep,
     response: Response,
     params: Hyperparameters | None = None,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Run:
-    run, created = await runs.trigger(params or Hyperparameters(), idempotency_key=idempotency_key)
+    params = params or Hyperparameters()
+    check_data(params, settings, ("body", "data"))
+    run, created = await runs.trigger(params, idempotency_key=idempotency_key)
     if not created:
         response.status_code = 200
     response.headers["Location"] = f"/v1/runs/{run.id}"

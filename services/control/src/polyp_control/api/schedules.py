@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 from ..runs import Run
 from ..schedules import Schedule, ScheduleSpec
 from . import responses
-from .deps import READ, WRITE, SchedulesDep
+from .deps import READ, WRITE, SchedulesDep, SettingsDep, check_data
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], dependencies=[READ], responses=responses.READ)
 
@@ -15,7 +15,8 @@ NOT_FOUND = responses.errors(404, e404="no schedule with this id")
 
 
 @router.post("", response_model=Schedule, status_code=201, dependencies=[WRITE], responses={**responses.WRITE, **responses.BODY})
-async def create(schedules: SchedulesDep, spec: ScheduleSpec) -> Schedule:
+async def create(schedules: SchedulesDep, settings: SettingsDep, spec: ScheduleSpec) -> Schedule:
+    check_data(spec.params, settings, ("body", "params", "data"))
     return schedules.create(spec)
 
 
