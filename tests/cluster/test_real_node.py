@@ -544,8 +544,9 @@ def kuberay(cluster, s3_credentials):
 def test_the_real_kuberay_operator_creates_and_tracks_the_training_raycluster(cluster, kuberay):
     """No kwok stage writes the RayCluster's status: the operator (v1.6.2 under the 1.7.0 chart's tag, run with that
     chart's arguments) made the head, its Service and the worker, and reports them ready. The Ray pods run the
-    training image for real, Ready by the probes the operator gave them, and the worker joined the head's Ray."""
-    _, _, kubectl, _ = cluster
+    training image for real, Ready by the probes the operator gave them, and the worker joined the head's Ray.
+    The job API takes only the token the operator generated (the control service's, from the same Secret)."""
+    _, _, kubectl, state_dir = cluster
     operator = kuberay["operator"]
     assert operator["spec"]["nodeName"] == NODE
     [status] = operator["status"]["containerStatuses"]
@@ -580,6 +581,13 @@ def test_the_real_kuberay_operator_creates_and_tracks_the_training_raycluster(cl
     assert "alive 2" in alive, alive
     head_service = json.loads(kubectl("get", "service", "-n", NAMESPACE, "training-head-svc", "-o", "json").stdout)
     assert {p["port"] for p in head_service["spec"]["ports"]} >= {8265, 6379}
+    # Ray's token auth (authOptions): the operator made the token's Secret; the job API refuses anyone without it.
+    secret = json.loads(kubectl("get", "secret", "-n", NAMESPACE, "training", "-o", "json").stdout)
+    token = base64.b64decode(secret["data"]["auth_token"]).decode()
+    jobs = f"http://{head_service['spec']['clusterIP']}:8265/api/jobs/"
+    answers = {who: _api(state_dir, jobs, t)[0] for who, t in (("none", ""), ("wrong", "not-the-token"), ("right", token))}
+    print(f"Ray job API (token auth): {answers}")
+    assert answers == {"none": 401, "wrong": 403, "right": 200}, answers
 
 
 MLFLOW_IMAGE = "burakince/mlflow:3.15.1"  # as the mlflow chart renders it; rebuilt here (images.UPSTREAM_IMAGES)

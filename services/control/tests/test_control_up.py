@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -34,6 +36,32 @@ def processes_in_group(pgid: int) -> list[str]:
     out = subprocess.run(["ps", "-eww", "-o", "pgid=,stat=,args="], capture_output=True, text=True).stdout
     rows = [line.split(None, 2) for line in out.splitlines() if line.strip()]
     return [" ".join(row) for row in rows if row[0] == str(pgid) and not row[1].startswith("Z")]
+
+
+def assert_ray_takes_only_its_token(token_file: Path, ray_port: int, port: int) -> None:
+    """The local Ray runs any code its job API is sent: like the cluster's, it takes only the token make up
+    generated (owner-only), and the control service is ready on it because it holds that token."""
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    token = token_file.read_text().strip()
+    answers = {}
+    for who, bearer in (("none", None), ("wrong", "not-the-token"), ("right", token)):
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        try:
+            with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{ray_port}/api/jobs/", headers=headers)) as r:
+                answers[who] = r.status
+        except urllib.error.HTTPError as refused:
+            answers[who] = refused.code
+    assert answers == {"none": 401, "wrong": 403, "right": 200}, answers
+    from polyp_control.jobs import RayJobs
+
+    address = f"http://127.0.0.1:{ray_port}"
+    assert asyncio.run(RayJobs(address, token).reachable()) and not asyncio.run(RayJobs(address, "wrong").reachable())
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=30) as ready:
+            readiness = json.loads(ready.read())
+    except urllib.error.HTTPError as unready:  # 503: another check failed; Ray's is the one asserted here
+        readiness = json.loads(unready.read())
+    assert readiness["checks"]["ray"]["ok"] is True, readiness
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "rayserve"])
@@ -78,6 +106,7 @@ def test_make_up_serves_and_ctrl_c_stops_everything_without_a_traceback(backend,
             pytest.fail(f"the control service did not answer: {log.read_text()[-3000:]}")
         ray_group = ray_head_group(ray_port)
         assert ray_group and len(processes_in_group(ray_group)) > 1, "no Ray head running while make up runs"
+        assert_ray_takes_only_its_token(tmp_path / "home" / "ray-token", ray_port, port)
         # No model yet: /predict says so, through the backend asked for (Ray Serve: the application on the head).
         with open(sorted((polyp_fixtures.path("samples/kvasir-seg") / "images").glob("*.jpg"))[0], "rb") as frame:
             body, boundary = frame.read(), "polyp-frame"

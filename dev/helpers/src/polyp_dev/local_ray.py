@@ -36,8 +36,13 @@ def head_environment() -> dict[str, str]:
 
 
 class LocalRayHead:
-    def __init__(self, dashboard_port: int = 8265, num_cpus: int | None = None, log: Path | None = None):
-        self.dashboard_port, self.num_cpus, self.log = dashboard_port, num_cpus, log
+    """`token`: Ray's token authentication (RAY_AUTH_MODE=token), as the cluster's RayCluster runs: the job API,
+    the dashboard and the GCS refuse anyone without it. None: open, for tests that need no more."""
+
+    def __init__(
+        self, dashboard_port: int = 8265, num_cpus: int | None = None, log: Path | None = None, token: str | None = None
+    ):
+        self.dashboard_port, self.num_cpus, self.log, self.token = dashboard_port, num_cpus, log, token
         self.address = f"http://127.0.0.1:{dashboard_port}"
         self.gcs_port = free_port()
         self.gcs_address = f"127.0.0.1:{self.gcs_port}"  # what a driver (ray.init) connects to
@@ -78,9 +83,11 @@ class LocalRayHead:
             args.append(f"--num-cpus={self.num_cpus}")
         out = open(self.log, "a") if self.log else subprocess.DEVNULL  # noqa: SIM115 - lives as long as the head
         # Its own process group: Ctrl-C reaches only us, and stop() can take down every Ray process it spawned.
-        self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=head_environment())
-        try:
-            wait_for_http(f"{self.address}/api/version", self._proc, timeout_s, "the Ray head (ray start)")
+        auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token} if self.token else {}
+        env = {**head_environment(), **auth}
+        self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        try:  # /api/gcs_healthz answers without the token
+            wait_for_http(f"{self.address}/api/gcs_healthz", self._proc, timeout_s, "the Ray head (ray start)")
         except ServerDidNotStart:
             self.stop()
             raise

@@ -62,12 +62,15 @@ def main() -> None:
     token_file = home / "api-token"
     os.environ["API_TOKEN"] = os.environ.get("API_TOKEN") or local_secret(token_file)
     os.environ["API_READ_TOKEN"] = os.environ.get("API_READ_TOKEN") or local_secret(home / "api-read-token")
+    # Ray's job API runs any code it is sent: the local head takes jobs only with this token, like the cluster's.
+    os.environ["RAY_AUTH_TOKEN"] = os.environ.get("RAY_AUTH_TOKEN") or local_secret(home / "ray-token")
+    os.environ["RAY_AUTH_MODE"] = "token"  # this process's Ray clients (Ray Serve's driver) send it too
 
     def stop(*_):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    ray_head = LocalRayHead(ray_port, log=home / "ray-head.log")
+    ray_head = LocalRayHead(ray_port, log=home / "ray-head.log", token=os.environ["RAY_AUTH_TOKEN"])
     try:
         print("starting a local Ray head ...", flush=True)
         ray_head.start()
@@ -114,7 +117,7 @@ def serve(port: int, ray_port: int, token_file: Path) -> None:
   alert page  http://127.0.0.1:{port}/ui/#token={os.environ["API_TOKEN"]}
   Swagger     http://127.0.0.1:{port}/docs   (Authorize with the write token in {token_file}
                                                or the read token in {token_file.with_name("api-read-token")})
-  Ray         http://127.0.0.1:{ray_port}
+  Ray         http://127.0.0.1:{ray_port}   (token in {token_file.with_name("ray-token")})
   MLflow      uv run mlflow ui --backend-store-uri sqlite:///{Path(os.environ["POLYP_HOME"]) / "mlflow.db"}
   data        {os.environ["TRAINING_DATA"]}   models {os.environ["MODEL_REPO"]}
   serving     {os.environ.get("INFERENCE_BACKEND") or "onnxruntime"} {os.environ.get("INFERENCE_URL") or "(in-process)"}

@@ -272,6 +272,8 @@ def _operator_objects(placed: list[Placed]) -> dict[ObjectKey, str]:
             made[("Secret", p.namespace, p.obj["spec"]["secretName"])] = f"cert-manager (Certificate {p.name})"
         elif p.kind == "RayCluster":
             made[("Service", p.namespace, f"{p.name}-head-svc")] = f"KubeRay (RayCluster {p.name})"
+            if (p.obj["spec"].get("authOptions") or {}).get("mode") == "token":  # its auth token, key auth_token
+                made[("Secret", p.namespace, p.name)] = f"KubeRay (RayCluster {p.name}, authOptions)"
         elif p.kind == "RayService":  # its cluster's head Service, and the Serve Service once the app is up
             for suffix in ("head-svc", "serve-svc"):
                 made[("Service", p.namespace, f"{p.name}-{suffix}")] = f"KubeRay (RayService {p.name})"

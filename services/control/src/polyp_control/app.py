@@ -68,7 +68,7 @@ class Services:
         engine = db.make_engine(settings.database_url)
         metrics = Metrics()
         bus = make_bus(settings.redis_url, engine, settings.alert_history_max)
-        jobs = RayJobs(settings.ray_address)
+        jobs = RayJobs(settings.ray_address, settings.ray_auth_token)
         runs = RunService(engine, jobs, bus, metrics, settings)
         registry = ModelRegistry(settings.mlflow_tracking_uri, settings.model_name)
         watches = Watches(engine, registry, bus, metrics, settings)

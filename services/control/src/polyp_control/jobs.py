@@ -78,17 +78,21 @@ def entrypoint(params: Hyperparameters, data: str, model_repo: str, run_id: str)
 
 
 class RayJobs:
-    """Thin async wrapper over ray.job_submission.JobSubmissionClient (its calls block)."""
+    """Thin async wrapper over ray.job_submission.JobSubmissionClient (its calls block).
 
-    def __init__(self, address: str):
+    `token`: Ray's auth token (RAY_AUTH_TOKEN; the RayCluster runs RAY_AUTH_MODE=token), sent as a bearer
+    header on every call, so a job is submitted only by who holds it."""
+
+    def __init__(self, address: str, token: str | None = None):
         self.address = address
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client: Any = None  # ray.job_submission.JobSubmissionClient, made on first use
 
     def _connect(self) -> Any:
         if self._client is None:
             from ray.job_submission import JobSubmissionClient
 
-            self._client = JobSubmissionClient(self.address)
+            self._client = JobSubmissionClient(self.address, headers=dict(self.headers))
         return self._client
 
     async def submit(self, submission_id: str, command: str, env: dict[str, str]) -> str:
@@ -115,8 +119,9 @@ class RayJobs:
     async def reachable(self) -> bool:
         import urllib.request
 
-        def check():
-            with urllib.request.urlopen(f"{self.address.rstrip('/')}/api/version", timeout=2) as response:
+        def check():  # /api/version needs the token: a wrong one reads as unreachable, which it is for jobs
+            request = urllib.request.Request(f"{self.address.rstrip('/')}/api/version", headers=self.headers)
+            with urllib.request.urlopen(request, timeout=2) as response:
                 return response.status == 200
 
         try:

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     api_read_token: str | None = None  # the read token: alerts, runs, logs, models, predict
     redis_url: str | None = None
     ray_address: str = "http://127.0.0.1:8265"
+    ray_auth_token: str | None = None  # RAY_AUTH_TOKEN: what the RayCluster's job API demands (its KubeRay Secret)
     # The service's own tables (runs, schedules and their job store, watch state, lease, local alerts).
     # SCHEDULER_DB_URL is its earlier name, still read.
     database_url: str = Field(
@@ -85,6 +86,7 @@ class Settings(BaseSettings):
     @field_validator(
         "api_token",
         "api_read_token",
+        "ray_auth_token",
         "redis_url",
         "inference_url",
         "inference_backend",
