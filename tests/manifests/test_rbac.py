@@ -3,6 +3,8 @@ controllers may read Secrets in every namespace."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from polyp_gitops import rbac
@@ -23,7 +25,7 @@ SECRET_READERS = {
 }
 
 
-def _project(rendered, env, name):
+def _project_named(rendered, env, name):
     return next(o for o in rendered[env].bootstrap if o["kind"] == "AppProject" and o["metadata"]["name"] == name)
 
 
@@ -75,6 +77,22 @@ def test_what_counts_as_reading_every_secret(role, expected):
     assert rbac.cluster_secret_readers([reader, aggregated, role_binding_only]) == {}
 
 
+def test_roles_merged_by_expression_or_into_kubernetes_own_roles_count():
+    secrets = [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    part = {"kind": "ClusterRole", "metadata": {"name": "part", "labels": {"tier": "ops"}}, "rules": secrets}
+    selector = {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["ops"]}]}
+    merged = {"kind": "ClusterRole", "metadata": {"name": "merged"}, "aggregationRule": {"clusterRoleSelectors": [selector]}}
+    binding = {
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "b"},
+        "roleRef": {"kind": "ClusterRole", "name": "merged"},
+        "subjects": [{"kind": "User", "name": "ops"}],
+    }
+    assert rbac.cluster_secret_readers([part, merged, binding]) == {"merged": ["User ops"]}
+    into_edit = {**part, "metadata": {"name": "chart-edit", "labels": {"rbac.authorization.k8s.io/aggregate-to-edit": "true"}}}
+    assert rbac.cluster_secret_readers([into_edit]) == {"chart-edit": ["aggregated into edit"]}
+
+
 def test_a_binding_to_cluster_admin_counts():
     binding = {
         "kind": "ClusterRoleBinding",
@@ -87,13 +105,14 @@ def test_a_binding_to_cluster_admin_counts():
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_the_platform_project_lists_what_it_permits(rendered, env):
-    spec = _project(rendered, env, "polyp-platform")["spec"]
+    spec = _project_named(rendered, env, "polyp-platform")["spec"]
     assert "argocd" not in {d["namespace"] for d in spec["destinations"]}
     assert "*" not in {d["namespace"] for d in spec["destinations"]}
+    globbed = re.compile(r"[*?\[]")  # Argo CD matches group and kind as globs too
     for item in spec["clusterResourceWhitelist"]:
-        assert "*" not in (item["group"], item["kind"]) and item.get("name") not in (None, "", "*"), item
+        assert not globbed.search(item["group"] + item["kind"]) and item.get("name") not in (None, "", "*"), item
     for item in spec["namespaceResourceWhitelist"]:
-        assert "*" not in (item["group"], item["kind"]) and item["group"] != "argoproj.io", item
+        assert not globbed.search(item["group"] + item["kind"]) and item["group"] != "argoproj.io", item
     rbac_kinds = {(i["kind"], i["name"]) for i in spec["clusterResourceWhitelist"] if i["group"] == "rbac.authorization.k8s.io"}
     assert ("ClusterRoleBinding", "kube-prometheus-stack-grafana-clusterrolebinding") not in rbac_kinds
 
@@ -101,7 +120,7 @@ def test_the_platform_project_lists_what_it_permits(rendered, env):
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_the_root_project_places_only_applications_in_argocd(rendered, env):
     root_app = next(o for o in rendered[env].bootstrap if o["kind"] == "Application")
-    spec = _project(rendered, env, root_app["spec"]["project"])["spec"]
+    spec = _project_named(rendered, env, root_app["spec"]["project"])["spec"]
     assert [d["namespace"] for d in spec["destinations"]] == ["argocd"]
     assert spec["clusterResourceWhitelist"] == []
     assert spec["namespaceResourceWhitelist"] == [{"group": "argoproj.io", "kind": "Application"}]
@@ -113,5 +132,13 @@ def test_the_root_project_places_only_applications_in_argocd(rendered, env):
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_argo_cds_default_project_permits_nothing(rendered, env):
     """An Application naming `default` would otherwise bypass both projects."""
-    spec = _project(rendered, env, "default")["spec"]
-    assert spec == {"sourceRepos": [], "destinations": [], "clusterResourceWhitelist": [], "namespaceResourceWhitelist": []}
+    spec = _project_named(rendered, env, "default")["spec"]
+    everything = [{"group": "*", "kind": "*"}]
+    assert spec == {
+        "sourceRepos": [],
+        "destinations": [],
+        "clusterResourceWhitelist": [],
+        "namespaceResourceWhitelist": [],
+        "clusterResourceBlacklist": everything,
+        "namespaceResourceBlacklist": everything,
+    }

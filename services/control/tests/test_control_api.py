@@ -16,6 +16,7 @@ from PIL import Image
 from polyp_control.app import create_app
 from polyp_control.auth import TICKET_TTL_S, RedactTickets, check_ticket, issue_ticket
 from polyp_control.errors import Unauthorized
+from polyp_control.jobs import Hyperparameters
 from polyp_control.settings import Settings
 
 
@@ -255,23 +256,17 @@ def test_a_stream_ticket_with_the_bus_unreachable_is_503_not_500(settings):
     unreachable = settings.model_copy(update={"redis_url": closed_port_url().replace("http", "redis")})
     with TestClient(create_app(unreachable)) as client:
         ticket = client.post("/v1/alerts/ticket", headers=read_auth()).json()["ticket"]
-        answer = client.get(f"/v1/alerts/stream?ticket={ticket}")
-    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5", answer.text
-    assert "alert bus unreachable" in answer.json()["detail"]
+        with client.stream("GET", f"/v1/alerts/stream?ticket={ticket}") as answer:  # a 200 here would never end
+            assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
+            assert "alert bus unreachable" in json.loads(answer.read())["detail"]
 
 
 def test_tickets_are_redacted_from_the_access_log():
-    line = logging.LogRecord(
-        "uvicorn.access",
-        logging.INFO,
-        "",
-        0,
-        '%s - "%s %s HTTP/%s" %d',
-        ("127.0.0.1:5", "GET", "/v1/alerts/stream?after=1-0&ticket=1700000000.abc.MAC", "1.1", 200),
-        None,
-    )
-    assert RedactTickets().filter(line)
-    assert line.getMessage() == '127.0.0.1:5 - "GET /v1/alerts/stream?after=1-0&ticket=<redacted> HTTP/1.1" 200'
+    for query in ("after=1-0&ticket=1700000000.abc.MAC", "after=1-0&ticke%74=1700000000.abc.MAC"):  # Starlette decodes
+        access = ("127.0.0.1:5", "GET", f"/v1/alerts/stream?{query}", "1.1", 200)
+        line = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d', access, None)
+        assert RedactTickets().filter(line)
+        assert line.getMessage() == '127.0.0.1:5 - "GET /v1/alerts/stream?after=1-0&ticket=<redacted> HTTP/1.1" 200'
 
 
 def test_readiness_reports_what_is_unreachable(client):
@@ -318,7 +313,7 @@ def test_training_data_may_name_several_datasets_and_a_run_may_pick_one(client, 
         "kvasir=s3://datasets/kvasir",
         "clinicdb=s3://datasets/cvc",
     ]
-    kvasir = f"kvasir={Path(settings.training_data).parent}/kvasir"  # beside TRAINING_DATA: a readable root
+    kvasir = f"kvasir={settings.training_data}/kvasir"  # under TRAINING_DATA's folder: a readable root
     one = client.post("/v1/runs", json={"epochs": 1, "data": kvasir}, headers=auth())
     assert one.status_code == 201, one.text
     command = shlex.split(entrypoint(Hyperparameters(**one.json()["params"]), "a=/x b=/y", "/r", "r2"))
@@ -328,12 +323,15 @@ def test_training_data_may_name_several_datasets_and_a_run_may_pick_one(client, 
 
 
 def test_the_readable_roots_come_from_training_data_unless_set():
-    from polyp_control.jobs import data_roots
+    from polyp_control.jobs import default_data_roots
 
-    assert data_roots("kvasir=s3://datasets/kvasir clinicdb=s3://datasets/cvc") == ["s3://datasets/"]
-    assert data_roots("/home/u/.polyp/data/synthetic") == ["/home/u/.polyp/data/"]
-    assert data_roots("/data") == ["/data/"]  # never the whole filesystem
+    assert default_data_roots("kvasir=s3://datasets/kvasir clinicdb=s3://datasets/cvc") == ["s3://datasets/"]
+    assert default_data_roots("/home/u/kvasir") == ["/home/u/kvasir/"]  # the folder, never its parent (a home)
     assert Settings(data_roots="s3://a s3://b/sets/", training_data="s3://c/x").readable_roots() == ["s3://a/", "s3://b/sets/"]
+    assert Settings(data_roots=["s3://datasets"]).readable_roots() == ["s3://datasets/"]  # not s3://datasets-other
+    for everything in ("/", "s3://"):
+        with pytest.raises(ValueError, match="would admit every path"):
+            Settings(data_roots=everything)
 
 
 @pytest.mark.parametrize(
@@ -360,3 +358,7 @@ def test_a_run_reads_only_under_the_dataset_roots(settings, data, reason):
         assert schedule.status_code == 422 and schedule.json()["detail"][0]["loc"] == ["body", "params", "data"]
         assert client.get("/v1/runs", headers=auth()).json() == [] and client.get("/v1/schedules", headers=auth()).json() == []
         assert client.post("/v1/runs", json={"data": "s3://datasets/cvc"}, headers=auth()).status_code == 201
+        # A schedule saved before the roots were checked fires through the same service: its run fails, unsent.
+        run, _ = client.portal.call(client.app.state.runs.trigger, Hyperparameters(data=data))
+        failed = client.get(f"/v1/runs/{run.id}", headers=auth()).json()
+        assert failed["status"] == "failed" and reason in failed["message"] and failed["submission_id"] is None, failed

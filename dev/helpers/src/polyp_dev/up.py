@@ -18,6 +18,7 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+from polyp_control.jobs import default_data_roots
 from polyp_core.home import polyp_home
 
 from .local_ray import LocalRayHead
@@ -54,6 +55,8 @@ def main() -> None:
     port = int(os.environ.get("PORT", "8000"))
     ray_port = int(os.environ.get("RAY_DASHBOARD_PORT", "8265"))
     os.environ["TRAINING_DATA"] = ensure_dataset(home)
+    # A run's `data` may name any dataset in the local data folder, besides those TRAINING_DATA names.
+    os.environ.setdefault("DATA_ROOTS", " ".join([str(home / "data"), *default_data_roots(os.environ["TRAINING_DATA"])]))
     os.environ.setdefault("MODEL_REPO", str(home / "model-repo"))
     os.environ.setdefault("RAY_ADDRESS", f"http://127.0.0.1:{ray_port}")
     os.environ.setdefault("STATIC_DIR", str(Path(__file__).resolve().parents[4] / "services" / "frontend" / "static"))

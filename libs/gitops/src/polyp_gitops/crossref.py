@@ -224,9 +224,11 @@ def _project(env: RenderedEnvironment) -> dict:
 
 
 def _permits(whitelist: list[dict], p: Placed) -> bool:
-    """Argo CD's match: group and kind exact or "*", and a name (a filepath.Match glob) where one is given."""
+    """Argo CD's match: group, kind and (where given) name are each a filepath.Match glob."""
     return any(
-        w["group"] in ("*", p.group) and w["kind"] in ("*", p.kind) and fnmatch.fnmatchcase(p.name, w.get("name") or "*")
+        fnmatch.fnmatchcase(p.group, w["group"])
+        and fnmatch.fnmatchcase(p.kind, w["kind"])
+        and fnmatch.fnmatchcase(p.name, w.get("name") or "*")
         for w in whitelist
     )
 
@@ -242,7 +244,7 @@ def namespaces_permitted(env: RenderedEnvironment) -> list[str]:
                 problems.append(f"{p.app}: cluster-scoped {p.kind} {p.name} is not in the project's clusterResourceWhitelist")
         elif p.namespace not in allowed and "*" not in allowed:
             problems.append(f"{p.app}: {p.kind} {p.name} goes to namespace {p.namespace}, which the project does not permit")
-        elif not _permits(project.get("namespaceResourceWhitelist", []), p):
+        elif "namespaceResourceWhitelist" in project and not _permits(project["namespaceResourceWhitelist"], p):  # absent: all
             problems.append(f"{p.app}: {p.kind} ({p.group or 'core'}) is not in the project's namespaceResourceWhitelist")
     return problems
 

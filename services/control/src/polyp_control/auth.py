@@ -3,8 +3,8 @@
 - read (API_READ_TOKEN): alerts, runs and their logs, models, predict;
 - write (API_TOKEN): everything read may, plus trigger, schedules, cancel.
 An EventSource cannot send headers, so the alert page trades its token for a ticket that opens the
-stream once, within TICKET_TTL_S seconds: no long-lived token in a URL, and the access log shows
-tickets redacted (RedactTickets) in case a proxy logs them.
+stream once, within TICKET_TTL_S seconds: no long-lived token in a URL, and this service's access log
+shows tickets redacted (RedactTickets).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import re
 import secrets
 import time
 from typing import Annotated
+from urllib.parse import unquote
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -89,9 +90,9 @@ def check_ticket(write_token: str, ticket: str, now: float | None = None) -> int
 
 
 class RedactTickets(logging.Filter):
-    """Access-log lines show `ticket=<redacted>`: a URL is the one place a ticket travels in the clear."""
+    """This process's access-log lines show `ticket=<redacted>`: a URL is where a ticket travels in the clear."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(TICKET_IN_URL.sub(r"\1<redacted>", a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.args, tuple):  # decoded first: Starlette reads ticke%74= as ticket=
+            record.args = tuple(TICKET_IN_URL.sub(r"\1<redacted>", unquote(a)) if isinstance(a, str) else a for a in record.args)
         return True

@@ -44,25 +44,28 @@ def with_gate(params: Hyperparameters, floor: float) -> Hyperparameters:
     return params if params.dice_threshold is not None else params.model_copy(update={"dice_threshold": floor})
 
 
-def data_roots(training_data: str) -> list[str]:
+def _location(source: str) -> str:
+    """A dataset source without its optional NAME= prefix."""
+    return source.split("=", 1)[1] if "=" in source.split("/", 1)[0] else source
+
+
+def default_data_roots(training_data: str) -> list[str]:
     """Where a run may read from when DATA_ROOTS is unset: the bucket of each TRAINING_DATA source
-    (s3://datasets/), or the folder that holds a local one (make up's data folder)."""
+    (s3://datasets/), or a local source's folder itself (never its parent: that may be a home folder)."""
     roots = []
     for source in shlex.split(training_data):
-        location = source.split("=", 1)[1] if "=" in source.split("/", 1)[0] else source
+        location = _location(source)
         if location.startswith("s3://"):
             roots.append("s3://" + location[len("s3://") :].split("/", 1)[0] + "/")
-        else:  # its folder's parent, unless that is / (then the folder itself)
-            folder = posixpath.normpath(location)
-            parent = posixpath.dirname(folder)
-            roots.append((parent if parent != "/" else folder).rstrip("/") + "/")
+        else:
+            roots.append(posixpath.normpath(location).rstrip("/") + "/")
     return sorted(set(roots))
 
 
 def outside_roots(data: str, roots: list[str]) -> str | None:
     """Why a run's `data` may not be read (None when it may): it must be a location under one of `roots`,
     written plainly: no `..`, `.` or empty segments that could point somewhere else."""
-    location = data.split("=", 1)[1] if "=" in data.split("/", 1)[0] else data
+    location = _location(data)
     path = location[len("s3://") :] if location.startswith("s3://") else location
     if any(part in ("", ".", "..") for part in path.strip("/").split("/")) or "//" in path:
         return "data must be a plain location: no '..', '.' or empty path segments"

@@ -19,7 +19,7 @@ from polyp_core.job import summary_from_output
 from . import db
 from .alerts import Alert, AlertBus
 from .errors import RunNotFound, Unavailable
-from .jobs import ACTIVE, Hyperparameters, RayJobs, entrypoint, with_gate
+from .jobs import ACTIVE, Hyperparameters, RayJobs, entrypoint, outside_roots, with_gate
 from .metrics import Metrics
 from .settings import Settings
 
@@ -152,6 +152,8 @@ class RunService:
         submission_id = f"polyp-{run.id}-{run.attempt}"
         try:
             params = with_gate(Hyperparameters(**run.params), self.settings.dice_floor)
+            if params.data and (outside := outside_roots(params.data, self.settings.readable_roots())):
+                raise ValueError(outside)  # a schedule saved before the roots were checked, or since narrowed
             command = entrypoint(params, self.settings.training_data, self.settings.model_repo, run.id)
         except ValueError as exc:  # a row no longer valid for this version's contract: fail it, do not retry forever
             await self._finish(run.id, "failed", f"cannot build the training command: {exc}")

@@ -16,7 +16,7 @@ from polyp_core.home import polyp_home
 from polyp_core.repository import DEFAULT_MODEL_NAME
 from polyp_inference.image import MAX_BYTES
 
-from .jobs import data_roots
+from .jobs import default_data_roots
 
 # Passed on to every training job. Never credentials: a job's runtime_env is visible in the Ray
 # dashboard, and the RayCluster pods get S3 credentials from their own Secret (charts/training).
@@ -72,11 +72,18 @@ class Settings(BaseSettings):
     @field_validator("data_roots", mode="before")
     @classmethod
     def _split_roots(cls, value):
-        return [r.rstrip("/") + "/" for r in value.split()] if isinstance(value, str) else value
+        return value.split() if isinstance(value, str) else value
+
+    @field_validator("data_roots")
+    @classmethod
+    def _folders_not_everything(cls, roots: list[str]) -> list[str]:
+        if wide := [r for r in roots if r.rstrip("/") in ("", "s3:")]:
+            raise ValueError(f"DATA_ROOTS {wide} would admit every path: name folders or buckets")
+        return [r.rstrip("/") + "/" for r in roots]  # s3://datasets must not admit s3://datasets-other
 
     def readable_roots(self) -> list[str]:
         """Where a run's `data` may point (DATA_ROOTS, else derived from TRAINING_DATA)."""
-        return self.data_roots or data_roots(self.training_data)
+        return self.data_roots or default_data_roots(self.training_data)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

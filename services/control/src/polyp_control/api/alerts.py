@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -16,6 +17,7 @@ from . import responses
 from .deps import READ, BusDep, MetricsDep, SettingsDep
 
 RECONNECT_MS = 1000  # the retry hint for a client told to reconnect
+CLAIM_TIMEOUT_S = 5  # the most a ticket's claim may wait on Redis
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"], responses=responses.READ)
 
 
@@ -35,9 +37,9 @@ async def stream_access(
         require_read(request, credentials)
         return
     left_s = check_ticket(request.app.state.settings.api_token, ticket)
-    try:
-        first_use = await bus.claim_once(f"ticket:{ticket}", left_s)
-    except RedisError as exc:  # the stream needs Redis too: say when to come back, never hang or 500
+    try:  # bounded: a Redis that drops packets must not hold the request
+        first_use = await asyncio.wait_for(bus.claim_once(f"ticket:{ticket}", left_s), CLAIM_TIMEOUT_S)
+    except (RedisError, TimeoutError) as exc:  # the stream needs Redis too: say when to come back, never hang or 500
         raise Unavailable(f"alert bus unreachable ({type(exc).__name__}): try again shortly", retry_after_s=5) from exc
     if not first_use:
         raise Unauthorized("stream ticket already used: get a new one from POST /v1/alerts/ticket")
