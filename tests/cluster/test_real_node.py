@@ -79,9 +79,16 @@ def cluster(tmp_path_factory):
 
 
 def _apply_dev(kubectl, component: str, namespace: str, *flags: str) -> list[dict]:
-    """Apply a component's objects as dev renders them; those objects."""
+    """Apply a component's objects as dev renders them, each in its namespace as Argo CD places it (its own, else
+    the Application's: the control service's dashboard goes to Grafana's); those objects."""
     objects = _dev_objects(component)
-    kubectl("apply", *flags, "-n", namespace, "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    by_namespace: dict[str, list[dict]] = {}
+    for obj in objects:
+        by_namespace.setdefault(obj["metadata"].get("namespace") or namespace, []).append(obj)
+    for target, items in by_namespace.items():
+        if target != namespace:
+            kubectl("create", "namespace", target, check=False)
+        kubectl("apply", *flags, "-n", target, "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
     return objects
 
 
@@ -584,7 +591,7 @@ def test_the_real_kuberay_operator_creates_and_tracks_the_training_raycluster(cl
     # Ray's token auth (authOptions): the operator made the token's Secret; the job API refuses anyone without it.
     secret = json.loads(kubectl("get", "secret", "-n", NAMESPACE, "training", "-o", "json").stdout)
     token = base64.b64decode(secret["data"]["auth_token"]).decode()
-    jobs = f"http://{head_service['spec']['clusterIP']}:8265/api/jobs/"
+    jobs = f"http://{kuberay['head']['status']['podIP']}:8265/api/jobs/"  # the head Service is headless
     answers = {who: _api(state_dir, jobs, t)[0] for who, t in (("none", ""), ("wrong", "not-the-token"), ("right", token))}
     print(f"Ray job API (token auth): {answers}")
     assert answers == {"none": 401, "wrong": 403, "right": 200}, answers
