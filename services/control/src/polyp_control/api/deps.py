@@ -40,7 +40,7 @@ WRITE = Depends(require_write)
 
 
 def check_data(params: Hyperparameters, settings: Settings, loc: tuple[str, ...]) -> None:
-    """422, in FastAPI's own shape, unless the run's `data` lies under the readable roots (issue: a run must
-    not read /var/run/secrets, another bucket, or climb out with `..`)."""
+    """422, in FastAPI's own shape, unless the run's `data` lies under the readable roots: a run must not read
+    /var/run/secrets, another bucket, or climb out with `..`. Called by the routes that take a run's params."""
     if params.data and (reason := outside_roots(params.data, settings.readable_roots())):
         raise RequestValidationError([{"type": "value_error", "loc": loc, "msg": reason, "input": params.data}])
