@@ -79,9 +79,13 @@ def cluster(tmp_path_factory):
 
 
 def _apply_dev(kubectl, component: str, namespace: str, *flags: str) -> list[dict]:
-    """Apply a component's objects as dev renders them, each in its namespace as Argo CD places it (its own, else
-    the Application's: the control service's dashboard goes to Grafana's); those objects."""
-    objects = _dev_objects(component)
+    """Apply a component's objects as dev renders them; those objects."""
+    return _apply(kubectl, _dev_objects(component), namespace, *flags)
+
+
+def _apply(kubectl, objects: list[dict], namespace: str, *flags: str) -> list[dict]:
+    """Apply rendered objects, each in its namespace as Argo CD places it (its own, else the Application's
+    `namespace`: the control service's dashboard goes to Grafana's); those objects."""
     by_namespace: dict[str, list[dict]] = {}
     for obj in objects:
         by_namespace.setdefault(obj["metadata"].get("namespace") or namespace, []).append(obj)
@@ -669,7 +673,7 @@ def control_service(cluster, frontend, redis, database, mlflow, kuberay):
     kubectl("delete", "endpoints", "-n", NAMESPACE, "control-service")  # the stand-in's; the Service's selector rules
     # kube-prometheus-stack stays simulated and its CRDs are not installed here: no ServiceMonitor, no PrometheusRule.
     objects = [o for o in _dev_objects("control-service") if o["kind"] not in ("ServiceMonitor", "PrometheusRule")]
-    kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    _apply(kubectl, objects, NAMESPACE)
     return _ready_pod(kubectl, "the control service", "app.kubernetes.io/name=control-service", timeout_s=240), tokens
 
 
@@ -911,7 +915,7 @@ def _serve_the_pinned_version(kubectl, state_dir: Path, api: str, token: str, ve
     objects = _dev_objects("inference", work)
     [service] = [o for o in objects if o["kind"] == "RayService"]
     assert f'"sha256":"{digest}"' in json.dumps(yaml.safe_load(service["spec"]["serveConfigV2"]), separators=(",", ":"))
-    kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    _apply(kubectl, objects, NAMESPACE)
 
     frame = sorted((samples / "images").iterdir())[0]
     began, answers = time.monotonic(), []
