@@ -936,10 +936,13 @@ def _serve_the_pinned_version(kubectl, state_dir: Path, api: str, token: str, ve
     assert prediction["version"] == version and (prediction["width"], prediction["height"]) == size, prediction
     with Image.open(io.BytesIO(base64.b64decode(prediction["mask_png_base64"]))) as mask:
         assert mask.size == size and set(mask.getdata()) <= {0, 255}
-    for pod in json.loads(kubectl("get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=inference", "-o", "json").stdout)[
-        "items"
-    ]:
-        assert pod["spec"]["nodeName"] == NODE and is_ready(pod), pod["metadata"]["name"]
+
+    def inference_pods_ready():  # the first answer may come before the worker's own readiness probe has passed
+        pods = json.loads(kubectl("get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=inference", "-o", "json").stdout)
+        return all(is_ready(pod) for pod in pods["items"]) and pods["items"]
+
+    for pod in _wait(inference_pods_ready, 180, "every inference pod Ready"):
+        assert pod["spec"]["nodeName"] == NODE, pod["metadata"]["name"]
         for status in pod["status"]["containerStatuses"]:
             print(f"  {pod['metadata']['name']}/{status['name']}: real, {status['imageID']}, restarts {status['restartCount']}")
 
