@@ -15,9 +15,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from polyp_core.job import parse_source
+
 from . import storage
 from .data import file_digest
-from .prepare import DEFAULT_VAL_FRACTION, parse_source, prepare
+from .prepare import DEFAULT_VAL_FRACTION, prepare
 from .splits import CVC_README
 
 

@@ -33,7 +33,7 @@ EpochLogger = Callable[[dict[str, float], int], None]
 class LoopConfig:
     """What every worker's loop reads: built on the driver (TrainConfig.loop_config), pickled to the workers."""
 
-    sources: tuple[str, ...]  # `PATH` or `NAME=PATH` (see prepare.parse_source)
+    sources: tuple[str, ...]  # `PATH` or `NAME=PATH` (see polyp_core.job.parse_source)
     epochs: int
     spec: ModelSpec
     batch_size: int

@@ -8,31 +8,16 @@ call ``prepare`` with the same arguments and get the same frames on the same sid
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from polyp_core.job import parse_source
 
 from . import data
 from .errors import DatasetError
 from .splits import DatasetSplit, fingerprint, sequence_map, split_dataset
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 DEFAULT_VAL_FRACTION = 0.2  # training's default, so evaluate and dataset push see the same held-out frames
-
-
-@dataclass(frozen=True)
-class DataSource:
-    name: str
-    uri: str
-
-
-def parse_source(text: str) -> DataSource:
-    """`NAME=URI`, or a bare URI named after its last path component."""
-    name, sep, uri = text.partition("=")
-    if sep and _NAME.fullmatch(name):
-        return DataSource(name, uri)
-    stem = Path(text.rstrip("/")).stem or "data"
-    return DataSource(re.sub(r"[^A-Za-z0-9_.-]", "-", stem), text)
 
 
 @dataclass

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class TrainConfig:
-    data: str | list[str]  # one source or several: `PATH`, `NAME=PATH` (see prepare.parse_source)
+    data: str | list[str]  # one source or several: `PATH`, `NAME=PATH` (see polyp_core.job.parse_source)
     epochs: int = DEFAULTS.epochs
     workers: int = DEFAULTS.workers
     spec: ModelSpec = field(default_factory=ModelSpec)

@@ -7,7 +7,10 @@ prints a ``RunSummary`` as the last line of its output, which the control servic
 
 from __future__ import annotations
 
+import re
 import shlex
+from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -16,6 +19,23 @@ from .repository import DEFAULT_MODEL_NAME
 ARCHITECTURES = ("Unet", "UnetPlusPlus", "FPN", "Linknet", "PSPNet", "PAN", "MAnet", "DeepLabV3Plus")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRAIN_PROGRAM = "polyp-train"
+_SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class DataSource:
+    name: str
+    uri: str
+
+
+def parse_source(text: str) -> DataSource:
+    """A run's `--data`: `NAME=URI`, or a bare URI named after its last path component. Training reads its
+    datasets through this, and the control service checks a run's location through it: one reading of both."""
+    name, sep, uri = text.partition("=")
+    if sep and _SOURCE_NAME.fullmatch(name):
+        return DataSource(name, uri)
+    stem = Path(text.rstrip("/")).stem or "data"
+    return DataSource(re.sub(r"[^A-Za-z0-9_.-]", "-", stem), text)
 
 
 class TrainingParameters(BaseModel):

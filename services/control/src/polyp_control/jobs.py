@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
-from polyp_core.job import TrainingParameters, train_command
+from polyp_core.job import TrainingParameters, parse_source, train_command
 
 # Ray's job states -> the run states this API reports.
 RAY_STATUS = {"PENDING": "pending", "RUNNING": "running", "SUCCEEDED": "succeeded", "FAILED": "failed", "STOPPED": "cancelled"}
@@ -44,17 +44,12 @@ def with_gate(params: Hyperparameters, floor: float) -> Hyperparameters:
     return params if params.dice_threshold is not None else params.model_copy(update={"dice_threshold": floor})
 
 
-def _location(source: str) -> str:
-    """A dataset source without its optional NAME= prefix."""
-    return source.split("=", 1)[1] if "=" in source.split("/", 1)[0] else source
-
-
 def default_data_roots(training_data: str) -> list[str]:
     """Where a run may read from when DATA_ROOTS is unset: the bucket of each TRAINING_DATA source
     (s3://datasets/), or a local source's folder itself (never its parent: that may be a home folder)."""
     roots = []
     for source in shlex.split(training_data):
-        location = _location(source)
+        location = parse_source(source).uri
         if location.startswith("s3://"):
             roots.append("s3://" + location[len("s3://") :].split("/", 1)[0] + "/")
         else:
@@ -65,7 +60,7 @@ def default_data_roots(training_data: str) -> list[str]:
 def outside_roots(data: str, roots: list[str]) -> str | None:
     """Why a run's `data` may not be read (None when it may): it must be a location under one of `roots`,
     written plainly: no `..`, `.` or empty segments that could point somewhere else."""
-    location = _location(data)
+    location = parse_source(data).uri  # as training will read it
     path = location[len("s3://") :] if location.startswith("s3://") else location
     if any(part in ("", ".", "..") for part in path.strip("/").split("/")) or "//" in path:
         return "data must be a plain location: no '..', '.' or empty path segments"
