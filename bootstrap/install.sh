@@ -83,18 +83,24 @@ command -v helm >/dev/null || die "helm not found (make tools installs a pinned 
 
 # ---- secrets: generated into the cluster, never stored in git -------------------------------
 # namespace name key=value|key=@random ...  (one Secret per line). A Secret whose name exists
-# in another namespace already gets the same values, so s3-credentials matches in both.
+# in another namespace already gets the same values: each MinIO user's Secret sits in `minio` (the chart's user Job
+# reads it there) and, for the component that uses it, in `polyp`. Each user's policy: apps/values.yaml, minio.
 SECRETS=(
   "minio minio-root rootUser=minio-admin rootPassword=@random"
-  "minio s3-credentials AWS_ACCESS_KEY_ID=polyp AWS_SECRET_ACCESS_KEY=@random"
-  "polyp s3-credentials AWS_ACCESS_KEY_ID=polyp AWS_SECRET_ACCESS_KEY=@random"
+  "minio s3-training AWS_ACCESS_KEY_ID=training AWS_SECRET_ACCESS_KEY=@random"
+  "polyp s3-training AWS_ACCESS_KEY_ID=training AWS_SECRET_ACCESS_KEY=@random"
+  "minio s3-serving AWS_ACCESS_KEY_ID=serving AWS_SECRET_ACCESS_KEY=@random"
+  "polyp s3-serving AWS_ACCESS_KEY_ID=serving AWS_SECRET_ACCESS_KEY=@random"
+  "minio s3-mlflow AWS_ACCESS_KEY_ID=mlflow AWS_SECRET_ACCESS_KEY=@random"
+  "polyp s3-mlflow AWS_ACCESS_KEY_ID=mlflow AWS_SECRET_ACCESS_KEY=@random"
+  "minio s3-datasets AWS_ACCESS_KEY_ID=dataset-publisher AWS_SECRET_ACCESS_KEY=@random"
   "polyp redis-users default=@random"
   "polyp mlflow-flask MLFLOW_FLASK_SERVER_SECRET_KEY=@random"
   "polyp control-api-token token=@random"
   "polyp control-api-read-token token=@random"
   "monitoring grafana-admin admin-user=admin admin-password=@random"
 )
-# KServe's storage initializer reads the S3 endpoint from these annotations.
+# KServe's storage initializer reads the S3 endpoint from these annotations (on serving's Secret).
 S3_ANNOTATIONS=(
   "serving.kserve.io/s3-endpoint=minio.minio.svc.cluster.local:9000"
   "serving.kserve.io/s3-usehttps=0"
@@ -118,7 +124,7 @@ secret_value() {  # name key spec -> the literal, the value already in the clust
 print_secret_manifest() {  # for --dry-run: the shape of what would be created, no values
   local ns=$1 name=$2; shift 2
   printf -- '---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: %s\n  namespace: %s\n' "$name" "$ns"
-  if [[ $name == s3-credentials ]]; then
+  if [[ $name == s3-serving ]]; then
     printf '  annotations:\n'
     for a in "${S3_ANNOTATIONS[@]}"; do printf '    %s: "%s"\n' "${a%%=*}" "${a#*=}"; done
   fi
@@ -139,7 +145,7 @@ ensure_secret() {
   local args=() kv
   for kv in "$@"; do args+=("--from-literal=${kv%%=*}=$(secret_value "$name" "${kv%%=*}" "${kv#*=}")"); done
   kubectl -n "$ns" create secret generic "$name" "${args[@]}" >/dev/null
-  [[ $name == s3-credentials ]] && kubectl -n "$ns" annotate --overwrite secret "$name" "${S3_ANNOTATIONS[@]}" >/dev/null
+  [[ $name == s3-serving ]] && kubectl -n "$ns" annotate --overwrite secret "$name" "${S3_ANNOTATIONS[@]}" >/dev/null
   echo "secret $ns/$name generated"
 }
 
@@ -235,6 +241,7 @@ Alert page  kubectl -n polyp port-forward svc/frontend 8081:8080                
 MLflow      kubectl -n polyp port-forward svc/mlflow 5000:5000                  -> http://localhost:5000
 MinIO       kubectl -n minio port-forward svc/minio-console 9001:9001           -> http://localhost:9001
             (user/password: secret minio/minio-root)
+Datasets    polyp-train dataset push with the keys of secret minio/s3-datasets (write access to bucket datasets only)
 Ray         kubectl -n polyp port-forward svc/training-head-svc 8265:8265       -> http://localhost:8265
 Grafana     kubectl -n monitoring port-forward svc/kube-prometheus-stack-grafana 3000:80 -> http://localhost:3000
             (user/password: secret monitoring/grafana-admin)

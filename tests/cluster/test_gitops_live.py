@@ -59,14 +59,14 @@ def test_install_again_keeps_the_secrets_and_argo_cd(platform: Platform):
             for ns, name in [
                 ("polyp", "control-api-token"),
                 ("minio", "minio-root"),
-                ("polyp", "s3-credentials"),
-                ("minio", "s3-credentials"),
+                ("polyp", "s3-serving"),
+                ("minio", "s3-serving"),
                 ("monitoring", "grafana-admin"),
             ]
         }
 
     before = secrets()
-    assert before["polyp/s3-credentials"] == before["minio/s3-credentials"]
+    assert before["polyp/s3-serving"] == before["minio/s3-serving"]
     pids = json.loads((platform.state_dir / "state.json").read_text())["pids"]
     again = subprocess.run(
         [

@@ -37,7 +37,9 @@ from PIL import Image
 
 import polyp_fixtures
 from polyp_gitops.render import DEFAULT_REPO_URL, render_application, render_applications
+from polyp_gitops.s3_access import access_level
 
+from ..manifests.test_storage_access import ACCESS, BUCKETS
 from .conftest import REPO, build_images, git, is_ready, local_cluster, run_kubectl, snapshot_repository
 
 pytestmark = [
@@ -463,17 +465,26 @@ MINIO_IMAGE = "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"  # apps/values.
 MC_IMAGE = "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z"  # the chart's bucket and user Jobs; rebuilt here (go/mc)
 
 
+# MinIO's users as dev renders them (access key -> the Secret install.sh makes for it; tests/manifests/test_storage_access).
+MINIO_USERS = {"training": "s3-training", "serving": "s3-serving", "mlflow": "s3-mlflow", "dataset-publisher": "s3-datasets"}
+
+
+def _s3_user_secret(kubectl, namespace: str, user: str, secret_key: str) -> None:
+    keys = [f"--from-literal=AWS_ACCESS_KEY_ID={user}", f"--from-literal=AWS_SECRET_ACCESS_KEY={secret_key}"]
+    kubectl("create", "secret", "generic", MINIO_USERS[user], "-n", namespace, *keys)
+
+
 @pytest.fixture(scope="module")
-def minio(cluster):
-    """MinIO as dev renders the minio chart, with the Secrets install.sh makes; the platform user's secret key once
-    the server is Ready and the chart's post-install Job (buckets, the platform user and its policy) is done."""
+def minio(cluster) -> dict[str, str]:
+    """MinIO as dev renders the minio chart, with the Secrets install.sh makes; each user's secret key once the
+    server is Ready and the chart's post-install Job (buckets, policies, one user per component) is done."""
     _, _, kubectl, _ = cluster
     kubectl("create", "namespace", "minio", check=False)
-    secret_key = secrets.token_hex(16)
+    keys = {user: secrets.token_hex(16) for user in MINIO_USERS}
     root = ["--from-literal=rootUser=minio-admin", f"--from-literal=rootPassword={secrets.token_hex(16)}"]
     kubectl("create", "secret", "generic", "minio-root", "-n", "minio", *root)
-    user = ["--from-literal=AWS_ACCESS_KEY_ID=polyp", f"--from-literal=AWS_SECRET_ACCESS_KEY={secret_key}"]
-    kubectl("create", "secret", "generic", "s3-credentials", "-n", "minio", *user)
+    for user, secret_key in keys.items():
+        _s3_user_secret(kubectl, "minio", user, secret_key)
     _apply_dev(kubectl, "minio", "minio")
 
     def job_done():
@@ -482,7 +493,7 @@ def minio(cluster):
         return status.get("succeeded")
 
     _wait(job_done, 240, "the minio chart's post-install Job")
-    return secret_key
+    return keys
 
 
 # As the chart's Jobs run mc: uid 1000, its configuration in a writable folder.
@@ -493,15 +504,19 @@ def _mc_env(**values: str) -> list[dict]:
     return [{"name": name, "value": value} for name, value in {"MC_CONFIG_DIR": "/tmp/.mc", **values}.items()]
 
 
-def _mc(script: str, secret_key: str) -> dict:
-    """A container of the chart's mc image with the platform user's alias `s3` set (its credentials only)."""
-    alias = 'mc alias set s3 http://minio.minio.svc.cluster.local:9000 polyp "$SECRET_KEY" >/dev/null'
-    return {**_MC_AS_THE_CHART_RUNS_IT, "command": ["bash", "-c", f"{alias} && {script}"], "env": _mc_env(SECRET_KEY=secret_key)}
+def _mc(script: str, keys: dict[str, str], *users: str) -> dict:
+    """A container of the chart's mc image with an alias per user (named as the user, its credentials only)."""
+    env = {f"KEY_{i}": keys[user] for i, user in enumerate(users)}
+    aliases = [
+        f'mc alias set {user} http://minio.minio.svc.cluster.local:9000 {user} "$KEY_{i}" >/dev/null'
+        for i, user in enumerate(users)
+    ]
+    return {**_MC_AS_THE_CHART_RUNS_IT, "command": ["bash", "-c", " && ".join([*aliases, script])], "env": _mc_env(**env)}
 
 
-def test_minio_runs_for_real_and_the_platform_user_writes_only_with_its_key(cluster, minio):
+def test_minio_runs_for_real_and_a_user_writes_only_with_its_key(cluster, minio):
     """The server built from the pinned release's commit serves S3 from its real volume; the chart's Job gave the
-    platform user its readwrite policy (an mc killed for memory there once left it without); anonymous reads fail."""
+    training user its policy (an mc killed for memory there once left a user without); anonymous reads fail."""
     _, _, kubectl, _ = cluster
     [pod] = json.loads(kubectl("get", "pods", "-n", "minio", "-l", "app=minio", "-o", "json").stdout)["items"]
     [status] = pod["status"]["containerStatuses"]
@@ -510,7 +525,11 @@ def test_minio_runs_for_real_and_the_platform_user_writes_only_with_its_key(clus
     assert status["image"] == MINIO_IMAGE and status["restartCount"] == 0
     version = kubectl("exec", "-n", "minio", pod["metadata"]["name"], "--", "minio", "--version").stdout
     assert "RELEASE.2025-09-07T16-13-09Z" in version, version
-    write = _mc("echo kept > /tmp/probe && mc cp /tmp/probe s3/models/probe.txt && mc cat s3/models/probe.txt", minio)
+    write = _mc(
+        "echo kept > /tmp/probe && mc cp /tmp/probe training/models/probe.txt && mc cat training/models/probe.txt",
+        minio,
+        "training",
+    )
     assert _client_phase(kubectl, "minio", "mc-platform-user", write) == "Succeeded"
     logs = kubectl("logs", "-n", "minio", "mc-platform-user").stdout
     assert logs.strip().endswith("kept"), logs
@@ -525,13 +544,38 @@ def test_minio_runs_for_real_and_the_platform_user_writes_only_with_its_key(clus
     assert stored.is_file() and stored.stat().st_uid == 1000, sorted(p.name for p in folder.iterdir())
 
 
+def test_each_minio_user_reaches_only_its_buckets(cluster, minio):
+    """The real server enforces the policies the chart's Job created: every user tries to write, list and read in
+    every bucket (reading what that bucket's writer put there), and gets exactly tests/manifests' ACCESS matrix."""
+    _, _, kubectl, _ = cluster
+    writer = {bucket: next(u for u, grants in ACCESS.items() if grants.get(bucket) == "write") for bucket in BUCKETS}
+    users, buckets = " ".join(MINIO_USERS), " ".join(BUCKETS)
+    script = f"""
+        for u in {users}; do for b in {buckets}; do
+            echo "$u" | mc pipe "$u/$b/probe-$u" >/dev/null 2>&1 && echo "write $u $b"
+        done; done
+        declare -A writer=({" ".join(f"[{b}]={w}" for b, w in writer.items())})
+        for u in {users}; do for b in {buckets}; do
+            mc ls "$u/$b" >/dev/null 2>&1 && mc cat "$u/$b/probe-${{writer[$b]}}" >/dev/null 2>&1 && echo "read $u $b"
+        done; done
+        true"""
+    assert _client_phase(kubectl, "minio", "mc-each-user", _mc(script, minio, *MINIO_USERS), timeout_s=180) == "Succeeded"
+    seen = {tuple(line.split()) for line in kubectl("logs", "-n", "minio", "mc-each-user").stdout.splitlines()}
+    granted = {}
+    for user in MINIO_USERS:
+        for bucket in BUCKETS:
+            granted.setdefault(user, {})[bucket] = access_level(("read", user, bucket) in seen, ("write", user, bucket) in seen)
+    print(f"\nMinIO, what each user could do: {granted}")
+    assert granted == {user: {b: ACCESS[user].get(b, "none") for b in BUCKETS} for user in MINIO_USERS}
+
+
 @pytest.fixture(scope="module")
 def s3_credentials(cluster, minio):
-    """The platform user's S3 Secret in our namespace, as install.sh makes it (MLflow and the Ray pods read it)."""
+    """The S3 Secrets of training, serving and MLflow in our namespace, as install.sh copies them there."""
     _, _, kubectl, _ = cluster
     kubectl("create", "namespace", NAMESPACE, check=False)
-    user = ["--from-literal=AWS_ACCESS_KEY_ID=polyp", f"--from-literal=AWS_SECRET_ACCESS_KEY={minio}"]
-    kubectl("create", "secret", "generic", "s3-credentials", "-n", NAMESPACE, *user)
+    for user in ("training", "serving", "mlflow"):
+        _s3_user_secret(kubectl, NAMESPACE, user, minio[user])
 
 
 @pytest.fixture(scope="module")
@@ -657,7 +701,7 @@ def test_mlflow_runs_for_real_and_keeps_runs_in_postgresql_and_artifacts_in_mini
     pod = primary["items"][0]["metadata"]["name"]
     psql = ["exec", "-n", NAMESPACE, pod, "-c", "postgres", "--", "psql", "-h", "/controller/run", "-d", "mlflow", "-tAc"]
     assert kubectl(*psql, f"select status from runs where run_uuid = '{run_id}'").stdout.strip() == "FINISHED"
-    listing = _mc(f"mc ls --recursive s3/mlflow/ | grep {run_id}/artifacts/model.txt", minio)
+    listing = _mc(f"mc ls --recursive mlflow/mlflow/ | grep {run_id}/artifacts/model.txt", minio, "mlflow")
     assert _client_phase(kubectl, "minio", "mc-mlflow-artifact", listing) == "Succeeded"
 
 
@@ -963,8 +1007,8 @@ def test_the_loop_a_run_triggered_through_the_api_trains_on_real_ray_pods_is_pin
     s3_env = {
         **os.environ,
         "AWS_ENDPOINT_URL": minio_url,
-        "AWS_ACCESS_KEY_ID": "polyp",
-        "AWS_SECRET_ACCESS_KEY": minio,
+        "AWS_ACCESS_KEY_ID": "dataset-publisher",  # an operator's keys: write access to the datasets bucket only
+        "AWS_SECRET_ACCESS_KEY": minio["dataset-publisher"],
         "AWS_DEFAULT_REGION": "us-east-1",
         "POLYP_HOME": str(state_dir.parent / "push"),
     }
@@ -1009,8 +1053,9 @@ def test_the_loop_a_run_triggered_through_the_api_trains_on_real_ray_pods_is_pin
             "import boto3; s3 = boto3.client('s3'); "
             "print('\\n'.join(o['Key'] for o in s3.list_objects_v2(Bucket='models', Prefix='triton/')['Contents']))"
         )
+        as_serving = {**s3_env, "AWS_ACCESS_KEY_ID": "serving", "AWS_SECRET_ACCESS_KEY": minio["serving"]}
         keys = subprocess.run(
-            _in_node_args(state_dir, sys.executable, "-c", listing), env=s3_env, capture_output=True, text=True, timeout=60
+            _in_node_args(state_dir, sys.executable, "-c", listing), env=as_serving, capture_output=True, text=True, timeout=60
         )
         assert "triton/polyp-segmenter/1/model.onnx" in keys.stdout.split(), keys.stdout + keys.stderr[-2000:]
 

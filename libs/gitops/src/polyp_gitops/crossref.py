@@ -249,17 +249,22 @@ def namespaces_permitted(env: RenderedEnvironment) -> list[str]:
     return problems
 
 
-def bootstrap_secrets(root: Path) -> dict[ObjectKey, str]:
-    """The Secrets bootstrap/install.sh generates into the cluster (its SECRETS list)."""
+def bootstrap_secret_specs(root: Path) -> dict[tuple[str, str], dict[str, str]]:
+    """(namespace, name) -> {key: literal or "@random"} of each Secret bootstrap/install.sh generates (its SECRETS)."""
     text = (root / "bootstrap" / "install.sh").read_text()
     block = re.search(r"^SECRETS=\((.*?)^\)", text, re.MULTILINE | re.DOTALL)
     if block is None:
         raise ValueError("bootstrap/install.sh has no SECRETS=( ... ) list")
-    found: dict[ObjectKey, str] = {}
+    specs: dict[tuple[str, str], dict[str, str]] = {}
     for line in re.findall(r'"([^"]+)"', block.group(1)):
-        namespace, name = line.split()[:2]
-        found[("Secret", namespace, name)] = "bootstrap/install.sh"
-    return found
+        namespace, name, *pairs = line.split()
+        specs[(namespace, name)] = dict(pair.split("=", 1) for pair in pairs)
+    return specs
+
+
+def bootstrap_secrets(root: Path) -> dict[ObjectKey, str]:
+    """The Secrets bootstrap/install.sh generates into the cluster."""
+    return {("Secret", namespace, name): "bootstrap/install.sh" for namespace, name in bootstrap_secret_specs(root)}
 
 
 def _operator_objects(placed: list[Placed]) -> dict[ObjectKey, str]:
