@@ -13,11 +13,13 @@ import yaml
 
 from polyp_gitops import promotion
 from polyp_gitops.git import GitError
-from polyp_gitops.pins import PinError, own_images
-from polyp_gitops.repo import own_charts
+from polyp_gitops.pins import MODEL_COMPONENT, MODEL_SHA256, MODEL_VERSION, Pin, PinError, own_images, rewrite
+from polyp_gitops.repo import ENVIRONMENTS, own_charts
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SHA = "3f9c2a1b7d4e5f60718293a4b5c6d7e8f9012345"
+DIGEST = "3f" * 32
+FIRST_DIGEST = "0a" * 32  # version 1's, in every environment of the fixture repository
 
 
 def git(root: Path, *args: str) -> str:
@@ -35,6 +37,12 @@ def repo(tmp_path):
         src, dst = REPO_ROOT / rel, tmp_path / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
+    # As after a first promotion: every environment serves version 1 by its digest (a fresh clone's staging and
+    # prod pin none yet, and a digest-less pin cannot reach them: test_staging_and_prod_take_a_model_only_with_its_digest).
+    first = {Pin(MODEL_COMPONENT, MODEL_VERSION): "1", Pin(MODEL_COMPONENT, MODEL_SHA256): FIRST_DIGEST}
+    for env in ENVIRONMENTS:
+        path = tmp_path / "environments" / env / "values.yaml"
+        path.write_text(rewrite(path.read_text(), env, first))
     git(tmp_path, "init", "-q", "-b", "main")
     git(tmp_path, "config", "user.email", "ci@example.com")
     git(tmp_path, "config", "user.name", "CI")
@@ -105,20 +113,21 @@ def test_a_bump_of_training_moves_the_rayservice_copy_of_its_tag_in_the_same_com
 def test_promote_copies_exactly_the_pins_as_one_commit(repo):
     promotion.bump("dev", "control-service", SHA, root=repo)
     promotion.bump("dev", "training", "2.0.0", root=repo)
-    promotion.pin_model("dev", "7", root=repo)
+    promotion.pin_model("dev", "7", root=repo, sha256=DIGEST)
     staging_before = yaml.safe_load(env_text(repo, "staging"))
 
     assert [str(c) for c in promotion.plan("dev", "staging", root=repo)] == [
         f"control-service image.tag: 0.1.0 -> {SHA}",
         "training image.tag: 0.1.0 -> 2.0.0",
         "inference model.version: 1 -> 7",
+        f"inference model.sha256: {FIRST_DIGEST} -> {DIGEST}",
     ]
     head = git(repo, "rev-parse", "HEAD").strip()
     changes = promotion.promote("dev", "staging", root=repo)
-    assert len(changes) == 3
+    assert len(changes) == 4
     assert git(repo, "rev-list", "--count", f"{head}..HEAD").strip() == "1"
     assert git(repo, "diff", "--name-only", head, "HEAD").split() == ["environments/staging/values.yaml"]
-    assert len(changed_lines(repo, head)) == 6
+    assert len(changed_lines(repo, head)) == 6  # the model's version and digest share one line
 
     staging_after = yaml.safe_load(env_text(repo, "staging"))
     values = staging_after["components"]
@@ -137,11 +146,11 @@ def test_a_model_pinned_by_digest_is_promoted_with_its_digest(repo):
     """The digest travels with the version: prod serves the bytes dev served (charts/inference checks them)."""
     digest = "3f" * 32
     changes = promotion.pin_model("dev", "7", root=repo, sha256=digest)
-    assert [str(c) for c in changes] == ["inference model.version: 1 -> 7", f"inference model.sha256:  -> {digest}"]
+    assert [str(c) for c in changes] == ["inference model.version: 1 -> 7", f"inference model.sha256: {FIRST_DIGEST} -> {digest}"]
     assert git(repo, "log", "-1", "--format=%s").strip() == "model: serve model version 7 (sha256 3f3f3f3f3f3f…) in dev"
     promotion.promote("dev", "staging", root=repo)
     pinned = yaml.safe_load(env_text(repo, "staging"))["components"]["inference"]["values"]["model"]
-    assert pinned == {"version": "7", "sha256": digest}
+    assert pinned == {"version": "7", "sha256": digest, "requireSha256": True}
 
     # A new version without a digest clears the old one, which would not match the new bytes.
     assert [str(c) for c in promotion.pin_model("dev", "8", root=repo)] == [
@@ -150,6 +159,46 @@ def test_a_model_pinned_by_digest_is_promoted_with_its_digest(repo):
     ]
     assert yaml.safe_load(env_text(repo, "dev"))["components"]["inference"]["values"]["model"] == {"version": "8", "sha256": ""}
     assert promotion.pin_model("dev", "8", root=repo) == []  # already so: no commit
+
+
+def test_a_longer_version_and_its_digest_are_rewritten_on_their_shared_line(repo):
+    """Version and digest share one flow-style line: a version that grows ("1" -> "10") must not shift the digest's
+    place (rewrites run right to left)."""
+    promotion.pin_model("dev", "10", root=repo, sha256=DIGEST)
+    assert yaml.safe_load(env_text(repo, "dev"))["components"]["inference"]["values"]["model"] == {
+        "version": "10",
+        "sha256": DIGEST,
+    }
+    assert changed_lines(repo) == [
+        f'-      model: {{version: "1", sha256: "{FIRST_DIGEST}"}}',
+        f'+      model: {{version: "10", sha256: "{DIGEST}"}}',
+    ]
+
+
+def test_staging_and_prod_take_a_model_only_with_its_digest(repo):
+    """Their model.requireSha256: pin-model without --sha256 is refused there, and so is promoting dev's digest-less
+    pin; both name what is missing and write nothing. dev still takes a bare version."""
+    head = git(repo, "rev-parse", "HEAD").strip()
+    for env in ("staging", "prod"):
+        with pytest.raises(PinError, match=f"{env} takes a model only with its digest .*version 7 has no sha256"):
+            promotion.pin_model(env, "7", root=repo)
+    promotion.pin_model("dev", "7", root=repo)
+    with pytest.raises(PinError, match="dev pins version 7 without one: pin it there with `polyp-gitops pin-model --env dev"):
+        promotion.promote("dev", "staging", root=repo)
+    assert git(repo, "diff", "--name-only", head, "HEAD").split() == ["environments/dev/values.yaml"]
+    assert git(repo, "status", "--porcelain") == ""
+    promotion.pin_model("dev", "7", root=repo, sha256=DIGEST)
+    assert f"inference model.sha256: {FIRST_DIGEST} -> {DIGEST}" in map(str, promotion.promote("dev", "staging", root=repo))
+    assert "inference model.version: 1 -> 7" in map(str, promotion.promote("staging", "prod", root=repo))
+
+
+def test_a_fresh_clone_pins_no_model_in_staging_and_prod_and_requires_digests_there():
+    """Until a first promotion brings a version with its digest, staging and prod serve nothing (their predictor
+    says so) rather than whatever their registries call a version."""
+    for env in ("staging", "prod"):
+        model = yaml.safe_load(env_text(REPO_ROOT, env))["components"]["inference"]["values"]["model"]
+        assert model == {"version": "", "sha256": "", "requireSha256": True}, env
+    assert "requireSha256" not in yaml.safe_load(env_text(REPO_ROOT, "dev"))["components"]["inference"]["values"]["model"]
 
 
 def test_promote_when_nothing_differs_is_a_no_op(repo):

@@ -134,11 +134,13 @@ def rewrite(text: str, env: str, changes: dict[Pin, str]) -> str:
     """Return text with each pin's scalar replaced by its new value (always double-quoted)."""
     data = YAML().load(text)
     lines = text.splitlines(keepends=True)
-    for pin, value in changes.items():
-        parent = _node(data, pin, env)
-        row, col = parent.lc.value(pin.key[-1])
+    places = {pin: tuple(_node(data, pin, env).lc.value(pin.key[-1])) for pin in changes}
+    # Right to left: a rewrite that changes a scalar's length leaves the columns before it on its line valid
+    # (a flow mapping carries the model's version and digest on one line).
+    for pin in sorted(changes, key=places.__getitem__, reverse=True):
+        row, col = places[pin]
         line = lines[row]
-        lines[row] = f'{line[:col]}"{value}"{line[_scalar_end(line, col) :]}'
+        lines[row] = f'{line[:col]}"{changes[pin]}"{line[_scalar_end(line, col) :]}'
     return "".join(lines)
 
 
@@ -158,6 +160,22 @@ def check_model_sha256(digest: str) -> str:
     if not MODEL_SHA256_FORMAT.match(digest):
         raise PinError(f"model digest {digest!r} is not a sha256 (64 lowercase hex digits; the version's onnx_sha256 tag)")
     return digest
+
+
+def requires_model_digest(env: str, root: Path) -> bool:
+    """Whether env takes a model pin only with its digest (its model.requireSha256; charts/inference's schema too)."""
+    values = yaml.safe_load(env_file(env, root).read_text()).get("components") or {}
+    model = ((values.get(MODEL_COMPONENT) or {}).get("values") or {}).get("model") or {}
+    return model.get("requireSha256") is True
+
+
+def check_model_pin(env: str, version: str, sha256: str, root: Path) -> None:
+    """Refuse a version without its digest where env requires one (an empty version, no pin yet, needs none)."""
+    if version and not sha256 and requires_model_digest(env, root):
+        raise PinError(
+            f"{env} takes a model only with its digest (model.requireSha256): model version {version} has no sha256; "
+            "pin it with --sha256 (the version's onnx_sha256 tag)"
+        )
 
 
 def check_pin(pin: Pin, value: str) -> str:

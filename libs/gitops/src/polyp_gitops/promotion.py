@@ -16,6 +16,7 @@ from .pins import (
     MODEL_SHA256,
     MODEL_VERSION,
     Pin,
+    check_model_pin,
     check_model_sha256,
     check_model_version,
     check_pin,
@@ -26,6 +27,7 @@ from .pins import (
     pin_value,
     promoted_pins,
     read_pins,
+    requires_model_digest,
     rewrite,
 )
 from .repo import ENVIRONMENTS, check_environment
@@ -80,6 +82,7 @@ def pin_model(env: str, version: str, root: Path, commit: bool = True, sha256: s
     _env(env)
     check_model_version(version)
     check_model_sha256(sha256)
+    check_model_pin(env, version, sha256, root)
     if commit:
         git.require_clean(root)
     old = read_pins(env, root)
@@ -109,6 +112,14 @@ def promote(source: str, target: str, root: Path, commit: bool = True) -> list[C
     changes = plan(source, target, root)
     for change in changes:  # never promote something that would not have been accepted by a bump
         check_pin(change.pin, change.new)
+    pinned = read_pins(source, root)
+    version, sha256 = pinned[Pin(MODEL_COMPONENT, MODEL_VERSION)], pinned[Pin(MODEL_COMPONENT, MODEL_SHA256)]
+    if changes and version and not sha256 and requires_model_digest(target, root):
+        raise PinError(
+            f"{target} takes a model only with its digest (model.requireSha256), and {source} pins version {version} "
+            f"without one: pin it there with `polyp-gitops pin-model --env {source} --version {version} --sha256 "
+            "<its onnx_sha256 tag>`, then promote"
+        )
     if commit and changes:
         git.require_clean(root)
     body = "\n".join(f"- {c}" for c in changes)
