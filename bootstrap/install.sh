@@ -95,6 +95,7 @@ SECRETS=(
   "polyp s3-mlflow AWS_ACCESS_KEY_ID=mlflow AWS_SECRET_ACCESS_KEY=@random"
   "minio s3-datasets AWS_ACCESS_KEY_ID=dataset-publisher AWS_SECRET_ACCESS_KEY=@random"
   "polyp redis-users default=@random"
+  "polyp platform-db-scheduler username=scheduler password=@random"
   "polyp mlflow-flask MLFLOW_FLASK_SERVER_SECRET_KEY=@random"
   "polyp control-api-token token=@random"
   "polyp control-api-read-token token=@random"
@@ -121,6 +122,10 @@ secret_value() {  # name key spec -> the literal, the value already in the clust
   random_secret
 }
 
+secret_type() {  # key=spec ... -> a username and password pair is basic-auth (CloudNativePG's role Secrets), else Opaque
+  if [[ " $* " == *" username="* && " $* " == *" password="* ]]; then echo kubernetes.io/basic-auth; else echo Opaque; fi
+}
+
 print_secret_manifest() {  # for --dry-run: the shape of what would be created, no values
   local ns=$1 name=$2; shift 2
   printf -- '---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: %s\n  namespace: %s\n' "$name" "$ns"
@@ -128,7 +133,7 @@ print_secret_manifest() {  # for --dry-run: the shape of what would be created, 
     printf '  annotations:\n'
     for a in "${S3_ANNOTATIONS[@]}"; do printf '    %s: "%s"\n' "${a%%=*}" "${a#*=}"; done
   fi
-  printf 'type: Opaque\nstringData:\n'
+  printf 'type: %s\nstringData:\n' "$(secret_type "$@")"
   for kv in "$@"; do
     value=${kv#*=}
     [[ $value == @random ]] && value="<generated at install>"
@@ -144,7 +149,7 @@ ensure_secret() {
   fi
   local args=() kv
   for kv in "$@"; do args+=("--from-literal=${kv%%=*}=$(secret_value "$name" "${kv%%=*}" "${kv#*=}")"); done
-  kubectl -n "$ns" create secret generic "$name" "${args[@]}" >/dev/null
+  kubectl -n "$ns" create secret generic "$name" --type="$(secret_type "$@")" "${args[@]}" >/dev/null
   [[ $name == s3-serving ]] && kubectl -n "$ns" annotate --overwrite secret "$name" "${S3_ANNOTATIONS[@]}" >/dev/null
   echo "secret $ns/$name generated"
 }

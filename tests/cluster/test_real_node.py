@@ -20,6 +20,7 @@ simulated pods but for the frontend), kube-prometheus-stack, Grafana, cert-manag
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import os
@@ -418,9 +419,13 @@ def _cluster_status(kubectl, name: str = "platform-db") -> dict:
 @pytest.fixture(scope="module")
 def database(cluster):
     """The real CloudNativePG operator (the cloudnative-pg chart as dev renders it, its binary built from the pinned
-    module) and the PostgreSQL cluster dev declares (charts/database); the operator's pod once Ready."""
+    module) and the PostgreSQL cluster dev declares (charts/database), with the scheduler role's Secret install.sh
+    makes; the operator's pod once Ready."""
     _, _, kubectl, _ = cluster
     kubectl("create", "namespace", NAMESPACE, check=False)
+    scheduler_role = ["--type=kubernetes.io/basic-auth", "--from-literal=username=scheduler"]
+    kubectl("create", "secret", "generic", "platform-db-scheduler", "-n", NAMESPACE, *scheduler_role,
+            f"--from-literal=password={secrets.token_hex(16)}")  # fmt: skip
     kubectl("create", "namespace", "cnpg-system")
     _apply_dev(kubectl, "cloudnative-pg", "cnpg-system", "--server-side")
     _apply_dev(kubectl, "database", NAMESPACE)
@@ -433,7 +438,8 @@ def database(cluster):
 
 def test_postgresql_runs_for_real_under_the_real_cloudnative_pg_operator(cluster, database):
     """No kwok stage writes this status: the operator ran initdb in a Job, started the instance and created the
-    databases MLflow and the control service use, owned by the role whose password only its Secret holds."""
+    databases MLflow and the control service use, each owned by its own role (the scheduler's a role the operator
+    manages, its password from install.sh's Secret); neither role can read or write the other's tables."""
     _, _, kubectl, _ = cluster
     assert database["spec"]["nodeName"] == NODE
     status = _cluster_status(kubectl)
@@ -448,17 +454,39 @@ def test_postgresql_runs_for_real_under_the_real_cloudnative_pg_operator(cluster
     # The instance manager's own psql over its socket, as uid 26.
     psql = ["exec", "-n", NAMESPACE, pod["metadata"]["name"], "-c", "postgres", "--", "psql", "-h", "/controller/run", "-tAc"]
     owners = kubectl(*psql, "select datname || ':' || pg_get_userbyid(datdba) from pg_database").stdout.split()
-    assert {"mlflow:polyp", "scheduler:polyp"} <= set(owners), owners
+    assert {"mlflow:mlflow", "scheduler:scheduler"} <= set(owners), owners
     assert kubectl(*psql, "select current_setting('server_version_num')::int / 10000").stdout.strip() == "17"
-    # A client with the Secret's credentials, through the read-write Service, as the control service connects.
-    client = {
-        "image": POSTGRES_IMAGE,
-        "command": ["psql", "-h", "platform-db-rw", "-U", "polyp", "-d", "scheduler", "-tAc", "select 1"],
-        "env": [{"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": "platform-db-app", "key": "password"}}}],
-    }
-    assert _client_phase(kubectl, NAMESPACE, "psql-with-secret", client) == "Succeeded"
-    wrong = {**client, "env": [{"name": "PGPASSWORD", "value": "not-the-password"}]}
-    assert _client_phase(kubectl, NAMESPACE, "psql-without-secret", wrong) == "Failed"
+
+    def as_role(user: str, secret: str, database: str, sql: str, password: str | None = None) -> dict:
+        """A client through the read-write Service, as the control service and MLflow connect."""
+        from_secret = {"valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}}
+        env = [{"name": "PGPASSWORD", **({"value": password} if password else from_secret)}]
+        command = ["psql", "-v", "ON_ERROR_STOP=1", "-h", "platform-db-rw", "-U", user, "-d", database, "-tAc", sql]
+        return {"image": POSTGRES_IMAGE, "command": command, "env": env}
+
+    scheduler = functools.partial(as_role, "scheduler", "platform-db-scheduler", "scheduler")
+
+    def scheduler_logs_in() -> bool:  # the operator sets the managed role's password from the Secret as it reconciles
+        return _client_phase(kubectl, NAMESPACE, f"psql-scheduler-{secrets.token_hex(3)}", scheduler("select 1")) == "Succeeded"
+
+    _wait(scheduler_logs_in, 180, "the scheduler role logs in with its Secret's password")
+    assert _client_phase(kubectl, NAMESPACE, "psql-wrong-password", scheduler("select 1", "not-the-password")) == "Failed"
+    create = "create table probe (job bytea); insert into probe values ('\\x00')"
+    assert _client_phase(kubectl, NAMESPACE, "psql-scheduler-table", scheduler(create)) == "Succeeded"
+    # MLflow's role (the initdb owner, Secret platform-db-app) reaches neither the scheduler's rows nor its schema.
+    mlflow = functools.partial(as_role, "mlflow", "platform-db-app", "scheduler")
+    for name, sql in (
+        ("read", "select * from probe"),
+        ("write", "insert into probe values (null)"),
+        ("create", "create table x (y int)"),
+    ):
+        assert _client_phase(kubectl, NAMESPACE, f"psql-mlflow-{name}", mlflow(sql)) == "Failed", name
+        assert "permission denied" in kubectl("logs", "-n", NAMESPACE, f"psql-mlflow-{name}").stdout, name
+    assert (
+        _client_phase(kubectl, NAMESPACE, "psql-mlflow-own", as_role("mlflow", "platform-db-app", "mlflow", "select 1"))
+        == "Succeeded"
+    )
+    kubectl(*psql[:-1], "-d", "scheduler", "-c", "drop table probe")
 
 
 MINIO_IMAGE = "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"  # apps/values.yaml; rebuilt here (go/minio)
@@ -979,7 +1007,7 @@ def _serve_the_pinned_version(kubectl, state_dir: Path, api: str, token: str, ve
         size = image.size
     assert prediction["version"] == version and (prediction["width"], prediction["height"]) == size, prediction
     with Image.open(io.BytesIO(base64.b64decode(prediction["mask_png_base64"]))) as mask:
-        assert mask.size == size and set(mask.getdata()) <= {0, 255}
+        assert mask.size == size and set(mask.get_flattened_data()) <= {0, 255}
 
     def inference_pods_ready():  # the first answer may come before the worker's own readiness probe has passed
         pods = json.loads(kubectl("get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=inference", "-o", "json").stdout)

@@ -53,9 +53,12 @@ def test_app_of_apps_and_root_charts_lint_strictly(repo_root, env):
         ("frontend", {"image": {"tag": "main"}}, "image.tag"),
         ("inference", {"model": {"version": "v2"}}, "model.version"),
         ("inference", {"model": {"sha256": "abc123"}}, "model.sha256"),
+        ("inference", {"model": {"version": "3", "requireSha256": True}}, "model.sha256"),  # staging's and prod's rule
         ("inference", {"triton": {"image": {"tag": "latest"}}}, "triton.image.tag"),
         ("training", {"storage": {"checkpointUri": "/data"}}, "checkpointUri"),
         ("database", {"instances": 0}, "instances"),
+        ("database", {"databases": [{"name": "mlflow", "owner": "postgres"}]}, "owner"),  # CloudNativePG's superuser
+        ("database", {"databases": [{"name": "a", "owner": "x"}, {"name": "b", "owner": "x"}]}, "owner x owns two databases"),
     ],
 )
 def test_values_schema_rejects_bad_values(repo_root, chart, values, complaint):
@@ -84,6 +87,24 @@ def test_apps_chart_demands_repo_and_environment(repo_root):
             listed,
             parameters=[{"name": "repoURL", "value": "https://x"}, {"name": "environment", "value": "qa"}],
         )
+
+
+def test_each_database_has_its_own_owner_and_the_control_service_holds_only_its_own(rendered):
+    """MLflow's role cannot touch the scheduler's pickled jobs, nor the control service's MLflow's runs."""
+    objects = rendered["dev"].all_objects()
+    cluster = next(o for o in objects if o["kind"] == "Cluster" and o["metadata"]["name"] == "platform-db")
+    databases = {o["spec"]["name"]: o["spec"]["owner"] for o in objects if o["kind"] == "Database"}
+    assert cluster["spec"]["bootstrap"]["initdb"] == {"database": "mlflow", "owner": "mlflow"}
+    assert databases == {"scheduler": "scheduler"}
+    assert cluster["spec"]["managed"]["roles"] == [
+        {"name": "scheduler", "ensure": "present", "login": True, "passwordSecret": {"name": "platform-db-scheduler"}}
+    ]
+    control = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "control-service")
+    refs = {e["valueFrom"]["secretKeyRef"]["name"] for c in control["spec"]["template"]["spec"]["containers"]
+            for e in c.get("env", []) if e["name"].startswith("DB_")}  # fmt: skip
+    assert refs == {"platform-db-scheduler"}
+    mlflow = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "mlflow")
+    assert "platform-db-app" in repr(mlflow) and "platform-db-scheduler" not in repr(mlflow)
 
 
 def test_prod_runs_highly_available(rendered):

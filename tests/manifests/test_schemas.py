@@ -317,8 +317,10 @@ def _notes(repo_root: Path, tmp_path: Path, chart: str, namespace: str, values: 
         ("frontend", None),
         ("inference", None),
         ("inference", {"backend": "rayserve", "model": {"version": "7", "sha256": "ab" * 32}}),
+        ("inference", {"model": {"version": "", "requireSha256": True}}),
         ("training", {"workers": {"gpu": 1}}),
-        ("database", {"clusterName": "pg", "databases": ["only"]}),
+        ("database", {"clusterName": "pg", "databases": [{"name": "only", "owner": "app"}]}),
+        ("database", {"databases": [{"name": "a", "owner": "a"}, {"name": "b", "owner": "b"}]}),
     ],
 )
 def test_notes_say_how_to_reach_what_the_release_installed(repo_root, tmp_path, chart, values):
