@@ -68,7 +68,7 @@ class Services:
         engine = db.make_engine(settings.database_url)
         metrics = Metrics()
         bus = make_bus(settings.redis_url, engine, settings.alert_history_max)
-        jobs = RayJobs(settings.ray_address, settings.ray_auth_token)
+        jobs = RayJobs(settings.ray_address, settings.ray_auth_token, settings.ray_timeout_s)
         runs = RunService(engine, jobs, bus, metrics, settings)
         registry = ModelRegistry(settings.mlflow_tracking_uri, settings.model_name)
         watches = Watches(engine, registry, bus, metrics, settings)
@@ -108,6 +108,7 @@ class Services:
             # Awaited, so a shutdown (Ctrl-C on `make up`) ends them here instead of asyncio.run logging them.
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.schedules.stop()
+            self.jobs.close()
             await self.predictor.close()
             await self.bus.close()
             self.engine.dispose()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import posixpath
 import shlex
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from pydantic import ConfigDict, Field
 
@@ -14,6 +16,14 @@ from polyp_core.job import TrainingParameters, parse_source, train_command
 # Ray's job states -> the run states this API reports.
 RAY_STATUS = {"PENDING": "pending", "RUNNING": "running", "SUCCEEDED": "succeeded", "FAILED": "failed", "STOPPED": "cancelled"}
 ACTIVE = ("queued", "submitting", "pending", "running")  # queued: a retry waiting for its time
+CONNECT_TIMEOUT_S = 3.0  # a Ray head that is there accepts at once
+RAY_THREADS = 4  # Ray's calls wait in their own threads, never in the pool database calls and the API share
+
+T = TypeVar("T")
+
+
+class RayTimeout(TimeoutError):
+    """Ray's job API did not answer in time: a hung head, a half-open connection, a full queue of such calls."""
 
 
 class Hyperparameters(TrainingParameters):
@@ -75,44 +85,67 @@ def entrypoint(params: Hyperparameters, data: str, model_repo: str, run_id: str)
     return train_command(contract, params.data or shlex.split(data), model_repo, f"run-{run_id}")
 
 
+def _client_with_timeouts(address: str, headers: dict[str, str], timeout_s: float) -> Any:
+    """A JobSubmissionClient whose every request (its version check at construction included) has a connect and a
+    read timeout: the SDK passes none to `requests`, so a head that accepts and never answers held a call forever."""
+    from ray.job_submission import JobSubmissionClient
+
+    class Client(JobSubmissionClient):
+        def _do_request(self, method: str, endpoint: str, **kwargs: Any) -> Any:
+            kwargs.setdefault("timeout", (CONNECT_TIMEOUT_S, timeout_s))
+            return super()._do_request(method, endpoint, **kwargs)
+
+    return Client(address, headers=dict(headers))
+
+
 class RayJobs:
-    """Thin async wrapper over ray.job_submission.JobSubmissionClient (its calls block).
+    """Async wrapper over ray.job_submission.JobSubmissionClient (its calls block).
 
     `token`: Ray's auth token (RAY_AUTH_TOKEN; the RayCluster runs RAY_AUTH_MODE=token), sent as a bearer
-    header on every call, so a job is submitted only by who holds it."""
+    header on every call, so a job is submitted only by who holds it. Every call runs in this wrapper's own
+    threads and ends within `timeout_s` (RayTimeout), so a hung Ray slows only what needs Ray."""
 
-    def __init__(self, address: str, token: str | None = None):
+    def __init__(self, address: str, token: str | None = None, timeout_s: float = 10.0):
         self.address = address
+        self.timeout_s = timeout_s
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._client: Any = None  # ray.job_submission.JobSubmissionClient, made on first use
+        self._client: Any = None  # made on first use
+        self._threads = ThreadPoolExecutor(RAY_THREADS, thread_name_prefix="ray-jobs")
 
     def _connect(self) -> Any:
         if self._client is None:
-            from ray.job_submission import JobSubmissionClient
-
-            self._client = JobSubmissionClient(self.address, headers=dict(self.headers))
+            self._client = _client_with_timeouts(self.address, self.headers, self.timeout_s)
         return self._client
 
+    async def _call(self, call: Callable[[], T]) -> T:
+        """call() in Ray's threads, given up after timeout_s whether it was running or still waiting for a thread
+        (its thread ends at the request's own timeout)."""
+        future = asyncio.get_running_loop().run_in_executor(self._threads, call)
+        try:
+            return await asyncio.wait_for(future, self.timeout_s)
+        except TimeoutError:
+            raise RayTimeout(f"Ray at {self.address} did not answer within {self.timeout_s:g} s") from None
+
     async def submit(self, submission_id: str, command: str, env: dict[str, str]) -> str:
-        return await asyncio.to_thread(
+        return await self._call(
             lambda: self._connect().submit_job(
                 entrypoint=command, submission_id=submission_id, runtime_env={"env_vars": env}, metadata={"app": "polyp-control"}
             )
         )
 
     async def status(self, submission_id: str) -> str:
-        status = await asyncio.to_thread(lambda: self._connect().get_job_status(submission_id))
+        status = await self._call(lambda: self._connect().get_job_status(submission_id))
         return RAY_STATUS.get(str(getattr(status, "value", status)), "pending")
 
     async def info_message(self, submission_id: str) -> str | None:
-        info = await asyncio.to_thread(lambda: self._connect().get_job_info(submission_id))
+        info = await self._call(lambda: self._connect().get_job_info(submission_id))
         return info.message
 
     async def logs(self, submission_id: str) -> str:
-        return await asyncio.to_thread(lambda: self._connect().get_job_logs(submission_id))
+        return await self._call(lambda: self._connect().get_job_logs(submission_id))
 
     async def stop(self, submission_id: str) -> bool:
-        return await asyncio.to_thread(lambda: self._connect().stop_job(submission_id))
+        return await self._call(lambda: self._connect().stop_job(submission_id))
 
     async def reachable(self) -> bool:
         import urllib.request
@@ -123,6 +156,10 @@ class RayJobs:
                 return response.status == 200
 
         try:
-            return await asyncio.to_thread(check)
-        except OSError:
+            return await self._call(check)
+        except (OSError, RayTimeout):
             return False
+
+    def close(self) -> None:
+        """Stop taking calls; threads still waiting on Ray end at their request timeout."""
+        self._threads.shutdown(wait=False, cancel_futures=True)

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     ray_address: str = "http://127.0.0.1:8265"
     ray_auth_token: str | None = None  # RAY_AUTH_TOKEN: what the RayCluster's job API demands (its KubeRay Secret)
+    ray_timeout_s: float = Field(10, gt=0, description="the most one call to Ray's job API may take")
     # The service's own tables (runs, schedules and their job store, watch state, lease, local alerts).
     # SCHEDULER_DB_URL is its earlier name, still read.
     database_url: str = Field(
