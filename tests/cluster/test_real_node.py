@@ -606,8 +606,26 @@ def s3_credentials(cluster, minio):
         _s3_user_secret(kubectl, NAMESPACE, user, minio[user])
 
 
+# MLflow's users (the Secrets install.sh makes, keys username and password): the server's admin, and the two the
+# MLflow pod's init container creates.
+MLFLOW_USERS = {"admin": "mlflow-admin", "training": "mlflow-training", "control-service": "mlflow-control-service"}
+
+
 @pytest.fixture(scope="module")
-def kuberay(cluster, s3_credentials):
+def mlflow_credentials(cluster) -> dict[str, str]:
+    """user -> password, in the basic-auth Secrets install.sh makes (the Ray pods, the control service and MLflow's
+    init container read them)."""
+    _, _, kubectl, _ = cluster
+    kubectl("create", "namespace", NAMESPACE, check=False)
+    passwords = {user: secrets.token_hex(16) for user in MLFLOW_USERS}
+    for user, secret in MLFLOW_USERS.items():
+        keys = [f"--from-literal=username={user}", f"--from-literal=password={passwords[user]}"]
+        kubectl("create", "secret", "generic", secret, "-n", NAMESPACE, "--type=kubernetes.io/basic-auth", *keys)
+    return passwords
+
+
+@pytest.fixture(scope="module")
+def kuberay(cluster, s3_credentials, mlflow_credentials):
     """The real KubeRay operator as dev renders the kuberay-operator chart, and the RayCluster dev declares (charts/
     training), with the Secret install.sh makes; the operator's, the Ray head's and the worker's pods once Ready."""
     _, _, kubectl, _ = cluster
@@ -677,9 +695,9 @@ MLFLOW_IMAGE = "burakince/mlflow:3.15.1"  # as the mlflow chart renders it; rebu
 
 
 @pytest.fixture(scope="module")
-def mlflow(cluster, database, s3_credentials):
+def mlflow(cluster, database, s3_credentials, mlflow_credentials):
     """MLflow as dev renders the mlflow chart, on the real PostgreSQL (its `mlflow` database) and the real MinIO
-    (bucket `mlflow`), with the Secrets install.sh makes; its pod once Ready."""
+    (bucket `mlflow`), with the Secrets install.sh makes, behind MLflow's auth app; its pod once Ready."""
     _, _, kubectl, _ = cluster
     flask = f"--from-literal=MLFLOW_FLASK_SERVER_SECRET_KEY={secrets.token_hex(16)}"
     kubectl("create", "secret", "generic", "mlflow-flask", "-n", NAMESPACE, flask)
@@ -698,32 +716,65 @@ client = mlflow.MlflowClient()
 print("metric", client.get_run(run.info.run_id).data.metrics["val_dice"])
 downloaded = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="model.txt")
 print("artifact", pathlib.Path(downloaded).read_text())
-print(f"run_id={run.info.run_id}")
+version = mlflow.register_model(f"runs:/{run.info.run_id}/model.txt", "real-node-model").version
+client.set_registered_model_alias("real-node-model", "champion", version)
+print(f"run_id={run.info.run_id} version={version}")
+"""
+
+# What each identity may do with the registered model the training user made (one line per attempt).
+_TRY_THE_REGISTRY = """
+import mlflow
+from mlflow.exceptions import MlflowException
+client = mlflow.MlflowClient()
+def attempt(what, call):
+    try:
+        call()
+        print(what, "allowed")
+    except MlflowException as error:
+        print(what, error.error_code)
+attempt("read", lambda: client.get_model_version_by_alias("real-node-model", "champion"))
+attempt("move-alias", lambda: client.set_registered_model_alias("real-node-model", "champion", "1"))
+attempt("register", lambda: client.create_model_version(
+    "real-node-model", client.get_model_version("real-node-model", "1").source))
 """
 
 
-def test_mlflow_runs_for_real_and_keeps_runs_in_postgresql_and_artifacts_in_minio(cluster, mlflow, minio):
-    """The chart's migration init container migrated the real `mlflow` database; a client logs a run through the
-    Service (metric in PostgreSQL, artifact proxied by the server into MinIO) and reads both back."""
+def test_mlflow_runs_for_real_and_keeps_runs_in_postgresql_and_artifacts_in_minio(cluster, mlflow, minio, mlflow_credentials):
+    """The chart's migration init container migrated the real `mlflow` database; training's user logs a run through
+    the Service (metric in PostgreSQL, artifact proxied by the server into MinIO), reads both back, registers a
+    version and moves its alias; the control service's user may only read it, and nobody without a user anything."""
     _, _, kubectl, _ = cluster
     [server] = mlflow["status"]["containerStatuses"]
     print(f"\nmlflow: real, node {mlflow['spec']['nodeName']}, image {server['image']}, restarts {server['restartCount']}")
     assert mlflow["spec"]["nodeName"] == NODE
     # The chart's short Docker Hub name: the kubelet reports it in full, and placement admits either.
     assert server["image"] == f"docker.io/{MLFLOW_IMAGE}" and server["restartCount"] == 0
-    client = {
-        "image": MLFLOW_IMAGE,
-        "command": ["python", "-c", _LOG_A_RUN],
-        "env": [  # the platform's own tracking URI (charts/control-service, charts/training); fail fast, not retry
-            {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow.polyp.svc.cluster.local:5000"},
-            {"name": "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "value": "0"},
-        ],
-        "securityContext": {"runAsUser": 1001, "runAsNonRoot": True},
-    }
-    assert _client_phase(kubectl, NAMESPACE, "mlflow-client", client, timeout_s=180) == "Succeeded"
+
+    def client(script: str, user: str | None) -> dict:
+        """The platform's own tracking URI (charts/control-service, charts/training), as `user`; fail fast, not retry."""
+        env = {"MLFLOW_TRACKING_URI": "http://mlflow.polyp.svc.cluster.local:5000", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+        if user:
+            env |= {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": mlflow_credentials[user]}
+        command = ["python", "-c", script]
+        return {"image": MLFLOW_IMAGE, "command": command, "env": [{"name": k, "value": v} for k, v in env.items()],
+                "securityContext": {"runAsUser": 1001, "runAsNonRoot": True}}  # fmt: skip
+
+    assert _client_phase(kubectl, NAMESPACE, "mlflow-client", client(_LOG_A_RUN, "training"), timeout_s=180) == "Succeeded"
     logs = kubectl("logs", "-n", NAMESPACE, "mlflow-client").stdout
     assert "metric 0.5" in logs and "artifact weights" in logs, logs
     run_id = logs.split("run_id=", 1)[1].split()[0]
+    # MLflow's auth app: the control service's user reads what training registered and changes nothing; without a
+    # user nothing is answered.
+    outcomes = {}
+    for user in ("control-service", "training", None):
+        name = f"mlflow-registry-as-{user or 'anonymous'}"
+        _client_phase(kubectl, NAMESPACE, name, client(_TRY_THE_REGISTRY, user), timeout_s=180)
+        outcomes[user or "anonymous"] = dict(line.split() for line in kubectl("logs", "-n", NAMESPACE, name).stdout.splitlines()
+                                             if line.split()[:1] in (["read"], ["move-alias"], ["register"]))  # fmt: skip
+    print(f"MLflow registry, per identity: {outcomes}")
+    assert outcomes["control-service"] == {"read": "allowed", "move-alias": "PERMISSION_DENIED", "register": "PERMISSION_DENIED"}
+    assert outcomes["training"] == {"read": "allowed", "move-alias": "allowed", "register": "allowed"}
+    assert set(outcomes["anonymous"].values()) == {"UNAUTHENTICATED"}, outcomes["anonymous"]
     # The run is a row of the real database, and the artifact an object of the real bucket.
     primary = json.loads(kubectl("get", "pods", "-n", NAMESPACE, "-l", "cnpg.io/instanceRole=primary", "-o", "json").stdout)
     pod = primary["items"][0]["metadata"]["name"]

@@ -107,6 +107,33 @@ def test_each_database_has_its_own_owner_and_the_control_service_holds_only_its_
     assert "platform-db-app" in repr(mlflow) and "platform-db-scheduler" not in repr(mlflow)
 
 
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_mlflow_runs_its_auth_app_and_each_client_holds_its_own_user(rendered, env):
+    """No anonymous access to MLflow: the server runs MLflow's basic-auth app, its init container creates the
+    training and control-service users from their Secrets, and each client sends only its own user."""
+    objects = rendered[env].all_objects()
+
+    def deployment(name: str) -> dict:
+        return next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == name)["spec"]["template"]["spec"]
+
+    def credentials(container: dict) -> set[str]:
+        refs = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") for e in container.get("env", [])}
+        return {refs.get("MLFLOW_TRACKING_USERNAME"), refs.get("MLFLOW_TRACKING_PASSWORD")}
+
+    mlflow = deployment("mlflow")
+    [server] = mlflow["containers"]
+    assert "--app-name=basic-auth" in server["args"]
+    [users] = [c for c in mlflow["initContainers"] if c["name"] == "auth-config-and-users"]
+    secrets = {e["valueFrom"]["secretKeyRef"]["name"] for e in users["env"] if "valueFrom" in e}
+    assert secrets == {"platform-db-app", "mlflow-admin", "mlflow-training", "mlflow-control-service"}
+    assert credentials(deployment("control-service")["containers"][0]) == {"mlflow-control-service"}
+    raycluster = next(o for o in objects if o["kind"] == "RayCluster")
+    ray_pods = [raycluster["spec"]["headGroupSpec"], *raycluster["spec"]["workerGroupSpecs"]]
+    for group in ray_pods:
+        ray = next(c for c in group["template"]["spec"]["containers"] if c["name"].startswith("ray-"))
+        assert credentials(ray) == {"mlflow-training"}
+
+
 def test_prod_runs_highly_available(rendered):
     objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered["prod"].all_objects()}
     assert objects[("Deployment", "control-service")]["spec"]["replicas"] >= 2

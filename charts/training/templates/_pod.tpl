@@ -16,6 +16,12 @@ env:
     value: {{ .root.Values.storage.s3Endpoint | quote }}
   - name: MLFLOW_TRACKING_URI
     value: {{ .root.Values.mlflowTrackingUri | quote }}
+  - name: MLFLOW_TRACKING_USERNAME
+    valueFrom:
+      secretKeyRef: {name: {{ .root.Values.mlflowSecretName }}, key: username}
+  - name: MLFLOW_TRACKING_PASSWORD
+    valueFrom:
+      secretKeyRef: {name: {{ .root.Values.mlflowSecretName }}, key: password}
   - name: POLYP_CHECKPOINT_URI
     value: {{ .root.Values.storage.checkpointUri | quote }}
 resources:
