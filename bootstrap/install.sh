@@ -247,6 +247,7 @@ Argo CD     kubectl -n argocd port-forward svc/argocd-server 8080:80           -
 Swagger     kubectl -n polyp port-forward svc/control-service 8000:8000         -> http://localhost:8000/docs
 Alert page  kubectl -n polyp port-forward svc/frontend 8081:8080                -> http://localhost:8081
 MLflow      kubectl -n polyp port-forward svc/mlflow 5000:5000                  -> http://localhost:5000
+            (user/password: secret polyp/mlflow-admin)
 MinIO       kubectl -n minio port-forward svc/minio-console 9001:9001           -> http://localhost:9001
             (user/password: secret minio/minio-root)
 Datasets    polyp-train dataset push with the keys of secret minio/s3-datasets (write access to bucket datasets only)

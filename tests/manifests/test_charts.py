@@ -58,6 +58,7 @@ def test_app_of_apps_and_root_charts_lint_strictly(repo_root, env):
         ("training", {"storage": {"checkpointUri": "/data"}}, "checkpointUri"),
         ("database", {"instances": 0}, "instances"),
         ("database", {"databases": [{"name": "mlflow", "owner": "postgres"}]}, "owner"),  # CloudNativePG's superuser
+        ("database", {"databases": [{"name": "a", "owner": "a"}, {"name": "b", "owner": "b_c"}]}, "owner"),  # a Secret's name
         ("database", {"databases": [{"name": "a", "owner": "x"}, {"name": "b", "owner": "x"}]}, "owner x owns two databases"),
     ],
 )
@@ -126,7 +127,11 @@ def test_mlflow_runs_its_auth_app_and_each_client_holds_its_own_user(rendered, e
     [users] = [c for c in mlflow["initContainers"] if c["name"] == "auth-config-and-users"]
     secrets = {e["valueFrom"]["secretKeyRef"]["name"] for e in users["env"] if "valueFrom" in e}
     assert secrets == {"platform-db-app", "mlflow-admin", "mlflow-training", "mlflow-control-service"}
-    assert credentials(deployment("control-service")["containers"][0]) == {"mlflow-control-service"}
+    [control] = deployment("control-service")["containers"]
+    assert credentials(control) == {"mlflow-control-service"}
+    # Training is granted MANAGE on the very model the control service serves and watches.
+    model = {e["name"]: e.get("value") for e in control["env"]}["MODEL_NAME"]
+    assert {e["name"]: e.get("value") for e in users["env"]}["MODEL_NAME"] == model
     raycluster = next(o for o in objects if o["kind"] == "RayCluster")
     ray_pods = [raycluster["spec"]["headGroupSpec"], *raycluster["spec"]["workerGroupSpecs"]]
     for group in ray_pods:

@@ -77,6 +77,7 @@ def test_a_hung_ray_never_stalls_the_routes_that_do_not_need_it(control_server):
     assert ready[0] == 503 and ready[2]["checks"]["ray"]["ok"] is False, ready
     assert ready[1] < 2 * RAY_TIMEOUT_S + 1, ready  # bounded by Ray's timeout, not by the hung calls
     for status, seconds, run in answers:
-        # A run Ray never took fails now, saying why; the slowest waited for a thread behind four others.
+        # Ray may have taken a job it never answered for: the run stays `submitting`, saying why, and is submitted
+        # again under the same id (a duplicate Ray refuses), never failed and retried as a second job.
         assert status == 201 and seconds < 3 * RAY_TIMEOUT_S + 2, (status, seconds, run)
-        assert run["status"] == "failed" and f"did not answer within {RAY_TIMEOUT_S} s" in run["message"], run
+        assert run["status"] == "submitting" and f"did not answer within {RAY_TIMEOUT_S} s" in run["message"], run

@@ -19,7 +19,7 @@ from polyp_core.job import summary_from_output
 from . import db
 from .alerts import Alert, AlertBus
 from .errors import RunNotFound, Unavailable
-from .jobs import ACTIVE, Hyperparameters, RayJobs, entrypoint, outside_roots, with_gate
+from .jobs import ACTIVE, Hyperparameters, RayJobs, RayTimeout, entrypoint, outside_roots, with_gate
 from .metrics import Metrics
 from .settings import Settings
 
@@ -160,6 +160,11 @@ class RunService:
             return
         try:
             await self.jobs.submit(submission_id, command, self.settings.job_env)
+        except RayTimeout as exc:  # Ray may have taken the job: never fail it (a retry would start a second one)
+            note = f"{exc}; submitting again under the same id after {self.settings.submit_timeout_s:g} s"
+            await asyncio.to_thread(self._update, run.id, db.runs.c.status == "submitting", message=note)
+            log.warning("run %s: %s", run.id, note)
+            return
         except Exception as exc:  # noqa: BLE001 - Ray unreachable or refusing: the run failed, say why
             if "already exists" not in str(exc):  # else: submitted before a crash lost the row's update
                 await self._finish(run.id, "failed", f"cannot submit to Ray at {self.jobs.address}: {exc}")
@@ -313,8 +318,12 @@ class RunService:
             if status == "running" and run.status != "running":
                 await asyncio.to_thread(self._update, run.id, status="running", started_at=time.time())
             elif status in ("succeeded", "failed", "cancelled"):
-                logs = await self.jobs.logs(run.submission_id) if status != "cancelled" else ""
-                message = None if status == "succeeded" else (await self.jobs.info_message(run.submission_id))
+                try:
+                    logs = await self.jobs.logs(run.submission_id) if status != "cancelled" else ""
+                    message = None if status == "succeeded" else (await self.jobs.info_message(run.submission_id))
+                except Exception as exc:  # noqa: BLE001 - the result lives in the logs: close the run on a later poll
+                    log.warning("result of %s: %s", run.submission_id, exc)
+                    continue
                 await self._finish(run.id, status, message, _summary(logs) if status == "succeeded" else None)
             if status in ("pending", "running") and run.deadline and time.time() > run.deadline:
                 await self._stop_job(run.submission_id)
