@@ -716,7 +716,8 @@ client = mlflow.MlflowClient()
 print("metric", client.get_run(run.info.run_id).data.metrics["val_dice"])
 downloaded = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="model.txt")
 print("artifact", pathlib.Path(downloaded).read_text())
-version = mlflow.register_model(f"runs:/{run.info.run_id}/model.txt", "real-node-model").version
+client.create_registered_model("real-node-model")  # a version of the run's artifact (no logged model here)
+version = client.create_model_version("real-node-model", f"{run.info.artifact_uri}/model.txt", run.info.run_id).version
 client.set_registered_model_alias("real-node-model", "champion", version)
 print(f"run_id={run.info.run_id} version={version}")
 """
@@ -734,8 +735,8 @@ def attempt(what, call):
         print(what, error.error_code)
 attempt("read", lambda: client.get_model_version_by_alias("real-node-model", "champion"))
 attempt("move-alias", lambda: client.set_registered_model_alias("real-node-model", "champion", "1"))
-attempt("register", lambda: client.create_model_version(
-    "real-node-model", client.get_model_version("real-node-model", "1").source))
+first = lambda: client.get_model_version("real-node-model", "1")
+attempt("register", lambda: client.create_model_version("real-node-model", first().source, first().run_id))
 """
 
 
