@@ -187,7 +187,8 @@ UPSTREAM_IMAGES = [
         packages="python3.11,python3.11-venv,ca-certificates",
         user="1001:1001",
         cmd=["mlflow", "server"],
-        contents="MLflow 3.15.1 (with its auth app) with psycopg2 and boto3 from PyPI (dev/local-cluster/images/mlflow) on Debian bookworm",
+        contents="MLflow 3.15.1 (with its auth app) with psycopg2 and boto3 from PyPI (dev/local-cluster/images/mlflow) "
+        "on Debian bookworm",
         path="/opt/venv/bin",
         requirements="dev/local-cluster/images/mlflow/requirements.txt",
     ),
