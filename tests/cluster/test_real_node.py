@@ -409,6 +409,12 @@ def test_valkey_runs_for_real_and_keeps_its_data_in_its_volume(cluster, redis):
     assert b"kept" in dump.read_bytes()
 
 
+def _basic_auth_secret(kubectl, name: str, username: str, password: str) -> None:
+    """A username and password Secret in our namespace, typed as install.sh makes it (its secret_type)."""
+    keys = [f"--from-literal=username={username}", f"--from-literal=password={password}"]
+    kubectl("create", "secret", "generic", name, "-n", NAMESPACE, "--type=kubernetes.io/basic-auth", *keys)
+
+
 POSTGRES_IMAGE = "ghcr.io/cloudnative-pg/postgresql:17.5"  # charts/database imageName; rebuilt here from Debian
 
 
@@ -423,9 +429,7 @@ def database(cluster):
     makes; the operator's pod once Ready."""
     _, _, kubectl, _ = cluster
     kubectl("create", "namespace", NAMESPACE, check=False)
-    scheduler_role = ["--type=kubernetes.io/basic-auth", "--from-literal=username=scheduler"]
-    kubectl("create", "secret", "generic", "platform-db-scheduler", "-n", NAMESPACE, *scheduler_role,
-            f"--from-literal=password={secrets.token_hex(16)}")  # fmt: skip
+    _basic_auth_secret(kubectl, "platform-db-scheduler", "scheduler", secrets.token_hex(16))
     kubectl("create", "namespace", "cnpg-system")
     _apply_dev(kubectl, "cloudnative-pg", "cnpg-system", "--server-side")
     _apply_dev(kubectl, "database", NAMESPACE)
@@ -619,8 +623,7 @@ def mlflow_credentials(cluster) -> dict[str, str]:
     kubectl("create", "namespace", NAMESPACE, check=False)
     passwords = {user: secrets.token_hex(16) for user in MLFLOW_USERS}
     for user, secret in MLFLOW_USERS.items():
-        keys = [f"--from-literal=username={user}", f"--from-literal=password={passwords[user]}"]
-        kubectl("create", "secret", "generic", secret, "-n", NAMESPACE, "--type=kubernetes.io/basic-auth", *keys)
+        _basic_auth_secret(kubectl, secret, user, passwords[user])
     return passwords
 
 

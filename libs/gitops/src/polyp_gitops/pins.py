@@ -169,9 +169,14 @@ def requires_model_digest(env: str, root: Path) -> bool:
     return model.get("requireSha256") is True
 
 
+def lacks_required_digest(env: str, version: str, sha256: str, root: Path) -> bool:
+    """A version pinned without its digest where env requires one (an empty version, no pin yet, needs none)."""
+    return bool(version) and not sha256 and requires_model_digest(env, root)
+
+
 def check_model_pin(env: str, version: str, sha256: str, root: Path) -> None:
-    """Refuse a version without its digest where env requires one (an empty version, no pin yet, needs none)."""
-    if version and not sha256 and requires_model_digest(env, root):
+    """What pin-model refuses: a version without its digest where env requires one."""
+    if lacks_required_digest(env, version, sha256, root):
         raise PinError(
             f"{env} takes a model only with its digest (model.requireSha256): model version {version} has no sha256; "
             "pin it with --sha256 (the version's onnx_sha256 tag)"

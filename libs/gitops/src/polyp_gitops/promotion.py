@@ -24,10 +24,10 @@ from .pins import (
     env_file,
     image_components,
     image_users,
+    lacks_required_digest,
     pin_value,
     promoted_pins,
     read_pins,
-    requires_model_digest,
     rewrite,
 )
 from .repo import ENVIRONMENTS, check_environment
@@ -114,7 +114,7 @@ def promote(source: str, target: str, root: Path, commit: bool = True) -> list[C
         check_pin(change.pin, change.new)
     pinned = read_pins(source, root)
     version, sha256 = pinned[Pin(MODEL_COMPONENT, MODEL_VERSION)], pinned[Pin(MODEL_COMPONENT, MODEL_SHA256)]
-    if changes and version and not sha256 and requires_model_digest(target, root):
+    if changes and lacks_required_digest(target, version, sha256, root):
         raise PinError(
             f"{target} takes a model only with its digest (model.requireSha256), and {source} pins version {version} "
             f"without one: pin it there with `polyp-gitops pin-model --env {source} --version {version} --sha256 "
