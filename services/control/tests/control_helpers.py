@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from polyp_dev.net import free_port
@@ -16,6 +19,44 @@ REPO = Path(__file__).resolve().parents[3]
 
 def closed_port_url() -> str:
     return f"http://127.0.0.1:{free_port()}"
+
+
+class _RefusingJobAPI(BaseHTTPRequestHandler):
+    """Ray's job API as a head that is up but takes no job: its version answers, every job call is a 500."""
+
+    def _answer(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # http.server calls it by this name
+        if self.path == "/api/version":
+            self._answer(200, {"version": "4", "ray_version": "2.52.0", "ray_commit": "simulated"})
+        else:
+            self._answer(500, {"error": "simulated: this Ray head refuses every job"})
+
+    do_POST = do_GET
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def refusing_ray() -> Iterator[str]:
+    """The address of a simulated Ray head that answers and refuses every job (HTTP 500), so a run fails at once with
+    Ray's reason: what the tests of failures, retries and their alerts need. (An unreachable Ray is another case: the
+    run is not started and the caller gets 503.) A real Ray is used where a job must run (test_control_up, e2e)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RefusingJobAPI)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def auth() -> dict:

@@ -102,7 +102,7 @@ def test_the_redis_reader_resumes_from_its_last_id_after_an_outage(redis_url):
         await publishing.publish(Alert(type="t", message="before"))
         assert (await asyncio.wait_for(pending, 30)).message == "before"
 
-        real_xread, outage = serving.redis.xread, asyncio.Event()
+        real_xread, outage = serving.reader.xread, asyncio.Event()
 
         async def xread_through_an_outage(*args, **kwargs):
             if not outage.is_set():
@@ -110,7 +110,7 @@ def test_the_redis_reader_resumes_from_its_last_id_after_an_outage(redis_url):
                 raise ConnectionError("Redis unreachable (injected)")
             return await real_xread(*args, **kwargs)
 
-        serving.redis.xread = xread_through_an_outage
+        serving.reader.xread = xread_through_an_outage
         await publishing.publish(Alert(type="t", message="wake the reader"))
         await asyncio.wait_for(outage.wait(), 30)
         for i in range(3):  # published while the reader is away (it backs off 0.5 s)

@@ -193,7 +193,7 @@ def test_bad_hyperparameters_are_422(client, body, message):
     assert response.status_code == 422 and message in str(response.json()["detail"]).lower()
 
 
-def test_ray_unreachable_fails_the_run_with_a_reason_and_an_alert(client):
+def test_ray_refusing_the_job_fails_the_run_with_a_reason_and_an_alert(client):
     response = client.post("/v1/runs", json={"epochs": 1}, headers=auth())
     assert response.status_code == 201
     run = response.json()
@@ -203,8 +203,9 @@ def test_ray_unreachable_fails_the_run_with_a_reason_and_an_alert(client):
     assert 'polyp_training_runs_total{status="failed"} 1.0' in client.get("/metrics").text
 
 
-def test_idempotency_key_returns_the_same_run(client):
-    headers = {**auth(), "Idempotency-Key": "abc-123"}
+@pytest.mark.parametrize("key", ["abc-123", ""])  # an empty key is a key too (Schemathesis sent one: it was a 500)
+def test_idempotency_key_returns_the_same_run(client, key):
+    headers = {**auth(), "Idempotency-Key": key}
     first = client.post("/v1/runs", json={"epochs": 2}, headers=headers)
     again = client.post("/v1/runs", json={"epochs": 2}, headers=headers)
     assert (first.status_code, again.status_code) == (201, 200)
@@ -269,11 +270,23 @@ def test_tickets_are_redacted_from_the_access_log():
         assert line.getMessage() == '127.0.0.1:5 - "GET /v1/alerts/stream?after=1-0&ticket=<redacted> HTTP/1.1" 200'
 
 
-def test_readiness_reports_what_is_unreachable(client):
-    response = client.get("/readyz")
-    assert response.status_code == 503
-    checks = response.json()["checks"]
-    assert checks["ray"]["ok"] is False and checks["mlflow"]["ok"] is True and checks["alerts"]["via"] == "in-process"
+def test_readiness_needs_the_database_and_redis_and_only_reports_ray_and_mlflow(settings):
+    """Without Ray (or MLflow) the replica still serves its core routes: it stays ready, saying what is away, and only
+    the routes that need Ray answer 503. Without Redis (the alert bus of every replica) it is not ready."""
+    ray_away = settings.model_copy(update={"ray_address": closed_port_url()})
+    with TestClient(create_app(ray_away)) as client:
+        ready = client.get("/readyz")
+        listing = client.get("/v1/runs", headers=auth())
+        trigger = client.post("/v1/runs", json={"epochs": 1}, headers=auth())
+    checks = ready.json()["checks"]
+    assert ready.status_code == 200 and checks["ray"] == {"ok": False, "required": False, "address": ray_away.ray_address}
+    assert checks["database"]["ok"] and checks["mlflow"]["ok"] and checks["alerts"]["via"] == "in-process"
+    assert listing.status_code == 200 and trigger.status_code == 503 and trigger.headers["Retry-After"] == "30"
+
+    redis_away = settings.model_copy(update={"redis_url": closed_port_url().replace("http", "redis")})
+    with TestClient(create_app(redis_away)) as client:
+        unready = client.get("/readyz")
+    assert unready.status_code == 503 and unready.json()["checks"]["alerts"] == {"ok": False, "required": True, "via": "redis"}
 
 
 def test_cors_allows_only_the_page_origin(client):

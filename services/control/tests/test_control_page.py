@@ -83,7 +83,7 @@ def test_page_shows_alerts_live_and_triggers_training(control_server, redis_url)
         page.click("#trigger")
         expect(page.locator("#trigger-result")).to_contain_text("submitted", timeout=WAIT_MS)
         expect(page.locator("#runs li")).to_have_count(1, timeout=WAIT_MS)
-        # Ray is unreachable in this test: the run fails and that alert arrives live too.
+        # Ray refuses every job in this test: the run fails and that alert arrives live too.
         expect(page.locator("#alerts li", has_text="training_failed")).to_be_visible(timeout=WAIT_MS)
         expect(page.locator("#model")).to_contain_text("no model registered yet", timeout=WAIT_MS)
         browser.close()

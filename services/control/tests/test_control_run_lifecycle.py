@@ -138,7 +138,7 @@ def test_a_run_left_submitting_by_a_crash_is_submitted_again_after_the_timeout(c
     stuck = wait_for(
         lambda: (r := call(f"{server.url}/v1/runs/stuck"))["status"] != "submitting" and r, 20, "the stuck run to be recovered"
     )
-    # Submitted again; Ray is unreachable here, so it fails with the reason, and its retry is queued.
+    # Submitted again; Ray refuses every job here, so it fails with the reason, and its retry is queued.
     assert stuck["status"] == "failed" and "cannot submit to Ray" in stuck["message"]
     assert [(r["attempt"], r["status"]) for r in runs_of(server, "s1")] == [(1, "failed"), (2, "queued")]
     assert call(f"{server.url}/v1/runs/being-submitted")["status"] == "submitting"

@@ -22,7 +22,8 @@ def test_schedules_survive_a_restart(control_server):
 
 
 def test_two_replicas_fire_each_due_time_once(control_server):
-    """Both replicas share the database (as in a cluster); fires go to an unreachable Ray, so each fire is one failed run."""
+    """Both replicas share the database (as in a cluster); fires go to a Ray that refuses jobs, so each fire is one
+    failed run."""
     replicas = [control_server(HOSTNAME="replica-a"), control_server(HOSTNAME="replica-b")]
     schedule = call(
         f"{replicas[0].url}/v1/schedules",

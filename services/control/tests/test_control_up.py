@@ -59,7 +59,7 @@ def assert_ray_takes_only_its_token(token_file: Path, ray_port: int, port: int) 
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=30) as ready:
             readiness = json.loads(ready.read())
-    except urllib.error.HTTPError as unready:  # 503: another check failed; Ray's is the one asserted here
+    except urllib.error.HTTPError as unready:  # 503: a required check failed; Ray's is the one asserted here
         readiness = json.loads(unready.read())
     assert readiness["checks"]["ray"]["ok"] is True, readiness
 

@@ -13,6 +13,7 @@ from polyp_control import db
 from polyp_control.alerts import LocalBus
 from polyp_control.app import create_app
 from polyp_control.metrics import Metrics
+from polyp_control.outbox import Outbox
 from polyp_control.registry import ModelRegistry
 from polyp_control.watches import Watches, WatchSpec
 
@@ -26,9 +27,8 @@ def run(coroutine):
 def make_watches(settings) -> Watches:
     """A replica's watches: its own instance over the shared database and bus."""
     engine = db.make_engine(settings.database_url)
-    return Watches(
-        engine, ModelRegistry(settings.mlflow_tracking_uri, settings.model_name), LocalBus(engine), Metrics(), settings
-    )
+    outbox = Outbox(engine, LocalBus(engine))
+    return Watches(engine, ModelRegistry(settings.mlflow_tracking_uri, settings.model_name), outbox, Metrics(), settings)
 
 
 @pytest.fixture
@@ -155,7 +155,7 @@ def test_two_replicas_racing_publish_each_transition_once(settings):
 
     won, lost = run(scenario())
     assert [(a.type, a.state) for a in won] == [("model_stale", "firing")] and lost == []
-    history = run(first.bus.history(limit=100))
+    history = run(first.outbox.bus.history(limit=100))
     assert [(a.type, a.state) for a in history] == [("model_stale", "firing")]
 
 
@@ -198,7 +198,7 @@ def test_defaults_follow_the_settings_until_edited_and_deleting_resolves_an_open
     doomed = watches.create(spec)
     run(watches.check())  # no model: its freshness episode opens
     run(watches.delete(doomed.id))
-    last = run(watches.bus.history(limit=100))[-1]
+    last = run(watches.outbox.bus.history(limit=100))[-1]
     assert (last.type, last.state, last.details["watch_id"]) == ("model_stale", "resolved", doomed.id)
 
 
@@ -219,3 +219,24 @@ def test_an_episode_open_under_the_earlier_fixed_watches_carries_over(settings):
     watches.ensure_defaults()
     assert watches.get("model-freshness").state.since == 123.0
     assert run(watches.check()) == []  # still no model: the episode was already announced, not again
+
+
+def test_mlflow_down_during_a_check_postpones_the_watch_with_one_line_not_a_traceback(settings, caplog):
+    """MLflow unreachable: the watch is not evaluated (no alert either way), one warning says why, and the next try
+    waits a minute instead of the loop's 5 s tick (it once logged ~580 tracebacks in 2.5 min). Once MLflow is back,
+    the watch is evaluated as before."""
+    from control_helpers import closed_port_url
+
+    down = settings.model_copy(update={"mlflow_tracking_uri": closed_port_url()})
+    watches = make_watches(down)
+    watch = watches.create(WatchSpec(check={"kind": "freshness", "max_age_hours": 1}, interval_s=600))
+    with caplog.at_level("WARNING", logger="polyp_control.watches.service"):
+        before = time.time()
+        assert run(watches.check(due_only=True)) == []
+        assert run(watches.check(due_only=True)) == []  # not due again yet: MLflow is not asked a second time
+    lines = [r for r in caplog.records if watch.id in r.getMessage()]
+    assert len(lines) == 1 and lines[0].exc_info is None and "MLflow is not reachable" in lines[0].getMessage(), lines
+    row = watches.store.row(watch.id)
+    assert before + 60 <= row.next_check <= time.time() + 60 and watches.get(watch.id).state.status == "pending"
+    watches.registry = ModelRegistry(settings.mlflow_tracking_uri, settings.model_name)  # MLflow is back
+    assert [a.details["watch_id"] for a in run(watches.check())] == [watch.id]

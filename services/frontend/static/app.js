@@ -42,9 +42,11 @@ let lastAlertId = null;
 const seen = new Set();
 
 function showAlert(alert) {
-  if (seen.has(alert.id)) return;
-  seen.add(alert.id);
+  // An alert delivered twice (at least once: a crash between publishing and clearing the outbox) keeps its key.
+  const key = alert.key || alert.id;
   lastAlertId = alert.id;
+  if (seen.has(key)) return;
+  seen.add(key);
   const item = document.createElement("li");
   item.className = alert.state === "resolved" ? "resolved" : alert.severity;
   item.dataset.type = alert.type;

@@ -15,6 +15,8 @@ import asyncio
 import json
 import logging
 import time
+import uuid
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -28,10 +30,15 @@ log = logging.getLogger(__name__)
 STREAM = "polyp:alerts"
 CLAIMS = "polyp:claimed:"  # keys of one-time things (stream tickets), each with its expiry
 CLIENT_QUEUE_MAX = 1000  # alerts waiting for one SSE client; beyond, it reconnects and replays
+READ_BLOCK_S = 5.0  # one XREAD waits this long for new alerts before asking again
 
 
 class Alert(BaseModel):
-    id: str = ""
+    id: str = Field("", description="the bus's id: the SSE event id, and the position Last-Event-ID resumes after")
+    key: str = Field(
+        default_factory=lambda: uuid.uuid4().hex,
+        description="stable, the same if the alert is delivered twice (at-least-once): drop a key already seen",
+    )
     type: str = Field(description="model_stale, model_quality_low, model_quality_suspicious, training_failed, ...")
     state: Literal["firing", "resolved", "info"] = "firing"
     severity: Literal["info", "warning", "critical"] = "warning"
@@ -62,6 +69,29 @@ def _seq(alert_id: str) -> tuple[int, ...]:
 
 def _entry_id(seq: tuple[int, ...]) -> str:
     return "-".join(map(str, seq))
+
+
+class RecentKeys:
+    """The keys of the last `size` alerts seen: a duplicate delivery comes soon after the first."""
+
+    def __init__(self, size: int = 1000):
+        self._order: deque[str] = deque(maxlen=size)
+        self._keys: set[str] = set()
+
+    def first_time(self, key: str) -> bool:
+        if key in self._keys:
+            return False
+        if len(self._order) == self._order.maxlen:
+            self._keys.discard(self._order[0])
+        self._order.append(key)
+        self._keys.add(key)
+        return True
+
+
+def unique(alerts: list[Alert]) -> list[Alert]:
+    """Each alert once, at its first delivery."""
+    keys = RecentKeys(len(alerts) or 1)
+    return [alert for alert in alerts if keys.first_time(alert.key)]
 
 
 class _Subscriber:
@@ -102,11 +132,13 @@ class _FanOut:
         try:
             await self._listening()
             last = _seq(after) if after else None
+            keys = RecentKeys()
             while last is not None:
                 page = await self.history(_entry_id(last), limit=1000)
                 for alert in page:
                     last = _seq(alert.id)
-                    yield alert
+                    if keys.first_time(alert.key):
+                        yield alert
                 if len(page) < 1000:
                     break
             while True:
@@ -118,7 +150,8 @@ class _FanOut:
                 alert = await queue.get()
                 if last is None or _seq(alert.id) > last:  # replayed already: skip
                     last = _seq(alert.id)
-                    yield alert
+                    if keys.first_time(alert.key):  # a second delivery of one alert (the outbox's at-least-once)
+                        yield alert
         finally:
             self._subscribers.discard(subscriber)
 
@@ -186,22 +219,11 @@ class RedisBus(_FanOut):
 
     kind = "redis"
 
-    def __init__(self, url: str, history_max: int = 10000, client_queue_max: int = CLIENT_QUEUE_MAX):
-        import redis.asyncio as redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import ExponentialBackoff
-        from redis.exceptions import ConnectionError, TimeoutError
-
+    def __init__(self, url: str, history_max: int = 10000, client_queue_max: int = CLIENT_QUEUE_MAX, timeout_s: float = 5.0):
         super().__init__(client_queue_max)
-        # A dropped connection (a Redis restart, a failover) is retried a few times before a publish fails.
-        # Any: redis-py types every reply as a union of bytes, str and None; with decode_responses they are str.
-        self.redis: Any = redis.from_url(
-            url,
-            decode_responses=True,
-            health_check_interval=30,
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
-            retry_on_error=[ConnectionError, TimeoutError],
-        )
+        self.redis: Any = _client(url, timeout_s)
+        # The reader blocks in XREAD for READ_BLOCK_S: its socket may wait that long and a timeout more.
+        self.reader: Any = _client(url, READ_BLOCK_S + timeout_s)
         self.history_max = history_max
         self._listener: asyncio.Task | None = None
         self._subscribed = asyncio.Event()
@@ -243,7 +265,9 @@ class RedisBus(_FanOut):
                 self._subscribed.set()
                 delay = 0.5
                 while True:
-                    for _, entries in await self.redis.xread({STREAM: last_id}, block=5000, count=500) or []:
+                    for _, entries in (
+                        await self.reader.xread({STREAM: last_id}, block=round(READ_BLOCK_S * 1000), count=500) or []
+                    ):
                         for entry_id, fields in entries:
                             self._deliver(self._from_entry(entry_id, fields))
                             last_id = entry_id
@@ -268,11 +292,33 @@ class RedisBus(_FanOut):
         if self._listener:
             self._listener.cancel()
         await self.redis.aclose()
+        await self.reader.aclose()
+
+
+def _client(url: str, timeout_s: float) -> Any:
+    """A Redis client whose every command ends within timeout_s: connect and read timeouts, and TCP keepalive so a
+    half-open connection (after a failover) is noticed. A dropped connection is retried a few times before a call
+    fails. Any: redis-py types every reply as a union of bytes, str and None; with decode_responses they are str."""
+    import redis.asyncio as redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError, TimeoutError
+
+    return redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=timeout_s,
+        socket_timeout=timeout_s,
+        socket_keepalive=True,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+        retry_on_error=[ConnectionError, TimeoutError],
+    )
 
 
 AlertBus = LocalBus | RedisBus
 
 
-def make_bus(redis_url: str | None, engine: Engine, history_max: int) -> AlertBus:
+def make_bus(redis_url: str | None, engine: Engine, history_max: int, timeout_s: float = 5.0) -> AlertBus:
     """Redis when configured (replicas share alerts), else in-process."""
-    return RedisBus(redis_url, history_max) if redis_url else LocalBus(engine, history_max)
+    return RedisBus(redis_url, history_max, timeout_s=timeout_s) if redis_url else LocalBus(engine, history_max)

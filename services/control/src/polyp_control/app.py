@@ -39,6 +39,7 @@ from .gate import RequestGate
 from .handlers import add_exception_handlers
 from .jobs import RayJobs
 from .metrics import Metrics
+from .outbox import Outbox
 from .registry import ModelRegistry
 from .runs import RunService
 from .schedules import ScheduleService
@@ -46,6 +47,7 @@ from .settings import Settings
 from .watches import Watches
 
 log = logging.getLogger("polyp_control")
+RELAY_INTERVAL_S = 2.0
 
 
 @dataclass
@@ -56,6 +58,7 @@ class Services:
     engine: Engine
     metrics: Metrics
     bus: AlertBus
+    outbox: Outbox
     jobs: RayJobs
     runs: RunService
     registry: ModelRegistry
@@ -65,13 +68,14 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        engine = db.make_engine(settings.database_url)
+        engine = db.make_engine(settings.database_url, settings.database_timeout_s)
         metrics = Metrics()
-        bus = make_bus(settings.redis_url, engine, settings.alert_history_max)
+        bus = make_bus(settings.redis_url, engine, settings.alert_history_max, settings.redis_timeout_s)
         jobs = RayJobs(settings.ray_address, settings.ray_auth_token, settings.ray_timeout_s)
-        runs = RunService(engine, jobs, bus, metrics, settings)
+        outbox = Outbox(engine, bus)
+        runs = RunService(engine, jobs, outbox, metrics, settings)
         registry = ModelRegistry(settings.mlflow_tracking_uri, settings.model_name)
-        watches = Watches(engine, registry, bus, metrics, settings)
+        watches = Watches(engine, registry, outbox, metrics, settings)
         schedules = ScheduleService(engine, runs, settings.instance_id, settings.lease_ttl_s)
         backend = make_backend(
             settings.model_name,
@@ -82,7 +86,7 @@ class Services:
         )
         predictor = InferenceClient(backend, max_bytes=settings.max_upload_bytes)
         runs.on_success.append(watches.check)
-        return cls(settings, engine, metrics, bus, jobs, runs, registry, watches, schedules, predictor)
+        return cls(settings, engine, metrics, bus, outbox, jobs, runs, registry, watches, schedules, predictor)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -93,6 +97,7 @@ class Services:
         tasks = [
             loop.create_task(self.runs.follow(lambda: self.schedules.leader)),
             loop.create_task(_watch_when_leading(self.watches, self.schedules, self.settings)),
+            loop.create_task(_relay_when_leading(self.outbox, self.schedules)),
         ]
         log.info(
             "control service up: alerts via %s, Ray at %s, MLflow at %s",
@@ -134,7 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Trigger, schedule and watch polyp segmentation training; model alerts over SSE.",
     )
-    for name in ("settings", "bus", "runs", "schedules", "registry", "watches", "metrics", "jobs"):
+    for name in ("settings", "engine", "bus", "runs", "schedules", "registry", "watches", "metrics", "jobs"):
         setattr(app.state, name, getattr(services, name))
     # The last added runs first: CORS (a preflight carries no token), then the gate, then the timer.
     app.add_middleware(PredictTimer, observe=services.metrics.predict_latency.observe)
@@ -193,3 +198,14 @@ async def _watch_when_leading(watches: Watches, schedules: ScheduleService, sett
             except Exception:
                 log.exception("watches")
         await asyncio.sleep(tick if schedules.leader else 2)
+
+
+async def _relay_when_leading(outbox: Outbox, schedules: ScheduleService) -> None:
+    """The lease holder publishes what a crash or a bus outage left in the alert outbox."""
+    while True:
+        if schedules.leader:
+            try:
+                await outbox.relay()
+            except Exception as exc:  # noqa: BLE001 - the database away: the next round tries again
+                log.warning("alert outbox relay: %s", exc)
+        await asyncio.sleep(RELAY_INTERVAL_S)

@@ -1,19 +1,40 @@
 """The service's own tables (runs, local alert history, watch episodes, leader lease) on SQLAlchemy.
 
 SQLite under `make up`, the platform's PostgreSQL in a cluster; APScheduler keeps its job store
-(`apscheduler_jobs`) in the same database.
+(`apscheduler_jobs`) in the same database. The tables here are what the code reads and writes; the
+schema itself is made by the Alembic migrations in `migrations/`, run once per upgrade (see migrate).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import JSON, Column, Float, Integer, MetaData, String, Table, Text, UniqueConstraint, create_engine, event
-from sqlalchemy import inspect as inspect_db
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
 from sqlalchemy import text as sql
 from sqlalchemy.engine import Engine
 
 metadata = MetaData()
+ACTIVE = ("queued", "submitting", "pending", "running")  # a run's states before its end; queued: a retry waiting for its time
+MIGRATION_LOCK_KEY = 7_203_117_001  # the PostgreSQL advisory lock every replica takes to migrate: any constant of ours
 
 runs = Table(
     "polyp_runs",
@@ -37,12 +58,25 @@ runs = Table(
     Column("deadline", Float),  # SLA: cancelled and alerted if still active then
     UniqueConstraint("idempotency_key", name="uq_runs_idempotency_key"),
 )
+# A schedule has at most one active run (its queued retry included): the database refuses a second, so concurrent
+# "run now" calls on several replicas start one run. Migration 0002 makes it.
+ONE_ACTIVE_RUN = "uq_runs_one_active_run_per_schedule"
+_active_of_a_schedule = runs.c.schedule_id.is_not(None) & runs.c.status.in_(ACTIVE)
+Index(ONE_ACTIVE_RUN, runs.c.schedule_id, unique=True, postgresql_where=_active_of_a_schedule, sqlite_where=_active_of_a_schedule)
 
 alerts = Table(  # history of the in-process bus; with Redis the capped stream keeps it
     "polyp_alerts",
     metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("body", JSON, nullable=False),
+)
+
+alert_outbox = Table(  # alerts staged with their state change, until the bus has them (outbox.py)
+    "polyp_alert_outbox",
+    metadata,
+    Column("key", String(32), primary_key=True),
+    Column("body", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
 )
 
 watches = Table(  # /v1/watches: the spec, and the episode state a restart must not lose
@@ -82,30 +116,74 @@ leases = Table(
 )
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, timeout_s: float = 5.0) -> Engine:
+    """An engine whose every call ends within about timeout_s (connect, wait for a pooled connection, statement), on
+    a database migrated to the current schema."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": max(timeout_s, 30)})
 
         @event.listens_for(engine, "connect")
         def _wal(connection, _):  # readers do not block the writer; two local instances can share the file
             connection.execute("PRAGMA journal_mode=WAL")
     else:
-        engine = create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine)
-    _add_new_columns(engine)
+        engine = create_engine(url, pool_pre_ping=True, pool_timeout=timeout_s, connect_args=postgres_timeouts(timeout_s))
+    migrate(engine)
     return engine
 
 
-def _add_new_columns(engine: Engine) -> None:
-    """create_all makes missing tables, not missing columns: a database an earlier version created gets the
-    columns added since (all nullable) here, so an upgrade keeps its runs."""
-    inspector = inspect_db(engine)
-    for table in metadata.sorted_tables:
-        if not inspector.has_table(table.name):
-            continue
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name not in present:
-                with engine.begin() as conn:
-                    conn.execute(sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.type.compile(engine.dialect)}"))
+def postgres_timeouts(timeout_s: float) -> dict:
+    """libpq's settings: connect within timeout_s, cancel a statement running longer, and notice a dead peer by TCP
+    keepalives (a half-open connection after a failover) instead of waiting on it for ever."""
+    return {
+        "connect_timeout": max(1, round(timeout_s)),
+        "options": f"-c statement_timeout={round(timeout_s * 1000)} -c idle_in_transaction_session_timeout=60000",
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+    }
+
+
+def reachable(engine: Engine) -> bool:
+    """The database answers a trivial query (within the engine's timeouts)."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sql("SELECT 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any failure means not reachable
+        return False
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database to the newest schema with Alembic, once: every replica runs this at start, and the lock
+    makes the others wait until the first is done, then find nothing to do. An older database (made before the
+    migrations existed) is taken up by the baseline, keeping its rows."""
+    config = Config()
+    config.set_main_option("script_location", "polyp_control:migrations")
+    with _migration_lock(engine) as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[Connection]:
+    """PostgreSQL: a session advisory lock, held across the migrations' transactions (released if the process dies,
+    with its session). SQLite: an exclusive lock on a file beside the database (local processes share that file)."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sql("SET statement_timeout = 0"))  # a migration, or the wait for another's, may take longer
+            conn.execute(sql("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            conn.commit()
+            try:
+                yield conn
+            finally:
+                conn.execute(sql("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                conn.execute(sql("RESET statement_timeout"))
+                conn.commit()
+        elif engine.url.database and engine.url.database != ":memory:":
+            with open(f"{engine.url.database}.migrate-lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                yield conn
+        else:
+            yield conn

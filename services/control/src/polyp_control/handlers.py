@@ -11,6 +11,10 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeout
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import Scope
@@ -20,6 +24,7 @@ from polyp_inference import http as inference_http
 from .errors import Conflict, NotFound, Unauthorized, Unavailable
 
 log = logging.getLogger("polyp_control")
+DEPENDENCY_RETRY_AFTER_S = 5  # the database or Redis restarting: a pod is back within seconds
 
 
 def refusal(exc: Unauthorized) -> JSONResponse:
@@ -58,7 +63,16 @@ def add_exception_handlers(app: FastAPI) -> None:
 
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Unavailable)
-        return JSONResponse(status_code=503, content={"detail": str(exc)}, headers={"Retry-After": str(exc.retry_after_s)})
+        return unavailable_answer(str(exc), exc.retry_after_s)
+
+    async def database_down(request: Request, exc: Exception) -> JSONResponse:
+        # Unreachable, restarting, or over its statement timeout: the client may try again (never a 500).
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0])
+        return unavailable_answer("the database cannot answer right now; try again shortly", DEPENDENCY_RETRY_AFTER_S)
+
+    async def redis_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return unavailable_answer("the alert store (Redis) cannot answer right now; try again shortly", DEPENDENCY_RETRY_AFTER_S)
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:  # a message, never a traceback
         log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -70,8 +84,16 @@ def add_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotFound, not_found)
     app.add_exception_handler(Conflict, conflict)
     app.add_exception_handler(Unavailable, unavailable)
+    for database_error in (OperationalError, InterfaceError, PoolTimeout):
+        app.add_exception_handler(database_error, database_down)
+    for redis_error in (RedisConnectionError, RedisTimeout):
+        app.add_exception_handler(redis_error, redis_down)
     inference_http.add_exception_handlers(app)  # /v1/predict's errors: 413, 415, 422, 429, 503
     app.add_exception_handler(Exception, unexpected)
+
+
+def unavailable_answer(detail: str, retry_after_s: int) -> JSONResponse:
+    return JSONResponse(status_code=503, content={"detail": detail}, headers={"Retry-After": str(retry_after_s)})
 
 
 def _finite(value: Any) -> Any:

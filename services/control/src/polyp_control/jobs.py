@@ -15,7 +15,6 @@ from polyp_core.job import TrainingParameters, parse_source, train_command
 
 # Ray's job states -> the run states this API reports.
 RAY_STATUS = {"PENDING": "pending", "RUNNING": "running", "SUCCEEDED": "succeeded", "FAILED": "failed", "STOPPED": "cancelled"}
-ACTIVE = ("queued", "submitting", "pending", "running")  # queued: a retry waiting for its time
 CONNECT_TIMEOUT_S = 3.0  # a Ray head that is there accepts at once
 RAY_THREADS = 4  # Ray's calls wait in their own threads, never in the pool database calls and the API share
 
@@ -24,6 +23,26 @@ T = TypeVar("T")
 
 class RayTimeout(TimeoutError):
     """Ray's job API did not answer in time: a hung head, a half-open connection, a full queue of such calls."""
+
+
+class RayUnreachable(ConnectionError):
+    """No connection to Ray's job API could be made (refused, no route, no such host, connect timeout), so the call
+    cannot have reached it: nothing was submitted, and trying again later cannot start a job twice."""
+
+
+def never_reached_ray(exc: BaseException) -> bool:
+    """True only when the request cannot have reached Ray. A connection lost mid-request is not such a case: Ray may
+    have taken the job."""
+    import requests
+    import urllib3
+
+    if type(exc) is ConnectionError:  # the SDK's version check at construction, before any job call
+        return True
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.ConnectionError) and exc.args:
+        return isinstance(getattr(exc.args[0], "reason", None), urllib3.exceptions.NewConnectionError)
+    return False
 
 
 class Hyperparameters(TrainingParameters):
@@ -125,6 +144,11 @@ class RayJobs:
             return await asyncio.wait_for(future, self.timeout_s)
         except TimeoutError:
             raise RayTimeout(f"Ray at {self.address} did not answer within {self.timeout_s:g} s") from None
+        except OSError as exc:
+            if never_reached_ray(exc):
+                self._client = None  # its version check is made again on the next connection
+                raise RayUnreachable(f"Ray at {self.address} is not reachable") from exc
+            raise
 
     async def submit(self, submission_id: str, command: str, env: dict[str, str]) -> str:
         return await self._call(

@@ -11,19 +11,21 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, Engine, func, insert, select, update
+from sqlalchemy import ColumnElement, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from polyp_core.job import summary_from_output
 
-from . import db
-from .alerts import Alert, AlertBus
-from .errors import RunNotFound, Unavailable
-from .jobs import ACTIVE, Hyperparameters, RayJobs, RayTimeout, entrypoint, outside_roots, with_gate
+from . import db, outbox
+from .alerts import Alert
+from .errors import RunNotFound, ScheduleBusy, Unavailable
+from .jobs import Hyperparameters, RayJobs, RayTimeout, RayUnreachable, entrypoint, outside_roots, with_gate
 from .metrics import Metrics
+from .outbox import Outbox
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+RAY_RETRY_S = 30  # Ray unreachable: a scheduled run is submitted again after this; a caller is told to retry then
 
 
 def _summary(logs: str) -> dict | None:
@@ -70,8 +72,8 @@ class RunService:
     (one replica submits), and a run left in `submitting` by a crash is recovered after `submit_timeout_s`
     (Ray refuses a second job with the same submission id, so re-submitting never starts it twice)."""
 
-    def __init__(self, engine: Engine, jobs: RayJobs, bus: AlertBus, metrics: Metrics, settings: Settings):
-        self.engine, self.jobs, self.bus, self.metrics, self.settings = engine, jobs, bus, metrics, settings
+    def __init__(self, engine: Engine, jobs: RayJobs, outbox: Outbox, metrics: Metrics, settings: Settings):
+        self.engine, self.jobs, self.outbox, self.metrics, self.settings = engine, jobs, outbox, metrics, settings
         self.on_success: list[Callable[[], Awaitable[object]]] = []  # after a run succeeds (the watches re-check at once)
 
     # ---- storage ---------------------------------------------------------------------------
@@ -85,6 +87,10 @@ class RunService:
     def _update(self, run_id: str, *conditions: ColumnElement[bool], **values: Any) -> bool:
         with self.engine.begin() as conn:
             return conn.execute(update(db.runs).where(db.runs.c.id == run_id, *conditions).values(**values)).rowcount == 1
+
+    def _by_idempotency_key(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(db.runs.c.id).where(db.runs.c.idempotency_key == key)).scalar()
 
     async def get(self, run_id: str) -> Run:
         return await asyncio.to_thread(self._row, run_id)
@@ -110,7 +116,7 @@ class RunService:
         return await asyncio.to_thread(query)
 
     async def active_for_schedule(self, schedule_id: str) -> builtins.list[Run]:
-        return await self.list(schedule_id=schedule_id, statuses=ACTIVE, limit=None)
+        return await self.list(schedule_id=schedule_id, statuses=db.ACTIVE, limit=None)
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def trigger(
@@ -119,8 +125,13 @@ class RunService:
         idempotency_key: str | None = None,
         schedule_id: str | None = None,
         policy: RetryPolicy | None = None,
+        queue_if_ray_is_down: bool = False,
     ) -> tuple[Run, bool]:
-        """Record and submit a run. Returns (run, created); a repeated Idempotency-Key returns the first run."""
+        """Record and submit a run. Returns (run, created); a repeated Idempotency-Key returns the first run.
+
+        Ray unreachable: a caller gets Unavailable and nothing is kept (it may try again, with the same key), or, for a
+        schedule's fire (`queue_if_ray_is_down`), the run waits `queued` and is submitted when Ray is back. Neither is a
+        failed run: an outage is not the model's failure, and it raises no training alert."""
         now = time.time()
         row = {
             "id": uuid.uuid4().hex[:16],
@@ -140,15 +151,28 @@ class RunService:
 
         try:
             await asyncio.to_thread(record)
-        except IntegrityError:
-            with self.engine.connect() as conn:
-                existing = conn.execute(select(db.runs.c.id).where(db.runs.c.idempotency_key == idempotency_key)).scalar()
-            return await self.get(str(existing)), False
-        await self._submit(Run(**row))
+        except IntegrityError as exc:
+            if idempotency_key is not None and (existing := await asyncio.to_thread(self._by_idempotency_key, idempotency_key)):
+                return await self.get(existing), False
+            if schedule_id:  # the one-active-run index: a concurrent call (on any replica) started it first
+                raise ScheduleBusy(
+                    f"another run of schedule {schedule_id} is still active (started by a concurrent call)"
+                ) from exc
+            raise
+        try:
+            await self._submit(Run(**row), queue_if_ray_is_down)
+        except RayUnreachable as exc:
+            await asyncio.to_thread(self._forget_unsubmitted, str(row["id"]))
+            raise Unavailable(f"{exc}: the run was not started; try again shortly", RAY_RETRY_S) from exc
         return await self.get(str(row["id"])), True
 
-    async def _submit(self, run: Run) -> None:
-        """Hand a run this replica has claimed (status `submitting`) to Ray."""
+    def _forget_unsubmitted(self, run_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(db.runs).where(db.runs.c.id == run_id, db.runs.c.status == "submitting"))
+
+    async def _submit(self, run: Run, queue_if_ray_is_down: bool = True) -> None:
+        """Hand a run this replica has claimed (status `submitting`) to Ray. Ray unreachable: the run is queued again
+        for RAY_RETRY_S, or RayUnreachable is raised (queue_if_ray_is_down=False)."""
         submission_id = f"polyp-{run.id}-{run.attempt}"
         try:
             params = with_gate(Hyperparameters(**run.params), self.settings.dice_floor)
@@ -160,6 +184,15 @@ class RunService:
             return
         try:
             await self.jobs.submit(submission_id, command, self.settings.job_env)
+        except RayUnreachable as exc:  # nothing reached Ray: not a failure of the run
+            if not queue_if_ray_is_down:
+                raise
+            retry_at = time.time() + RAY_RETRY_S
+            note = f"{exc}; submitting again at {time.strftime('%H:%M:%S', time.gmtime(retry_at))} UTC"
+            queued = {"status": "queued", "not_before": retry_at, "message": note}
+            await asyncio.to_thread(self._update, run.id, db.runs.c.status == "submitting", **queued)
+            log.warning("run %s: %s", run.id, note)
+            return
         except RayTimeout as exc:  # Ray may have taken the job: never fail it (a retry would start a second one)
             note = f"{exc}; submitting again under the same id after {self.settings.submit_timeout_s:g} s"
             await asyncio.to_thread(self._update, run.id, db.runs.c.status == "submitting", message=note)
@@ -215,7 +248,7 @@ class RunService:
 
     async def cancel(self, run_id: str, reason: str = "cancelled by request") -> Run:
         run = await self.get(run_id)
-        if run.status not in ACTIVE:
+        if run.status not in db.ACTIVE:
             return run
         if run.submission_id:
             await self._stop_job(run.submission_id)
@@ -237,19 +270,20 @@ class RunService:
         except Exception as exc:
             raise Unavailable(f"logs are not available from Ray right now: {exc}") from exc
 
-    def _close(self, run: Run, **values: Any) -> dict | None:
-        """Move an active run to a final state, and queue its retry in the same transaction (a crash cannot close
-        a run and lose its retry). None if another replica (or call) closed it first; else the retry row, or {}."""
-        retry = self._retry_row(run, values["finished_at"]) if values["status"] == "failed" else {}
+    def _close(self, run: Run, values: dict[str, Any], retry: dict, alerts: builtins.list[Alert]) -> bool:
+        """Move an active run to a final state, and queue its retry and stage its alerts in the same transaction (a
+        crash cannot close a run and lose its retry or its alert). False if another replica (or call) closed it first."""
         with self.engine.begin() as conn:
             changed = conn.execute(
-                update(db.runs).where(db.runs.c.id == run.id, db.runs.c.status.in_(ACTIVE)).values(**values)
+                update(db.runs).where(db.runs.c.id == run.id, db.runs.c.status.in_(db.ACTIVE)).values(**values)
             ).rowcount
             if changed != 1:
-                return None
+                return False
             if retry:
                 conn.execute(insert(db.runs).values(**retry))
-        return retry
+            for alert in alerts:
+                outbox.stage(conn, alert)
+        return True
 
     @staticmethod
     def _retry_row(run: Run, now: float) -> dict:
@@ -268,42 +302,48 @@ class RunService:
             "not_before": now + policy.delay(run.attempt),
         }
 
-    async def _finish(self, run_id: str, status: str, message: str | None = None, result: dict | None = None) -> bool:
-        """Close a run; True if this call closed it (and so publishes its alert: each transition once)."""
+    async def _finish(
+        self, run_id: str, status: str, message: str | None = None, result: dict | None = None, alert: Alert | None = None
+    ) -> bool:
+        """Close a run; True if this call closed it (and so publishes its alerts: each transition once). A failed run
+        alerts `training_failed`; `alert` is another to send with the change (an SLA miss)."""
         run = await self.get(run_id)
         now = time.time()
-        retry = await asyncio.to_thread(self._close, run, status=status, finished_at=now, message=message, result=result)
-        if retry is None:
+        retry = self._retry_row(run, now) if status == "failed" else {}
+        alerts = [alert] if alert else []
+        if status == "failed":
+            alerts.append(self._failure_alert(run, message, retry))
+        values = {"status": status, "finished_at": now, "message": message, "result": result}
+        if not await asyncio.to_thread(self._close, run, values, retry, alerts):
             return False
         self.metrics.runs.labels(status).inc()
         self.metrics.run_duration.observe(now - (run.started_at or run.created_at))
+        for each in alerts:
+            self.metrics.alerts.labels(each.type).inc()
+            await self.outbox.send(each)
         if status == "succeeded":
             self.metrics.last_success.set(now)
             for callback in self.on_success:
                 await callback()
-        elif status == "failed":
-            then = (
-                f"; attempt {retry['attempt']} at {time.strftime('%H:%M:%S', time.gmtime(retry['not_before']))} UTC"
-                if retry
-                else ""
-            )
-            await self._alert(
-                "training_failed",
-                "critical",
-                f"training run {run_id} failed: {message}{then}",
-                run_id=run_id,
-                schedule_id=run.schedule_id,
-                attempt=run.attempt,
-                retry_run_id=retry.get("id"),
-                retry_at=retry.get("not_before"),
-            )
-            if retry:
-                log.info("retrying schedule %s: attempt %d at %.0f", run.schedule_id, retry["attempt"], retry["not_before"])
+        if retry:
+            log.info("retrying schedule %s: attempt %d at %.0f", run.schedule_id, retry["attempt"], retry["not_before"])
         return True
 
-    async def _alert(self, kind: str, severity: str, message: str, **details: Any) -> None:
-        await self.bus.publish(Alert(type=kind, severity=severity, message=message, details=details))
-        self.metrics.alerts.labels(kind).inc()
+    @staticmethod
+    def _failure_alert(run: Run, message: str | None, retry: dict) -> Alert:
+        then = (
+            f"; attempt {retry['attempt']} at {time.strftime('%H:%M:%S', time.gmtime(retry['not_before']))} UTC" if retry else ""
+        )
+        details = {
+            "run_id": run.id,
+            "schedule_id": run.schedule_id,
+            "attempt": run.attempt,
+            "retry_run_id": retry.get("id"),
+            "retry_at": retry.get("not_before"),
+        }
+        return Alert(
+            type="training_failed", severity="critical", message=f"training run {run.id} failed: {message}{then}", details=details
+        )
 
     async def poll_once(self) -> None:
         """Bring every submitted, unfinished run's state up to date with Ray, however old it is."""
@@ -328,14 +368,13 @@ class RunService:
             if status in ("pending", "running") and run.deadline and time.time() > run.deadline:
                 await self._stop_job(run.submission_id)
                 sla_min = run.retry_policy.sla_s / 60 if run.retry_policy and run.retry_policy.sla_s else 0
-                if await self._finish(run.id, "cancelled", f"SLA of {sla_min:.0f} min exceeded"):
-                    await self._alert(
-                        "training_sla_missed",
-                        "warning",
-                        f"run {run.id} of schedule {run.schedule_id} exceeded its SLA and was cancelled",
-                        run_id=run.id,
-                        schedule_id=run.schedule_id,
-                    )
+                missed = Alert(
+                    type="training_sla_missed",
+                    severity="warning",
+                    message=f"run {run.id} of schedule {run.schedule_id} exceeded its SLA and was cancelled",
+                    details={"run_id": run.id, "schedule_id": run.schedule_id},
+                )
+                await self._finish(run.id, "cancelled", f"SLA of {sla_min:.0f} min exceeded", alert=missed)
 
     async def follow(self, leading: Callable[[], bool]) -> None:
         """While `leading()` (this replica holds the scheduler lease): submit due retries, follow runs in Ray."""

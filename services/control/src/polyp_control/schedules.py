@@ -107,23 +107,26 @@ class Schedule(ScheduleSpec):
 
 
 async def fire(schedule_id: str, spec: dict) -> None:
-    """What a schedule does when it fires (runs on the lease holder only)."""
+    """What a schedule does when it fires (runs on the lease holder only). Ray unreachable: the run waits, queued."""
     try:
-        run = await start_run(schedule_id, ScheduleSpec(**spec))
+        run = await start_run(schedule_id, ScheduleSpec(**spec), queue_if_ray_is_down=True)
     except ScheduleBusy as exc:
         log.warning("schedule %s fired: skipped, %s", schedule_id, exc)
         return
     log.info("schedule %s started run %s", schedule_id, run.id)
 
 
-async def start_run(schedule_id: str, schedule: ScheduleSpec) -> Run:
-    """One run of the schedule, with its retry policy stored on the run; never two active runs at once."""
+async def start_run(schedule_id: str, schedule: ScheduleSpec, queue_if_ray_is_down: bool = False) -> Run:
+    """One run of the schedule, with its retry policy stored on the run; never two active runs at once (this check
+    names the active run; the database's unique index is what guarantees it, between replicas too)."""
     if _runs is None:
         raise RuntimeError("no ScheduleService was created in this process: nothing can start a scheduled run")
     active = await _runs.active_for_schedule(schedule_id)
     if active:
         raise ScheduleBusy(f"its run {active[0].id} is still {active[0].status}")
-    run, _ = await _runs.trigger(schedule.params, schedule_id=schedule_id, policy=schedule.retry_policy())
+    run, _ = await _runs.trigger(
+        schedule.params, schedule_id=schedule_id, policy=schedule.retry_policy(), queue_if_ray_is_down=queue_if_ray_is_down
+    )
     return run
 
 
@@ -219,4 +222,5 @@ class ScheduleService:
 
     async def run_now(self, schedule_id: str) -> Run:
         """Fire a schedule now, outside its timetable (ScheduleBusy while its previous run is active)."""
-        return await start_run(schedule_id, ScheduleSpec(**self._job(schedule_id).kwargs["spec"]))
+        job = await asyncio.to_thread(self._job, schedule_id)
+        return await start_run(schedule_id, ScheduleSpec(**job.kwargs["spec"]))

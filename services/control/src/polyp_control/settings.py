@@ -38,6 +38,8 @@ class Settings(BaseSettings):
         default_factory=lambda: f"sqlite:///{polyp_home() / 'control.db'}",
         validation_alias=AliasChoices("DATABASE_URL", "SCHEDULER_DB_URL"),
     )
+    database_timeout_s: float = Field(5, gt=0, description="the most a database connect or statement may take")
+    redis_timeout_s: float = Field(5, gt=0, description="the most a Redis connect or command may take")
     mlflow_tracking_uri: str = Field(default_factory=lambda: f"sqlite:///{polyp_home() / 'mlflow.db'}")
     inference_url: str | None = None  # Triton / KServe v2 or a Ray Serve application; unset: in-process ONNX Runtime
     inference_backend: Literal["onnxruntime", "triton", "rayserve"] | None = Field(

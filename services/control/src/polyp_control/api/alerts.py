@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError
 from sse_starlette.sse import EventSourceResponse
 
-from ..alerts import Alert
+from ..alerts import Alert, unique
 from ..auth import TICKET_TTL_S, Credentials, check_ticket, issue_ticket, require_read
 from ..errors import SlowSubscriber, Unauthorized, Unavailable
 from . import responses
@@ -60,7 +60,7 @@ async def ticket(settings: SettingsDep) -> Ticket:
 async def history(
     bus: BusDep, after: str | None = Query(None, pattern=r"^\d+-\d+$"), limit: int = Query(100, ge=1, le=1000)
 ) -> list[Alert]:
-    return await bus.history(after, limit)
+    return unique(await bus.history(after, limit))  # an alert delivered twice (at least once) is listed once
 
 
 @router.get(

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import Engine
 
 from ..alerts import AlertBus
 from ..auth import require_read, require_write
@@ -27,6 +28,7 @@ def _state(name: str) -> Callable[[Request], Any]:
 
 
 SettingsDep = Annotated[Settings, Depends(_state("settings"))]
+EngineDep = Annotated[Engine, Depends(_state("engine"))]
 BusDep = Annotated[AlertBus, Depends(_state("bus"))]
 JobsDep = Annotated[RayJobs, Depends(_state("jobs"))]
 MetricsDep = Annotated[Metrics, Depends(_state("metrics"))]

@@ -10,34 +10,43 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from .deps import BusDep, JobsDep, MetricsDep, RegistryDep, SettingsDep
+from .. import db
+from .deps import BusDep, EngineDep, JobsDep, MetricsDep, RegistryDep, SettingsDep
 
 router = APIRouter(tags=["health"])
 
 
 class Readiness(BaseModel):
     ready: bool
-    checks: dict[str, dict] = Field(description="per dependency: ok, and where it was looked for")
+    checks: dict[str, dict] = Field(description="per dependency: ok, whether readiness requires it, and where it was looked for")
 
 
-@router.get("/healthz", summary="Liveness")
+@router.get("/healthz", summary="Liveness: the process answers (a dependency outage never fails it)")
 async def healthz() -> dict:
     return {"status": "ok"}
 
 
 @router.get(
     "/readyz",
-    summary="Readiness: Redis (if configured), MLflow and Ray reachable",
-    responses={200: {"model": Readiness}, 503: {"model": Readiness, "description": "a dependency is unreachable"}},
+    summary="Readiness: the database and Redis (if configured) answer; MLflow and Ray are reported, not required",
+    description=(
+        "Ready means this replica can serve its core routes: runs, schedules, watches, alerts, the page and predict. "
+        "Without MLflow or Ray only the routes that need them answer 503 with Retry-After, so they do not take the "
+        "replica out of its Service."
+    ),
+    responses={200: {"model": Readiness}, 503: {"model": Readiness, "description": "a required dependency is unreachable"}},
 )
-async def readyz(bus: BusDep, registry: RegistryDep, settings: SettingsDep, jobs: JobsDep) -> JSONResponse:
-    redis_ok, mlflow_ok, ray_ok = await asyncio.gather(bus.ping(), registry.reachable(), jobs.reachable())
+async def readyz(bus: BusDep, registry: RegistryDep, settings: SettingsDep, jobs: JobsDep, engine: EngineDep) -> JSONResponse:
+    database_ok, redis_ok, mlflow_ok, ray_ok = await asyncio.gather(
+        asyncio.to_thread(db.reachable, engine), bus.ping(), registry.reachable(), jobs.reachable()
+    )
     checks: dict[str, dict[str, Any]] = {
-        "alerts": {"ok": redis_ok, "via": bus.kind},
-        "mlflow": {"ok": mlflow_ok},
-        "ray": {"ok": ray_ok, "address": settings.ray_address},
+        "database": {"ok": database_ok, "required": True},
+        "alerts": {"ok": redis_ok, "required": True, "via": bus.kind},
+        "mlflow": {"ok": mlflow_ok, "required": False},
+        "ray": {"ok": ray_ok, "required": False, "address": settings.ray_address},
     }
-    ready = all(check["ok"] for check in checks.values())
+    ready = all(check["ok"] for check in checks.values() if check["required"])
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 

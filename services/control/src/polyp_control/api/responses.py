@@ -16,7 +16,7 @@ DESCRIPTIONS = {
     415: "the upload is not a JPEG or PNG",
     422: "the request is not valid: see detail",
     429: "too many requests in flight on this replica; see Retry-After",
-    503: "a dependency (MLflow, Ray, the model server) cannot answer now; see Retry-After",
+    503: "a dependency (the database, Redis, MLflow, Ray, the model server) cannot answer now; see Retry-After",
 }
 
 
@@ -44,7 +44,8 @@ def as_json(documented: dict[int | str, dict[str, Any]]) -> dict[int | str, dict
     }
 
 
-READ = errors(401)  # every /v1 route (FastAPI documents its own 422 where a route takes parameters)
+# Every /v1 route (FastAPI documents its own 422 where a route takes parameters); each needs the database or Redis.
+READ = errors(401, 503)
 WRITE = errors(403)  # besides, on the routes that need the write token
 BODY = errors(
     400, 413, e413="the body is larger than the route's limit (64 KiB of JSON)"

@@ -26,6 +26,7 @@ NOT_FOUND = responses.errors(404, e404="no training run with this id")
         200: {"model": Run, "description": "idempotent replay: the run this Idempotency-Key created"},
         **responses.WRITE,
         **responses.BODY,
+        **responses.errors(503, e503="Ray (or the database) cannot be reached: nothing was started; see Retry-After"),
     },
 )
 async def trigger(

@@ -1,6 +1,9 @@
-"""/v1/watches: create, list, get, replace, pause, resume, delete."""
+"""/v1/watches: create, list, get, replace, pause, resume, delete. The store is synchronous SQLAlchemy: each call runs in
+a worker thread, never on the event loop."""
 
 from __future__ import annotations
+
+from asyncio import to_thread
 
 from fastapi import APIRouter, Response
 
@@ -21,12 +24,12 @@ NOT_FOUND = responses.errors(404, e404="no watch with this id")
     summary="Create a watch: freshness, quality or run failures of a model version (default: the served one)",
 )
 async def create(watches: WatchesDep, spec: WatchSpec) -> Watch:
-    return watches.create(spec)
+    return await to_thread(watches.create, spec)
 
 
 @router.get("", response_model=list[Watch], summary="Every watch, with its state")
 async def list_watches(watches: WatchesDep) -> list[Watch]:
-    return watches.list()
+    return await to_thread(watches.list)
 
 
 @router.get(
@@ -36,7 +39,7 @@ async def list_watches(watches: WatchesDep) -> list[Watch]:
     summary="A watch and its state: ok or firing, since, last checked, last value",
 )
 async def get(watches: WatchesDep, watch_id: str) -> Watch:
-    return watches.get(watch_id)
+    return await to_thread(watches.get, watch_id)
 
 
 @router.put(
@@ -47,17 +50,17 @@ async def get(watches: WatchesDep, watch_id: str) -> Watch:
     summary="Replace a watch's spec (a default edited here stops following the environment settings)",
 )
 async def replace(watches: WatchesDep, watch_id: str, spec: WatchSpec) -> Watch:
-    return watches.replace(watch_id, spec)
+    return await to_thread(watches.replace, watch_id, spec)
 
 
 @router.post("/{watch_id}/pause", response_model=Watch, dependencies=[WRITE], responses={**NOT_FOUND, **responses.WRITE})
 async def pause(watches: WatchesDep, watch_id: str) -> Watch:
-    return watches.set_paused(watch_id, True)
+    return await to_thread(watches.set_paused, watch_id, True)
 
 
 @router.post("/{watch_id}/resume", response_model=Watch, dependencies=[WRITE], responses={**NOT_FOUND, **responses.WRITE})
 async def resume(watches: WatchesDep, watch_id: str) -> Watch:
-    return watches.set_paused(watch_id, False)
+    return await to_thread(watches.set_paused, watch_id, False)
 
 
 @router.delete(

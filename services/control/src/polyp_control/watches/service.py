@@ -10,9 +10,10 @@ import time
 
 from sqlalchemy import Engine
 
-from ..alerts import Alert, AlertBus
-from ..errors import DefaultWatch
+from ..alerts import Alert
+from ..errors import DefaultWatch, Unavailable
 from ..metrics import Metrics
+from ..outbox import Outbox
 from ..registry import ModelRegistry
 from ..settings import Settings
 from .evaluation import Targets, evaluate
@@ -20,12 +21,13 @@ from .schemas import SERVED, Verdict, Watch, WatchSpec, default_specs
 from .store import Row, WatchStore
 
 log = logging.getLogger(__name__)
+CHECK_RETRY_S = 60  # a watch that could not be checked (MLflow away) is tried again after this, or its interval if shorter
 
 
 class Watches:
-    def __init__(self, engine: Engine, registry: ModelRegistry, bus: AlertBus, metrics: Metrics, settings: Settings):
+    def __init__(self, engine: Engine, registry: ModelRegistry, outbox: Outbox, metrics: Metrics, settings: Settings):
         self.store = WatchStore(engine)
-        self.registry, self.bus, self.metrics, self.settings = registry, bus, metrics, settings
+        self.registry, self.outbox, self.metrics, self.settings = registry, outbox, metrics, settings
         self._lock = asyncio.Lock()
 
     # --- management (the API) -------------------------------------------------------------------------------
@@ -57,10 +59,12 @@ class Watches:
                 f"{watch_id!r} is a default following the environment settings: pause it, or edit it "
                 "(PUT) to take it over, then delete it"
             )
-        if row.firing and await asyncio.to_thread(self.store.transition, row, False, None, "watch deleted", time.time()):
-            await self._publish(
+        if row.firing:
+            resolved = self._alert(
                 row, Verdict(firing=False, alert_type=row.alert_type or "watch", message=f"watch {watch_id} deleted")
             )
+            if await asyncio.to_thread(self.store.transition, row, False, None, "watch deleted", time.time(), [resolved]):
+                await self._send([resolved])
         await asyncio.to_thread(self.store.delete, watch_id)
 
     # --- evaluation (the lease holder) ----------------------------------------------------------------------
@@ -74,41 +78,55 @@ class Watches:
             for row in await asyncio.to_thread(self.store.due, due_only, now):
                 try:
                     sent += await self.check_one(row, now, targets)
-                except Exception:
-                    log.exception("watch %s", row.id)  # one failing watch (MLflow down) must not stop the others
+                except Exception as exc:  # one failing watch (MLflow down) must not stop the others
+                    retry_s = min(WatchSpec(**row.spec).interval_s, CHECK_RETRY_S)
+                    if isinstance(exc, Unavailable):  # expected while a dependency is away: one line, no traceback
+                        log.warning("watch %s not checked: %s; next try in %.0f s", row.id, exc, retry_s)
+                    else:
+                        log.exception("watch %s not checked; next try in %.0f s", row.id, retry_s)
+                    await asyncio.to_thread(self.store.postpone, row.id, now + retry_s)
             served = targets.get(SERVED)
             if served is not None:
                 self.metrics.export_served_model(served)
             return sent
 
     async def check_one(self, row: Row, now: float, targets: Targets | None = None) -> builtins.list[Alert]:
-        """Evaluate one watch as read in `row`; publish only if this replica's conditional write wins."""
+        """Evaluate one watch as read in `row`; its alerts are staged with the transition and sent only if this
+        replica's conditional write wins."""
         spec = WatchSpec(**row.spec)
         verdict = await evaluate(spec, self.registry, self.store, targets)
-        sent = []
+        alerts: builtins.list[Alert] = []
         switched = row.firing and verdict.firing and row.alert_type not in (None, verdict.alert_type)
         if bool(row.firing) != verdict.firing or switched:  # e.g. a quality episode from below-floor to above-ceiling
-            if not await asyncio.to_thread(self.store.transition, row, verdict.firing, verdict, verdict.message, now):
-                return []  # another replica recorded this transition first, and publishes it
             if switched:
-                resolved = Verdict(firing=False, alert_type=row.alert_type, message=verdict.message, value=verdict.value)
-                sent.append(await self._publish(row, resolved))
-            sent.append(await self._publish(row, verdict, spec.severity))
+                alerts.append(
+                    self._alert(
+                        row, Verdict(firing=False, alert_type=row.alert_type, message=verdict.message, value=verdict.value)
+                    )
+                )
+            alerts.append(self._alert(row, verdict, spec.severity))
+            if not await asyncio.to_thread(self.store.transition, row, verdict.firing, verdict, verdict.message, now, alerts):
+                return []  # another replica recorded this transition first, and sends its alerts
+            alerts = await self._send(alerts)
             row = await asyncio.to_thread(self.store.row, row.id)
         await asyncio.to_thread(self.store.checked, row, verdict, now, spec.interval_s)
-        return sent
+        return alerts
 
-    async def _publish(self, row: Row, verdict: Verdict, severity: str = "info") -> Alert:
-        alert = await self.bus.publish(
-            Alert(
-                type=verdict.alert_type,
-                state="firing" if verdict.firing else "resolved",
-                severity=severity if verdict.firing else "info",
-                message=verdict.message,
-                details={"watch_id": row.id, "value": verdict.value},
-            )
+    def _alert(self, row: Row, verdict: Verdict, severity: str = "info") -> Alert:
+        return Alert(
+            type=verdict.alert_type,
+            state="firing" if verdict.firing else "resolved",
+            severity=severity if verdict.firing else "info",
+            message=verdict.message,
+            details={"watch_id": row.id, "value": verdict.value},
         )
-        await asyncio.to_thread(self.store.alerted, row.id, alert.id)
-        if verdict.firing:
-            self.metrics.alerts.labels(verdict.alert_type).inc()
-        return alert
+
+    async def _send(self, alerts: builtins.list[Alert]) -> builtins.list[Alert]:
+        """Publish alerts staged with their transition; as published, or as staged when the bus is away (the outbox
+        relay sends them later)."""
+        sent = []
+        for alert in alerts:
+            if alert.state == "firing":
+                self.metrics.alerts.labels(alert.type).inc()
+            sent.append(await self.outbox.send(alert) or alert)
+        return sent

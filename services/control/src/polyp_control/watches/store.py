@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, update
 
-from .. import db
+from .. import db, outbox
+from ..alerts import Alert
 from ..errors import WatchNotFound
 from .schemas import Verdict, Watch, WatchSpec, WatchState
 
@@ -119,8 +120,11 @@ class WatchStore:
                 select(func.count()).select_from(db.runs).where(db.runs.c.status == "failed", db.runs.c.finished_at >= since)
             ).scalar_one()
 
-    def transition(self, row: Row, firing: bool, verdict: Verdict | None, message: str, now: float) -> bool:
-        """Record a change of episode if nobody else did since `row` was read; True when this call won."""
+    def transition(
+        self, row: Row, firing: bool, verdict: Verdict | None, message: str, now: float, alerts: builtins.list[Alert]
+    ) -> bool:
+        """Record a change of episode if nobody else did since `row` was read, and stage its alerts in the same
+        transaction (outbox.py); True when this call won."""
         with self.engine.begin() as conn:
             changed = conn.execute(
                 update(db.watches)
@@ -136,8 +140,12 @@ class WatchStore:
                     last_checked=now,
                     last_value=verdict.value if verdict else row.last_value,
                     alert_type=verdict.alert_type if verdict else row.alert_type,
+                    alert_id=alerts[-1].key if alerts else row.alert_id,
                 )
             ).rowcount
+            if changed == 1:
+                for alert in alerts:
+                    outbox.stage(conn, alert)
         return changed == 1
 
     def checked(self, row: Row, verdict: Verdict, now: float, interval_s: float) -> None:
@@ -152,9 +160,10 @@ class WatchStore:
                 values["since"] = now
             conn.execute(update(db.watches).where(db.watches.c.id == row.id).values(**values))
 
-    def alerted(self, watch_id: str, alert_id: str) -> None:
+    def postpone(self, watch_id: str, next_check: float) -> None:
+        """A check that could not be made is tried again then, not at every tick of the loop."""
         with self.engine.begin() as conn:
-            conn.execute(update(db.watches).where(db.watches.c.id == watch_id).values(alert_id=alert_id))
+            conn.execute(update(db.watches).where(db.watches.c.id == watch_id).values(next_check=next_check))
 
 
 def _insert(conn: Connection, watch_id: str, spec: WatchSpec, managed_by: str, now: float, **episode: Any) -> None:
