@@ -49,6 +49,32 @@ def test_predict_returns_mask_area_boxes_and_version(exported):
     assert Image.open(io.BytesIO(base64.b64decode(body["mask_png_base64"]))).size == (64, 48)
 
 
+def test_the_image_work_of_a_prediction_runs_off_the_event_loop(exported, monkeypatch):
+    """Decoding, resizing, labelling and PNG encoding are CPU work: on the event loop, one large upload stalled every
+    other request of the replica (alert streams included). Each stage records the thread it ran in."""
+    import polyp_inference.client as client_module
+
+    threads: dict[str, int] = {}
+
+    def recorded(name, stage):
+        def run(*args, **kwargs):
+            threads[name] = threading.get_ident()
+            return stage(*args, **kwargs)
+
+        return run
+
+    for name in ("open_upload", "load", "preprocess", "segment"):
+        monkeypatch.setattr(client_module, name, recorded(name, getattr(client_module, name)))
+
+    async def predict() -> int:
+        await InferenceClient(OnnxRuntimeBackend(exported, MODEL)).predict(jpeg(), "image/jpeg")
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(predict())
+    assert set(threads) == {"open_upload", "load", "preprocess", "segment"}
+    assert loop_thread not in threads.values(), threads
+
+
 def test_a_client_gets_only_the_outputs_it_asks_for(exported):
     client = app_for(OnnxRuntimeBackend(exported, MODEL))
     upload = {"file": ("frame.jpg", jpeg(), "image/jpeg")}

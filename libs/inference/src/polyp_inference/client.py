@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from dataclasses import dataclass, field
@@ -84,30 +85,36 @@ class InferenceClient:
     ) -> Prediction:
         """Segment one upload; `outputs` names what to return (the area always comes), `min_area` the
         smallest region (share of the image) that gets a box."""
+        # Decoding, resizing, labelling and PNG encoding are CPU work: each runs in a worker thread, never on the
+        # event loop, so a large upload cannot stall the other requests (alert streams included).
         started = time.perf_counter()
-        opened = open_upload(data, content_type, self.max_bytes)  # a bad upload is a 4xx whatever the server's state
+        opened = await asyncio.to_thread(open_upload, data, content_type, self.max_bytes)  # a bad upload: 4xx, always
         info = await self.backend.model_info()
-        upload = load(opened, reduce_for=info.size)
+        upload = await asyncio.to_thread(load, opened, info.size)
         original = (upload.width, upload.height)
         try:
-            pixels, box = preprocess(upload.image, info.size, original)
+            pixels, box = await asyncio.to_thread(preprocess, upload.image, info.size, original)
             logits, version = await self.backend.infer(pixels[None], info)
         except ModelChanged:  # the newest version expects another size: prepare the image again, once
             info = await self.backend.model_info(refresh=True)
-            upload = decode(data, content_type, self.max_bytes, reduce_for=info.size)
-            pixels, box = preprocess(upload.image, info.size, original)
+            upload = await asyncio.to_thread(decode, data, content_type, self.max_bytes, info.size)
+            pixels, box = await asyncio.to_thread(preprocess, upload.image, info.size, original)
             logits, version = await self.backend.infer(pixels[None], info)
-        result = segment(np.asarray(logits)[0, 0], box, self.threshold, min_area, with_boxes="boxes" in outputs)
-        return Prediction(
-            info.name,
-            version,
-            upload.width,
-            upload.height,
-            result.area_fraction,
-            result.boxes if "boxes" in outputs else None,
-            result.mask_png() if "mask" in outputs else None,
-            (time.perf_counter() - started) * 1000,
-        )
+
+        def answer() -> Prediction:
+            result = segment(np.asarray(logits)[0, 0], box, self.threshold, min_area, with_boxes="boxes" in outputs)
+            return Prediction(
+                info.name,
+                version,
+                upload.width,
+                upload.height,
+                result.area_fraction,
+                result.boxes if "boxes" in outputs else None,
+                result.mask_png() if "mask" in outputs else None,
+                (time.perf_counter() - started) * 1000,
+            )
+
+        return await asyncio.to_thread(answer)
 
     async def ready(self) -> bool:
         return await self.backend.ready()

@@ -70,13 +70,25 @@ def add_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InferenceError, _inference_error)
 
 
+# The upload's part must be a JPEG or a PNG: said in the schema (multipart encoding), not only in prose.
+IMAGE_PART = {
+    "requestBody": {"content": {"multipart/form-data": {"encoding": {"file": {"contentType": "image/jpeg, image/png"}}}}}
+}
+
+
 def predict_router(client: InferenceClient, dependencies: list | None = None, max_concurrent: int | None = None) -> APIRouter:
     """POST /predict; at most max_concurrent inferences at once (more get 429 rather than a queue that grows).
     The app that includes it registers `add_exception_handlers`."""
     router = APIRouter(tags=["predict"], dependencies=dependencies or [])
     in_flight = 0
 
-    @router.post("/predict", response_model=PredictionOut, responses=ERRORS, summary="Segment polyps in an endoscopy image")
+    @router.post(
+        "/predict",
+        response_model=PredictionOut,
+        responses=ERRORS,
+        summary="Segment polyps in an endoscopy image",
+        openapi_extra=IMAGE_PART,
+    )
     async def predict(
         file: Annotated[UploadFile, File(description="JPEG or PNG")],
         outputs: Annotated[
