@@ -232,3 +232,38 @@ def test_an_older_database_gains_the_lifecycle_columns_and_keeps_its_runs(tmp_pa
     engine.dispose()
     assert row["id"] == "old" and row["deadline"] is None and row["retry_policy"] is None
     assert updated["retry_policy"] == {"max_attempts": 2} and updated["deadline"] == 5.0
+
+
+def test_a_replica_that_lost_the_lease_cannot_claim_a_due_run(settings):
+    """Fencing: a replica that still believes it leads (paused past its lease, cut off while renewing) submits
+    nothing; the claim checks the lease in the same statement. The holder claims the run (and Ray, which refuses every
+    job here, fails it)."""
+    import asyncio
+
+    from polyp_control.alerts import LocalBus
+    from polyp_control.jobs import RayJobs
+    from polyp_control.leader import Lease
+    from polyp_control.metrics import Metrics
+    from polyp_control.outbox import Outbox
+    from polyp_control.runs import RunService
+
+    engine = db.make_engine(settings.database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            db.runs.insert().values(id="due", status="queued", params={"epochs": 1}, attempt=2, created_at=1, not_before=1)
+        )
+    holder, stale = Lease(engine, "scheduler", "replica-a"), Lease(engine, "scheduler", "replica-b")
+    assert holder.acquire() and not stale.acquire()
+    runs = RunService(engine, RayJobs(settings.ray_address), Outbox(engine, LocalBus(engine)), Metrics(), settings)
+
+    def status() -> str:
+        with engine.connect() as conn:
+            return conn.execute(db.runs.select().where(db.runs.c.id == "due")).mappings().one()["status"]
+
+    runs.lease = stale
+    asyncio.run(runs.submit_due())
+    fenced = status()
+    runs.lease = holder
+    asyncio.run(runs.submit_due())
+    engine.dispose()
+    assert (fenced, status()) == ("queued", "failed")

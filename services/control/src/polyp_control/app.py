@@ -86,6 +86,7 @@ class Services:
         )
         predictor = InferenceClient(backend, max_bytes=settings.max_upload_bytes)
         runs.on_success.append(watches.check)
+        runs.lease = schedules.lease
         return cls(settings, engine, metrics, bus, outbox, jobs, runs, registry, watches, schedules, predictor)
 
     @contextlib.asynccontextmanager

@@ -2,13 +2,15 @@
 
 The lease is a row updated atomically (PostgreSQL in a cluster, SQLite locally): take it when it
 is free or expired, renew it while holding it. A replica that dies loses it after `ttl_s`.
+A replica that believes it leads may be wrong (paused past its lease, cut off while renewing): what it
+does as leader is fenced by `held()`, a condition checked in the same statement that acts.
 """
 
 from __future__ import annotations
 
 import time
 
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import ColumnElement, Engine, exists, insert, update
 from sqlalchemy.exc import IntegrityError
 
 from . import db
@@ -35,6 +37,12 @@ class Lease:
             return True
         except IntegrityError:
             return False
+
+    def held(self) -> ColumnElement[bool]:
+        """True, inside a statement, only while this replica holds the lease unexpired at that moment."""
+        return exists().where(
+            db.leases.c.name == self.name, db.leases.c.holder == self.holder, db.leases.c.expires_at > time.time()
+        )
 
     def release(self) -> None:
         with self.engine.begin() as conn:

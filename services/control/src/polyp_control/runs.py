@@ -20,6 +20,7 @@ from . import db, outbox
 from .alerts import Alert
 from .errors import RunNotFound, ScheduleBusy, Unavailable
 from .jobs import Hyperparameters, RayJobs, RayTimeout, RayUnreachable, entrypoint, outside_roots, with_gate
+from .leader import Lease
 from .metrics import Metrics
 from .outbox import Outbox
 from .settings import Settings
@@ -75,6 +76,7 @@ class RunService:
     def __init__(self, engine: Engine, jobs: RayJobs, outbox: Outbox, metrics: Metrics, settings: Settings):
         self.engine, self.jobs, self.outbox, self.metrics, self.settings = engine, jobs, outbox, metrics, settings
         self.on_success: list[Callable[[], Awaitable[object]]] = []  # after a run succeeds (the watches re-check at once)
+        self.lease: Lease | None = None  # the scheduler's lease, which fences what the follower does as leader
 
     # ---- storage ---------------------------------------------------------------------------
     def _row(self, run_id: str) -> Run:
@@ -227,7 +229,9 @@ class RunService:
         return [(row.id, row.claimed_at) for row in rows]
 
     def _claim(self, run_id: str, *conditions: ColumnElement[bool]) -> bool:
-        return self._update(run_id, *conditions, status="submitting", claimed_at=time.time())
+        """Take a due run to submit it; fenced: only while this replica still holds the lease."""
+        fence = [self.lease.held()] if self.lease else []
+        return self._update(run_id, *conditions, *fence, status="submitting", claimed_at=time.time())
 
     async def submit_due(self) -> None:
         """Submit the retries that are due, and recover runs a crash left in `submitting` (lease holder only)."""
