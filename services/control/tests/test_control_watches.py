@@ -240,3 +240,21 @@ def test_mlflow_down_during_a_check_postpones_the_watch_with_one_line_not_a_trac
     assert before + 60 <= row.next_check <= time.time() + 60 and watches.get(watch.id).state.status == "pending"
     watches.registry = ModelRegistry(settings.mlflow_tracking_uri, settings.model_name)  # MLflow is back
     assert [a.details["watch_id"] for a in run(watches.check())] == [watch.id]
+
+
+def test_replicas_starting_at_once_on_a_new_database_create_the_defaults_once(settings, postgres_url):
+    """Three replicas of a fresh install create the environment's watches at the same moment: once each inserted
+    them, and the others failed to start (a duplicate key), as `make test-fast` once showed."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    replicas = [make_watches(settings.model_copy(update={"database_url": postgres_url})) for _ in range(3)]
+    together = threading.Barrier(3)
+
+    def start(watches: Watches) -> None:
+        together.wait()
+        watches.ensure_defaults()
+
+    with ThreadPoolExecutor(3) as pool:
+        [future.result() for future in [pool.submit(start, watches) for watches in replicas]]
+    assert sorted(w.id for w in replicas[0].list()) == sorted(DEFAULTS)

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Engine
 
 metadata = MetaData()
 ACTIVE = ("queued", "submitting", "pending", "running")  # a run's states before its end; queued: a retry waiting for its time
-MIGRATION_LOCK_KEY = 7_203_117_001  # the PostgreSQL advisory lock every replica takes to migrate: any constant of ours
+STARTUP_LOCK_KEY = 7_203_117_001  # the PostgreSQL advisory lock replicas take at start (startup_lock): any constant of ours
 
 runs = Table(
     "polyp_runs",
@@ -161,24 +161,25 @@ def migrate(engine: Engine) -> None:
     migrations existed) is taken up by the baseline, keeping its rows."""
     config = Config()
     config.set_main_option("script_location", "polyp_control:migrations")
-    with _migration_lock(engine) as conn:
+    with startup_lock(engine) as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
 
 
 @contextlib.contextmanager
-def _migration_lock(engine: Engine) -> Iterator[Connection]:
-    """PostgreSQL: a session advisory lock, held across the migrations' transactions (released if the process dies,
+def startup_lock(engine: Engine) -> Iterator[Connection]:
+    """What replicas starting at once must do one at a time (migrate, create the default rows).
+    PostgreSQL: a session advisory lock, held across the transactions made meanwhile (released if the process dies,
     with its session). SQLite: an exclusive lock on a file beside the database (local processes share that file)."""
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(sql("SET statement_timeout = 0"))  # a migration, or the wait for another's, may take longer
-            conn.execute(sql("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            conn.execute(sql("SELECT pg_advisory_lock(:key)"), {"key": STARTUP_LOCK_KEY})
             conn.commit()
             try:
                 yield conn
             finally:
-                conn.execute(sql("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                conn.execute(sql("SELECT pg_advisory_unlock(:key)"), {"key": STARTUP_LOCK_KEY})
                 conn.execute(sql("RESET statement_timeout"))
                 conn.commit()
         elif engine.url.database and engine.url.database != ":memory:":

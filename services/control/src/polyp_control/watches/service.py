@@ -10,6 +10,7 @@ import time
 
 from sqlalchemy import Engine
 
+from .. import db
 from ..alerts import Alert
 from ..errors import DefaultWatch, Unavailable
 from ..metrics import Metrics
@@ -33,8 +34,10 @@ class Watches:
     # --- management (the API) -------------------------------------------------------------------------------
 
     def ensure_defaults(self) -> None:
-        """The environment's watches: created on first start, kept equal to the settings until edited (PUT)."""
-        self.store.ensure_defaults(default_specs(self.settings))
+        """The environment's watches: created on first start, kept equal to the settings until edited (PUT). One
+        replica at a time: replicas starting at once on a new database each inserted them, and all but one failed."""
+        with db.startup_lock(self.store.engine):
+            self.store.ensure_defaults(default_specs(self.settings))
 
     def create(self, spec: WatchSpec) -> Watch:
         return self.store.create(spec)
