@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import pytest
-from control_helpers import auth, closed_port_url
+from control_helpers import auth, closed_port_url, wait_for
 from sqlalchemy import create_engine, inspect, text
 
 RAY_TIMEOUT_S = 2
@@ -203,9 +203,7 @@ def test_postgresql_stopped_and_restarted_gives_503_then_carries_on(control_serv
         time.sleep(4)
         down = timed(f"{server.url}/v1/runs", "POST", {"epochs": 1}, timeout_s=10)
         own_postgres.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and timed(f"{server.url}/v1/runs").status != 200:
-            time.sleep(0.5)
+        wait_for(lambda: timed(f"{server.url}/v1/runs").status == 200, 30, "the service to answer again")
         time.sleep(1)
     finally:
         stop.set()
@@ -236,9 +234,7 @@ def test_ray_down_at_trigger_time_is_503_and_a_scheduled_fire_waits_queued(contr
     cron = timed(f"{server.url}/v1/schedules", "POST", {"name": "nightly", "cron": "0 2 * * *"}).body
     run_now = timed(f"{server.url}/v1/schedules/{cron['id']}/run", "POST")
     frequent = timed(f"{server.url}/v1/schedules", "POST", {"name": "often", "interval_seconds": 1}).body
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not timed(f"{server.url}/v1/runs?schedule_id={frequent['id']}").body:
-        time.sleep(0.3)
+    wait_for(lambda: timed(f"{server.url}/v1/runs?schedule_id={frequent['id']}").body, 20, "the schedule to fire")
     time.sleep(2)  # more fires: each skipped while the queued run waits
     timed(f"{server.url}/v1/schedules/{frequent['id']}/pause", "POST")
     runs = timed(f"{server.url}/v1/runs").body
@@ -258,15 +254,6 @@ def alerts_of_run(url: str, run_id: str) -> list[dict]:
     return [a for a in timed(f"{url}/v1/alerts?limit=1000").body if a["details"].get("run_id") == run_id]
 
 
-def wait_until(predicate, timeout_s: float):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if found := predicate():
-            return found
-        time.sleep(0.3)
-    return predicate()
-
-
 def test_an_alert_decided_while_redis_is_down_survives_a_sigkill_and_arrives_once(control_server, postgres_url, own_redis):
     """Redis is away when a run fails, and the replica that closed the run is SIGKILLed before it could publish the
     alert. Once, the alert was published after the commit, so this lost it for good (and the trigger itself failed).
@@ -280,7 +267,7 @@ def test_an_alert_decided_while_redis_is_down_survives_a_sigkill_and_arrives_onc
     first.proc.wait()
     own_redis.start()
     second = control_server(INSTANCE_ID="replica-b", **common)
-    seen = wait_until(lambda: alerts_of_run(second.url, failed.body.get("id", "?")), 30)
+    wait_for(lambda: alerts_of_run(second.url, failed.body.get("id", "?")), 30, "the relayed alert")
     time.sleep(3)  # a duplicate from a second relay round would show by now
     seen = alerts_of_run(second.url, failed.body.get("id", "?"))
     print(f"\nRedis down, replica killed: trigger {failed.status} in {failed.seconds:.2f} s; alerts seen {len(seen)} of 1")
@@ -314,7 +301,7 @@ def test_redis_restarting_mid_stream_delays_an_alert_and_loses_none(control_serv
     time.sleep(2)
     own_redis.start()
     ours = lambda: [a for a in received if a["details"].get("run_id") == failed.body.get("id")]  # noqa: E731
-    wait_until(ours, 30)
+    wait_for(ours, 30, "the alert on the open stream")
     time.sleep(3)
     stayed_open = not closed.is_set()
     stop.set()

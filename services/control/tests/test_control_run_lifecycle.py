@@ -13,21 +13,11 @@ import time
 import urllib.request
 
 import pytest
-from control_helpers import call
+from control_helpers import call, wait_for
 
 from polyp_control import db
 
 LEASE = {"LEASE_TTL_S": "3", "RUN_POLL_INTERVAL_S": "0.3"}
-
-
-def wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def runs_of(server, schedule_id: str) -> list[dict]:
