@@ -40,15 +40,12 @@ class Outbox:
         await asyncio.to_thread(self._remove, alert.key)
         return published
 
-    async def relay(self, older_than_s: float = RELAY_GRACE_S) -> int:
+    async def relay(self, older_than_s: float = RELAY_GRACE_S) -> None:
         """Publish, oldest first, what a crash or an outage left in the outbox; stops at the first failure."""
-        sent = 0
         for alert in await asyncio.to_thread(self._pending, time.time() - older_than_s):
             if await self.send(alert) is None:
                 break
             log.info("relayed alert %s (%s) from the outbox", alert.key, alert.type)
-            sent += 1
-        return sent
 
     def _pending(self, before: float) -> list[Alert]:
         query = select(db.alert_outbox.c.body).where(db.alert_outbox.c.created_at < before).order_by(db.alert_outbox.c.created_at)
